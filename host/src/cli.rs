@@ -1,0 +1,116 @@
+//! Command-line arguments.
+
+use clap::{Args as ClapArgs, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Train and serve the text classifiers declared in models.yaml.
+#[derive(Debug, Parser)]
+#[command(name = "clarity-host", version, about, long_about = None)]
+pub struct Args {
+    /// The models file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "CLARITY_CONFIG",
+        default_value = "models.yaml"
+    )]
+    pub config: PathBuf,
+
+    /// The logging file [default: logging.yaml beside the models file].
+    #[arg(long, global = true, env = "CLARITY_LOGGING")]
+    pub logging: Option<PathBuf>,
+
+    /// Log filter overriding logging.yaml, e.g. `debug` or `clarity_host=trace`.
+    #[arg(long, global = true, env = "CLARITY_LOG_LEVEL")]
+    pub log_level: Option<String>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the models in models.yaml with their routes, plugins and training state.
+    List(ListArgs),
+    /// Train one model on its configured data.
+    Train(TrainArgs),
+    /// Classify one question/context pair, or score a labelled file.
+    Test(TestArgs),
+    /// Serve every enabled model over HTTP.
+    Serve(ServeArgs),
+}
+
+/// `list`.
+#[derive(Debug, ClapArgs)]
+pub struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `train`.
+#[derive(Debug, ClapArgs)]
+pub struct TrainArgs {
+    /// Model name in models.yaml.
+    #[arg(long, short)]
+    pub model: String,
+
+    /// Continue from the newest checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+/// `test`.
+#[derive(Debug, ClapArgs)]
+pub struct TestArgs {
+    /// Model name in models.yaml.
+    #[arg(long, short)]
+    pub model: String,
+
+    /// The question of one pair to classify.
+    #[arg(long, requires = "context", conflicts_with = "file")]
+    pub question: Option<String>,
+
+    /// The context (interview question and answer) of that pair.
+    #[arg(long, requires = "question")]
+    pub context: Option<String>,
+
+    /// A labelled file (JSON list, JSONL or CSV) to score [default: data_config.test_file].
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `serve`.
+#[derive(Debug, ClapArgs)]
+pub struct ServeArgs {
+    /// Address to bind.
+    #[arg(long, env = "CLARITY_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to bind (0 picks a free one; the chosen address is logged).
+    #[arg(long, env = "CLARITY_PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// Serve only these models (repeatable) [default: every enabled model].
+    #[arg(long = "model", short)]
+    pub models: Vec<String>,
+
+    /// Do not train a model that has no trained artifact yet; mark it failed instead.
+    #[arg(long)]
+    pub no_auto_train: bool,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "CLARITY_BODY_LIMIT", default_value_t = 2 * 1024 * 1024)]
+    pub body_limit: usize,
+
+    /// Seconds before a request is answered with 503.
+    #[arg(long, default_value_t = 60)]
+    pub request_timeout: u64,
+}

@@ -1,0 +1,75 @@
+//! `clarity-host test`: classify one pair, or score a labelled file.
+
+use super::{load_model, report, train::classify_examples};
+use crate::cli::TestArgs;
+use crate::config::Config;
+use crate::data;
+use crate::http::types::Prediction;
+use crate::plugins::Registry;
+use anyhow::{anyhow, Context};
+use clarity_sdk::metrics::{majority_label, Evaluation};
+use clarity_sdk::TextPair;
+use serde_json::json;
+use std::process::ExitCode;
+
+pub fn run(config: &Config, args: &TestArgs) -> anyhow::Result<ExitCode> {
+    let spec = config.model(&args.model)?;
+    let registry = Registry::default();
+    let (model, info) = load_model(&registry, config, spec)?;
+
+    if let (Some(question), Some(context)) = (&args.question, &args.context) {
+        let scores = model
+            .classify(&[TextPair::new(question.clone(), context.clone())])
+            .map_err(|e| {
+                anyhow!(
+                    "model `{}` failed to classify ({}): {}",
+                    spec.name,
+                    e.kind,
+                    e.message
+                )
+            })?;
+        let first = scores
+            .first()
+            .ok_or_else(|| anyhow!("model returned no scores"))?;
+        let prediction = Prediction::from_scores(&info.labels, first);
+        println!("{}", serde_json::to_string_pretty(&prediction)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let file = match (&args.file, &spec.data_config.test_file) {
+        (Some(f), _) => f.clone(),
+        (None, Some(f)) => config.resolve(f),
+        (None, None) => {
+            return Err(anyhow!(
+                "give --question and --context, or --file, or set data_config.test_file for `{}`",
+                spec.name
+            ))
+        }
+    };
+    let examples = data::load_labelled(&file, spec, &info.labels)?;
+    let scores = classify_examples(&model, &examples, spec.serving_config.max_batch_size)
+        .map_err(|e| {
+            anyhow!(
+                "model `{}` failed to classify ({}): {}",
+                spec.name,
+                e.kind,
+                e.message
+            )
+        })
+        .with_context(|| format!("scoring {}", file.display()))?;
+    let gold: Vec<usize> = examples.iter().map(|e| e.label).collect();
+    let eval = Evaluation::from_scores(&info.labels, &gold, &scores);
+    let majority = majority_label(&gold, info.labels.len());
+    let baseline = Evaluation::compute(&info.labels, &gold, &vec![majority; gold.len()]);
+    if args.json {
+        let out = json!({ "model": spec.name, "file": file, "metrics": eval, "majority_baseline": baseline });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        report::print_evaluation(
+            &format!("`{}` on {}", spec.name, file.display()),
+            &eval,
+            Some(&baseline),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

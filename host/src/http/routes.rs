@@ -1,0 +1,183 @@
+//! Route handlers.
+
+use super::error::ApiError;
+use super::types::{ModelSummary, PairRequest, Prediction};
+use super::AppState;
+use crate::worker::{ModelWorker, Status};
+use axum::extract::{FromRequest, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use clarity_sdk::TextPair;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// `axum::Json`, but malformed bodies are answered in the API's own error format.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// `POST <route>`: one pair (an object) or a batch (a list of objects).
+pub async fn classify(
+    worker: Arc<ModelWorker>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    let (pairs, batch) = parse_pairs(body, worker.max_request_pairs())?;
+    let scores = worker.classify(pairs).await?;
+    let labels = worker.info().map(|i| i.labels).unwrap_or_default();
+    let mut predictions = Vec::with_capacity(scores.len());
+    for s in &scores {
+        if s.len() != labels.len() {
+            return Err(ApiError::Plugin {
+                message: format!(
+                    "model returned {} scores for {} labels",
+                    s.len(),
+                    labels.len()
+                ),
+                kind: clarity_sdk::ErrorKind::Other,
+            });
+        }
+        predictions.push(Prediction::from_scores(&labels, s));
+    }
+    Ok(if batch {
+        Json(predictions).into_response()
+    } else {
+        match predictions.pop() {
+            Some(p) => Json(p).into_response(),
+            None => return Err(ApiError::Validation("no pair to classify".into())),
+        }
+    })
+}
+
+/// Turn a JSON body into pairs; `true` when it was the batch (list) form.
+fn parse_pairs(body: Value, max_pairs: usize) -> Result<(Vec<TextPair>, bool), ApiError> {
+    match body {
+        Value::Array(items) => {
+            if items.is_empty() {
+                return Err(ApiError::Validation("the list of pairs is empty".into()));
+            }
+            if items.len() > max_pairs {
+                return Err(ApiError::Validation(format!(
+                    "{} pairs in one request; the limit is {max_pairs} (serving_config.max_request_pairs)",
+                    items.len()
+                )));
+            }
+            let pairs = items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    parse_pair(item).map_err(|e| ApiError::Validation(format!("item {i}: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((pairs, true))
+        }
+        Value::Object(_) => {
+            let pair = parse_pair(body).map_err(ApiError::Validation)?;
+            Ok((vec![pair], false))
+        }
+        other => Err(ApiError::Validation(format!(
+            "expected an object {{\"question\": ..., \"context\": ...}} or a list of them, got {}",
+            json_type(&other)
+        ))),
+    }
+}
+
+fn parse_pair(item: Value) -> Result<TextPair, String> {
+    if !item.is_object() {
+        return Err(format!("expected an object, got {}", json_type(&item)));
+    }
+    let req: PairRequest = serde_json::from_value(item).map_err(|e| e.to_string())?;
+    if req.question.trim().is_empty() {
+        return Err("`question` is empty".into());
+    }
+    if req.context.trim().is_empty() {
+        return Err("`context` is empty".into());
+    }
+    Ok(TextPair::new(req.question, req.context))
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn summary(worker: &ModelWorker) -> ModelSummary {
+    let status = worker.status();
+    let info = worker.info();
+    ModelSummary {
+        name: worker.spec().name.clone(),
+        kind: worker.spec().kind.clone(),
+        route: worker.spec().route(),
+        status: status.as_str(),
+        error: match status {
+            Status::Failed(reason) => Some(reason),
+            _ => None,
+        },
+        labels: info.as_ref().map(|i| i.labels.clone()).unwrap_or_default(),
+        backend: info.as_ref().map(|i| i.backend.clone()),
+        device: info.as_ref().map(|i| i.device.clone()),
+        plugin: worker.plugin_path().to_string(),
+        queued: worker.queued(),
+    }
+}
+
+/// `GET /`: the service and its models.
+pub async fn index(State(state): State<AppState>) -> Json<Value> {
+    let models: Vec<ModelSummary> = state.models.iter().map(|w| summary(w)).collect();
+    Json(json!({
+        "service": "clarity-host",
+        "version": env!("CARGO_PKG_VERSION"),
+        "sdk_version": clarity_sdk::SDK_VERSION,
+        "models": models,
+    }))
+}
+
+/// `GET /health`: the process is up.
+pub async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /ready`: 200 once every served model is loaded, 503 before (or if one failed).
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let statuses: serde_json::Map<String, Value> = state
+        .models
+        .iter()
+        .map(|w| (w.spec().name.clone(), json!(w.status().as_str())))
+        .collect();
+    let all_ready = state.models.iter().all(|w| w.status() == Status::Ready);
+    if all_ready {
+        (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "models": statuses})),
+        )
+            .into_response()
+    } else {
+        let waiting: Vec<&String> = statuses
+            .iter()
+            .filter(|(_, s)| s.as_str() != Some("ready"))
+            .map(|(name, _)| name)
+            .collect();
+        let body = json!({
+            "error": format!("not ready: {}", waiting.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
+            "kind": "not_ready",
+            "models": statuses,
+        });
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
+}
+
+/// Unknown routes.
+pub async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {method} {}", uri.path()))
+}
+
+/// Known route, wrong method.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
+}

@@ -1,0 +1,291 @@
+//! One thread per served model: it owns the plugin backend, loads it, and runs requests in
+//! batches.
+//!
+//! Async handlers never call into a plugin. They queue a [`Job`] and await a oneshot reply;
+//! the worker drains whatever is queued (up to `max_batch_size` pairs) into one
+//! `classify_batch` call, so concurrent requests share a forward pass. The queue is bounded
+//! in pairs: when it is full a request fails at once with [`ClassifyError::Overloaded`].
+
+use crate::plugins::Model;
+use clarity_sdk::config::ServingConfig;
+use clarity_sdk::{Error as SdkError, ModelInfo, ModelSpec, TextPair};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, RwLock};
+use tokio::sync::oneshot;
+
+/// Where a model is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Opening the plugin and loading the model.
+    Loading,
+    /// No trained model was found, so it is being trained first.
+    Training,
+    /// Serving.
+    Ready,
+    /// Could not be loaded; the reason.
+    Failed(String),
+}
+
+impl Status {
+    /// Short name for JSON and logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Loading => "loading",
+            Status::Training => "training",
+            Status::Ready => "ready",
+            Status::Failed(_) => "failed",
+        }
+    }
+}
+
+/// Why a classification request did not get scores.
+#[derive(Debug, thiserror::Error)]
+pub enum ClassifyError {
+    /// The model is still loading or failed to load.
+    #[error("model `{model}` is not ready ({status}){}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    NotReady {
+        /// Model name.
+        model: String,
+        /// Its status.
+        status: &'static str,
+        /// Why it failed, if it did.
+        reason: Option<String>,
+    },
+    /// The queue is full.
+    #[error(
+        "model `{model}` is overloaded: {queued} pairs queued (capacity {capacity}); retry later"
+    )]
+    Overloaded {
+        /// Model name.
+        model: String,
+        /// Pairs waiting.
+        queued: usize,
+        /// Queue capacity in pairs.
+        capacity: usize,
+    },
+    /// The plugin returned an error (a caught panic included).
+    #[error(transparent)]
+    Plugin(#[from] SdkError),
+    /// The worker thread is gone.
+    #[error("model `{0}` worker stopped")]
+    WorkerGone(String),
+}
+
+struct Job {
+    pairs: Vec<TextPair>,
+    reply: oneshot::Sender<Result<Vec<Vec<f32>>, SdkError>>,
+}
+
+struct State {
+    status: Status,
+    info: Option<ModelInfo>,
+}
+
+/// The handle async code holds for one model.
+pub struct ModelWorker {
+    spec: ModelSpec,
+    plugin_path: String,
+    state: Arc<RwLock<State>>,
+    queue: mpsc::Sender<Job>,
+    queued: Arc<AtomicUsize>,
+    serving: ServingConfig,
+}
+
+/// What the worker thread runs first: open the plugin and produce a loaded model. It gets
+/// a callback to report that it is training before it can serve.
+pub type Startup = Box<dyn FnOnce(&dyn Fn(Status)) -> Result<(Model, ModelInfo), String> + Send>;
+
+impl ModelWorker {
+    /// Start the worker thread for `spec`; `startup` loads the model on that thread.
+    pub fn spawn(spec: ModelSpec, plugin_path: String, startup: Startup) -> std::io::Result<Self> {
+        let state = Arc::new(RwLock::new(State {
+            status: Status::Loading,
+            info: None,
+        }));
+        let (queue, jobs) = mpsc::channel::<Job>();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let serving = spec.serving_config.clone();
+        let max_batch = serving.max_batch_size;
+        let thread_state = Arc::clone(&state);
+        let thread_queued = Arc::clone(&queued);
+        let name = spec.name.clone();
+        std::thread::Builder::new()
+            .name(format!("model-{}", spec.name))
+            .spawn(move || {
+                let set_status = |s: Status| write(&thread_state).status = s;
+                match startup(&set_status) {
+                    Ok((model, info)) => {
+                        tracing::info!(
+                            "Model `{name}` ready: {} on {}, labels {:?}",
+                            info.backend,
+                            info.device,
+                            info.labels
+                        );
+                        {
+                            let mut st = write(&thread_state);
+                            st.info = Some(info);
+                            st.status = Status::Ready;
+                        }
+                        run_batches(&model, &jobs, &thread_queued, max_batch);
+                    }
+                    Err(reason) => {
+                        tracing::error!("Model `{name}` failed to load: {reason}");
+                        write(&thread_state).status = Status::Failed(reason);
+                        // Keep draining so queued callers get an answer instead of hanging.
+                        for job in jobs.iter() {
+                            thread_queued.fetch_sub(job.pairs.len(), Ordering::SeqCst);
+                            drop(job.reply);
+                        }
+                    }
+                }
+            })?;
+        Ok(Self {
+            spec,
+            plugin_path,
+            state,
+            queue,
+            queued,
+            serving,
+        })
+    }
+
+    /// The model's entry.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// Path of its plugin library.
+    pub fn plugin_path(&self) -> &str {
+        &self.plugin_path
+    }
+
+    /// Its status now.
+    pub fn status(&self) -> Status {
+        read(&self.state).status.clone()
+    }
+
+    /// What the loaded model reported about itself.
+    pub fn info(&self) -> Option<ModelInfo> {
+        read(&self.state).info.clone()
+    }
+
+    /// Pairs waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::SeqCst)
+    }
+
+    /// Most pairs one request may carry.
+    pub fn max_request_pairs(&self) -> usize {
+        self.serving.max_request_pairs
+    }
+
+    /// Score `pairs`, waiting for a batch slot on the model's thread.
+    pub async fn classify(&self, pairs: Vec<TextPair>) -> Result<Vec<Vec<f32>>, ClassifyError> {
+        let status = self.status();
+        if status != Status::Ready {
+            return Err(ClassifyError::NotReady {
+                model: self.spec.name.clone(),
+                status: status.as_str(),
+                reason: match status {
+                    Status::Failed(r) => Some(r),
+                    _ => None,
+                },
+            });
+        }
+        let n = pairs.len();
+        let capacity = self.serving.queue_capacity;
+        let before = self.queued.fetch_add(n, Ordering::SeqCst);
+        if before + n > capacity && before > 0 {
+            self.queued.fetch_sub(n, Ordering::SeqCst);
+            return Err(ClassifyError::Overloaded {
+                model: self.spec.name.clone(),
+                queued: before,
+                capacity,
+            });
+        }
+        let (reply, answer) = oneshot::channel();
+        if self.queue.send(Job { pairs, reply }).is_err() {
+            self.queued.fetch_sub(n, Ordering::SeqCst);
+            return Err(ClassifyError::WorkerGone(self.spec.name.clone()));
+        }
+        match answer.await {
+            Ok(result) => result.map_err(ClassifyError::from),
+            Err(_) => Err(ClassifyError::WorkerGone(self.spec.name.clone())),
+        }
+    }
+}
+
+/// The worker loop: take one job, add whatever else is already queued up to `max_batch`
+/// pairs, run them together, and answer each job with its own slice of the scores.
+fn run_batches(model: &Model, jobs: &mpsc::Receiver<Job>, queued: &AtomicUsize, max_batch: usize) {
+    let max_batch = max_batch.max(1);
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        let mut size = batch[0].pairs.len();
+        while size < max_batch {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    size += job.pairs.len();
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        queued.fetch_sub(size, Ordering::SeqCst);
+        // A caller that gave up (client disconnected) does not cost a forward pass.
+        batch.retain(|job| !job.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        if batch.len() == 1 {
+            for job in batch {
+                let result = classify_chunked(model, &job.pairs, max_batch);
+                let _ = job.reply.send(result);
+            }
+            continue;
+        }
+        let pairs: Vec<TextPair> = batch.iter().flat_map(|j| j.pairs.iter().cloned()).collect();
+        match classify_chunked(model, &pairs, max_batch) {
+            Ok(scores) => {
+                let mut scores = scores.into_iter();
+                for job in batch {
+                    let mine = scores.by_ref().take(job.pairs.len()).collect();
+                    let _ = job.reply.send(Ok(mine));
+                }
+            }
+            Err(err) => {
+                // One bad request must not fail the others it was batched with: rerun each
+                // alone so only the culprit gets the error.
+                tracing::debug!(
+                    "Model `{}`: batch failed ({err}); retrying requests one by one",
+                    model.name()
+                );
+                for job in batch {
+                    let result = classify_chunked(model, &job.pairs, max_batch);
+                    let _ = job.reply.send(result);
+                }
+            }
+        }
+    }
+}
+
+fn classify_chunked(
+    model: &Model,
+    pairs: &[TextPair],
+    chunk: usize,
+) -> Result<Vec<Vec<f32>>, SdkError> {
+    let mut out = Vec::with_capacity(pairs.len());
+    for part in pairs.chunks(chunk) {
+        out.extend(model.classify(part)?);
+    }
+    Ok(out)
+}
+
+fn read(state: &RwLock<State>) -> std::sync::RwLockReadGuard<'_, State> {
+    state.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write(state: &RwLock<State>) -> std::sync::RwLockWriteGuard<'_, State> {
+    state.write().unwrap_or_else(|e| e.into_inner())
+}

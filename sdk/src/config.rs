@@ -1,0 +1,368 @@
+//! The `models.yaml` schema.
+//!
+//! The host parses `models.yaml` into these types (unknown keys are errors, so typos never
+//! pass silently) and hands each plugin its model's entry as a [`PluginInit`]. Fields follow
+//! the original Clarity `models.yaml`; everything beyond `name` and `type` has a default.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The file: a list of models, either at the top level or under `models:`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsFile {
+    /// Every declared model, enabled or not.
+    pub models: Vec<ModelSpec>,
+}
+
+/// One model entry of `models.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Unique name, used by `--model` and in artifact paths.
+    pub name: String,
+    /// Backend kind: `classic`, `encoder` or `lora`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Disabled models are listed but neither loaded nor served.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// HTTP route; defaults to `/classify/<name>`.
+    #[serde(default)]
+    pub route: Option<String>,
+    /// Plugin library path (relative to `models.yaml`), or a bare shipped plugin name such as
+    /// `encoder` or `classic-example`. Defaults to the shipped plugin for `type`.
+    #[serde(default)]
+    pub plugin: Option<String>,
+    /// Where artifacts go; defaults to `artifacts/<name>` beside `models.yaml`.
+    #[serde(default)]
+    pub output_dir: Option<PathBuf>,
+    /// What model to build and where it runs.
+    #[serde(default)]
+    pub model_config: ModelConfig,
+    /// How to train it.
+    #[serde(default)]
+    pub training_config: TrainingConfig,
+    /// The labels it predicts.
+    #[serde(default)]
+    pub label_config: LabelConfig,
+    /// Where its data comes from.
+    #[serde(default)]
+    pub data_config: DataConfig,
+    /// LoRA adapter settings (the `lora` type).
+    #[serde(default)]
+    pub lora_config: Option<LoraConfig>,
+    /// TensorBoard settings.
+    #[serde(default)]
+    pub tensorboard_config: TensorboardConfig,
+    /// Request batching and queueing when served.
+    #[serde(default)]
+    pub serving_config: ServingConfig,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl ModelSpec {
+    /// The HTTP route the model is served at.
+    pub fn route(&self) -> String {
+        match &self.route {
+            Some(r) => r.clone(),
+            None => format!("/classify/{}", self.name),
+        }
+    }
+}
+
+/// Which device to run on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    /// CUDA, then CoreML/Metal, then CPU: whatever is present.
+    #[default]
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// An NVIDIA GPU.
+    Cuda,
+    /// Apple's CoreML / Metal.
+    #[serde(alias = "mps", alias = "metal")]
+    Coreml,
+}
+
+/// `model_config`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Pretrained model: a local folder, a pip-installed model package, or a hub id.
+    pub model_name: Option<String>,
+    /// Number of labels; must match `label_config.labels` when both are given.
+    pub num_labels: Option<usize>,
+    /// Keep frozen base weights in 8 bits (LoRA).
+    pub use_8bit: bool,
+    /// Where to run.
+    pub device: Device,
+    /// Maximum tokens per pair (also accepted in `training_config`).
+    pub max_length: Option<usize>,
+    /// LoRA rank (also accepted in `lora_config`).
+    pub r: Option<usize>,
+    /// LoRA alpha.
+    pub alpha: Option<f64>,
+    /// LoRA dropout.
+    pub dropout: Option<f64>,
+    /// Modules that get LoRA adapters.
+    pub target_modules: Option<Vec<String>>,
+    /// Prompt template for decoder models: `{question}` and `{context}` are replaced.
+    pub prompt_template: Option<String>,
+    /// Free-form settings for the plugin (a user's classic loader reads its own keys here).
+    pub options: BTreeMap<String, serde_json::Value>,
+}
+
+/// When to evaluate or save.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// At the end of every epoch.
+    #[default]
+    Epoch,
+    /// Every `eval_steps` / `save_steps` optimizer steps.
+    Steps,
+    /// Never.
+    No,
+}
+
+/// Class weights for imbalanced labels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ClassWeights {
+    /// `"balanced"` (n / (k * count)) or `"none"`.
+    Named(ClassWeightsName),
+    /// One weight per label, in label order.
+    Explicit(Vec<f64>),
+}
+
+/// Named class-weight schemes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassWeightsName {
+    /// Weight each class by n / (k * count).
+    Balanced,
+    /// All classes weigh 1.
+    None,
+}
+
+/// `training_config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainingConfig {
+    /// Maximum tokens per pair.
+    pub max_length: Option<usize>,
+    /// Examples per forward pass.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub learning_rate: f64,
+    /// Passes over the training data.
+    pub num_epochs: usize,
+    /// When to evaluate on the validation set.
+    pub eval_strategy: Strategy,
+    /// When to write a checkpoint.
+    pub save_strategy: Strategy,
+    /// Steps between evaluations with `eval_strategy: steps`.
+    pub eval_steps: Option<usize>,
+    /// Steps between checkpoints with `save_strategy: steps`.
+    pub save_steps: Option<usize>,
+    /// Stop after this many evaluations without a better validation macro-F1.
+    pub early_stopping_patience: Option<usize>,
+    /// Batches accumulated per optimizer step.
+    pub gradient_accumulation_steps: usize,
+    /// Fraction of steps spent warming the learning rate up.
+    pub warmup_ratio: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Gradient clipping norm.
+    pub max_grad_norm: Option<f64>,
+    /// Class weights in the loss (none when unset).
+    pub class_weights: Option<ClassWeights>,
+    /// Seed for shuffling, sampling and initialisation.
+    pub seed: u64,
+    /// Steps between progress log lines.
+    pub logging_steps: usize,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        Self {
+            max_length: None,
+            batch_size: 8,
+            learning_rate: 2e-5,
+            num_epochs: 3,
+            eval_strategy: Strategy::Epoch,
+            save_strategy: Strategy::Epoch,
+            eval_steps: None,
+            save_steps: None,
+            early_stopping_patience: None,
+            gradient_accumulation_steps: 1,
+            warmup_ratio: 0.1,
+            weight_decay: 0.01,
+            max_grad_norm: Some(1.0),
+            class_weights: None,
+            seed: 42,
+            logging_steps: 10,
+        }
+    }
+}
+
+/// `label_config`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LabelConfig {
+    /// The labels, in the order of the model's outputs. When empty, the labels found in the
+    /// training data are used, sorted.
+    pub labels: Vec<String>,
+}
+
+/// `data_config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// Training data: JSON list, JSONL or CSV.
+    pub train_file: Option<PathBuf>,
+    /// Validation data; when absent, `valid_split` of the training data is held out.
+    pub valid_file: Option<PathBuf>,
+    /// Test data for `clarity-host test` without `--file`.
+    pub test_file: Option<PathBuf>,
+    /// Field holding the question.
+    pub question_field: String,
+    /// Field holding the context (interview question and answer).
+    pub context_field: String,
+    /// Field holding the label.
+    pub label_field: String,
+    /// Use at most this many training examples (a seeded random sample).
+    pub train_sample_size: Option<usize>,
+    /// Use at most this many validation examples (a seeded random sample).
+    pub valid_sample_size: Option<usize>,
+    /// Fraction of the training data held out for validation when there is no `valid_file`.
+    pub valid_split: f64,
+    /// Raw label in the data -> configured label.
+    pub label_mapping: BTreeMap<String, String>,
+    /// Seed for sampling; defaults to `training_config.seed`.
+    pub seed: Option<u64>,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            train_file: None,
+            valid_file: None,
+            test_file: None,
+            question_field: "question".into(),
+            context_field: "context".into(),
+            label_field: "clarity_label".into(),
+            train_sample_size: None,
+            valid_sample_size: None,
+            valid_split: 0.1,
+            label_mapping: BTreeMap::new(),
+            seed: None,
+        }
+    }
+}
+
+/// `lora_config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoraConfig {
+    /// Adapter rank.
+    pub r: usize,
+    /// Scaling numerator: updates are scaled by alpha / r.
+    pub alpha: f64,
+    /// Dropout on the adapter input.
+    pub dropout: f64,
+    /// Modules that get adapters.
+    pub target_modules: Vec<String>,
+}
+
+impl Default for LoraConfig {
+    fn default() -> Self {
+        Self {
+            r: 8,
+            alpha: 16.0,
+            dropout: 0.05,
+            target_modules: vec!["q_proj".into(), "v_proj".into()],
+        }
+    }
+}
+
+/// `tensorboard_config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TensorboardConfig {
+    /// Start a `tensorboard` process with `train` (and `serve`).
+    pub auto_start: bool,
+    /// Its port.
+    pub port: u16,
+    /// Its bind address.
+    pub host: String,
+    /// Root of the event files: runs go to `<logdir>/<model>/<time>/`.
+    pub logdir: PathBuf,
+}
+
+impl Default for TensorboardConfig {
+    fn default() -> Self {
+        Self {
+            auto_start: false,
+            port: 6006,
+            host: "127.0.0.1".into(),
+            logdir: PathBuf::from("runs"),
+        }
+    }
+}
+
+/// `serving_config`: how requests to one model are queued and batched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServingConfig {
+    /// Most pairs run in one `classify_batch` call.
+    pub max_batch_size: usize,
+    /// Most pairs waiting; beyond it requests get 503 at once.
+    pub queue_capacity: usize,
+    /// Most pairs in one HTTP request.
+    pub max_request_pairs: usize,
+}
+
+impl Default for ServingConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_size: 32,
+            queue_capacity: 1024,
+            max_request_pairs: 256,
+        }
+    }
+}
+
+/// What a plugin's constructor receives: the model's entry plus paths the host resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginInit {
+    /// The model's `models.yaml` entry, as written.
+    pub spec: ModelSpec,
+    /// Folder of `models.yaml`: relative paths in `spec` are relative to it.
+    pub config_dir: PathBuf,
+    /// Absolute folder the trained model lives in (`output_dir`, resolved).
+    pub artifact_dir: PathBuf,
+}
+
+impl PluginInit {
+    /// A path from `models.yaml`, resolved against its folder.
+    pub fn resolve(&self, path: &std::path::Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.config_dir.join(path)
+        }
+    }
+
+    /// The model's labels (from `label_config`), in output order.
+    pub fn labels(&self) -> &[String] {
+        &self.spec.label_config.labels
+    }
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `clarity-host` binary, real plugin libraries, a real server
+//! on a loopback port. Build the workspace first (`scripts/test.sh` does).
+
+mod cli;
+mod load_failures;
+mod panics;
+mod quality;
+mod serve;
+mod training;

@@ -1,0 +1,61 @@
+//! A panic inside a plugin is a 500 for that request only; the server keeps serving.
+
+use clarity_tests::{error_kind, plugin_lib, Project};
+use serde_json::json;
+use std::time::Duration;
+
+#[test]
+fn plugin_panic_in_classify_is_a_500_and_the_server_survives() {
+    let plugin = plugin_lib("clarity-fixture-panic-plugin");
+    let project = Project::new(&format!(
+        "- name: panicky\n  type: classic\n  plugin: {}\n  label_config: {{labels: [yes, no]}}\n",
+        plugin.display()
+    ));
+    let server = project.serve(&[]);
+    server.wait_ready(Duration::from_secs(30));
+    let route = "/classify/panicky";
+    let fine = json!({"question": "fine?", "context": "yes"});
+    let boom = json!({"question": "PANIC now", "context": "yes"});
+
+    for _ in 0..3 {
+        let (status, body) = server.post_json(route, &boom);
+        assert_eq!(status, 500, "{body}");
+        assert_eq!(error_kind(&body), "plugin_panic");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("fixture asked to panic"),
+            "{body}"
+        );
+        let (status, body) = server.post_json(route, &fine);
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["scores"]["yes"], json!(0.5));
+    }
+
+    // Batched together with good requests, only the panicking one fails.
+    let base = server.base.clone();
+    let handles: Vec<_> = (0..12)
+        .map(|i| {
+            let url = format!("{base}{route}");
+            let body = if i % 4 == 0 {
+                boom.clone()
+            } else {
+                fine.clone()
+            };
+            std::thread::spawn(move || {
+                let resp = reqwest::blocking::Client::new()
+                    .post(url)
+                    .json(&body)
+                    .send()
+                    .expect("POST");
+                (i, resp.status().as_u16())
+            })
+        })
+        .collect();
+    for h in handles {
+        let (i, status) = h.join().expect("thread");
+        assert_eq!(status, if i % 4 == 0 { 500 } else { 200 }, "request {i}");
+    }
+    assert_eq!(server.get("/health").0, 200);
+}

@@ -1,0 +1,351 @@
+//! Helpers for the end-to-end tests: where the built binaries are, temporary projects with
+//! their own `models.yaml`, and a real `clarity-host serve` process on a free loopback port.
+//!
+//! The binaries and plugin libraries must be built first (`cargo build --workspace`, which
+//! `scripts/test.sh` runs before `cargo test`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// Folder of the built binaries (`target/debug` unless `CLARITY_TEST_PROFILE` says otherwise).
+pub fn bin_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let profile = std::env::var("CLARITY_TEST_PROFILE").unwrap_or_else(|_| "debug".into());
+    target.join(profile)
+}
+
+/// A built artifact, with a clear failure when it is missing.
+pub fn built(file: &str) -> PathBuf {
+    let path = bin_dir().join(file);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the workspace first (`cargo build --workspace`, or run scripts/test.sh)",
+        path.display()
+    );
+    path
+}
+
+/// The `clarity-host` binary.
+pub fn host_bin() -> PathBuf {
+    built(&format!("clarity-host{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// A plugin library by crate name, e.g. `clarity-classic-example`.
+pub fn plugin_lib(crate_name: &str) -> PathBuf {
+    built(&format!(
+        "{}{}{}",
+        std::env::consts::DLL_PREFIX,
+        crate_name.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    ))
+}
+
+/// The shipped sample data folder.
+pub fn sample_data() -> PathBuf {
+    workspace_root().join("data/sample")
+}
+
+/// A temporary project folder holding a `models.yaml`.
+pub struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    /// A project whose `models.yaml` is `yaml`. `{data}` in it becomes the sample data folder.
+    pub fn new(yaml: &str) -> Self {
+        let dir = tempfile::tempdir().expect("create temp dir");
+        let text = yaml.replace("{data}", &sample_data().display().to_string());
+        std::fs::write(dir.path().join("models.yaml"), text).expect("write models.yaml");
+        Self { dir }
+    }
+
+    /// The project folder.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Its `models.yaml`.
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("models.yaml")
+    }
+
+    /// Run `clarity-host <args> --config <models.yaml>` to completion.
+    pub fn host(&self, args: &[&str]) -> Output {
+        Command::new(host_bin())
+            .args(args)
+            .arg("--config")
+            .arg(self.config())
+            .current_dir(self.path())
+            .env("CLARITY_LOG_LEVEL", "info")
+            .env_remove("CLARITY_PLUGIN_DIR")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run clarity-host")
+    }
+
+    /// Run the host and require success, returning stdout.
+    pub fn host_ok(&self, args: &[&str]) -> String {
+        let out = self.host(args);
+        assert!(
+            out.status.success(),
+            "clarity-host {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Start `clarity-host serve` on a free loopback port.
+    pub fn serve(&self, extra: &[&str]) -> Server {
+        Server::start(self, extra)
+    }
+}
+
+/// A running `clarity-host serve`; killed on drop.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    log: Arc<Mutex<String>>,
+    client: reqwest::blocking::Client,
+}
+
+impl Server {
+    fn start(project: &Project, extra: &[&str]) -> Self {
+        let mut child = Command::new(host_bin())
+            .arg("serve")
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(extra)
+            .arg("--config")
+            .arg(project.config())
+            .current_dir(project.path())
+            .env("CLARITY_LOG_LEVEL", "info")
+            .env_remove("CLARITY_PLUGIN_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start clarity-host serve");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        for stream in [
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let log = Arc::clone(&log);
+            let addr_tx = addr_tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(rest) = line.split("Listening on ").nth(1) {
+                        let _ = addr_tx.send(rest.trim().to_string());
+                    }
+                    let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+        }
+        let base = match addr_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(base) => base,
+            Err(_) => {
+                let _ = child.kill();
+                let log = log.lock().map(|l| l.clone()).unwrap_or_default();
+                panic!("clarity-host serve did not start listening within 60 s; log:\n{log}");
+            }
+        };
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("http client");
+        Self {
+            child,
+            base,
+            log,
+            client,
+        }
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// GET `path`: status and JSON body.
+    pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .expect("GET");
+        decode(resp)
+    }
+
+    /// POST JSON to `path`: status and JSON body.
+    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .expect("POST");
+        decode(resp)
+    }
+
+    /// POST raw bytes with a content type (or none) to `path`.
+    pub fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.client.post(format!("{}{path}", self.base)).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        decode(req.send().expect("POST"))
+    }
+
+    /// Wait until `GET /ready` answers 200.
+    pub fn wait_ready(&self, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            let (status, body) = self.get("/ready");
+            if status == 200 {
+                return;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "not ready after {timeout:?}: {body}\nlog:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Wait until model `name` leaves the loading/training states; returns its `GET /` entry.
+    pub fn wait_settled(&self, name: &str, timeout: Duration) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let (_, index) = self.get("/");
+            let entry = index["models"]
+                .as_array()
+                .and_then(|ms| ms.iter().find(|m| m["name"] == name).cloned())
+                .unwrap_or_default();
+            let status = entry["status"].as_str().unwrap_or("");
+            if status == "ready" || status == "failed" {
+                return entry;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "model {name} still {status} after {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn decode(resp: reqwest::blocking::Response) -> (u16, serde_json::Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().unwrap_or_default();
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|_| serde_json::Value::String(format!("<not JSON> {text}")));
+    (status, body)
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Assert `body` is the API's error shape and return its kind.
+pub fn error_kind(body: &serde_json::Value) -> String {
+    assert!(body["error"].is_string(), "not an error body: {body}");
+    body["kind"].as_str().unwrap_or_default().to_string()
+}
+
+/// Build the template plugin against a copy of the SDK whose version is bumped to 0.99.0,
+/// so loading it must fail the SDK version check. Built once per test run (offline, with
+/// its own target folder under `target/`, reused across runs).
+pub fn build_mismatched_plugin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = workspace_root();
+            let work = root.join("target/sdk-mismatch");
+            let src = work.join("src");
+            let _ = std::fs::remove_dir_all(&src);
+            copy_dir(&root.join("sdk/src"), &src.join("sdk/src"));
+            copy_dir(&root.join("plugins/classic-template/src"), &src.join("plugin/src"));
+            std::fs::write(
+                src.join("Cargo.toml"),
+                "[workspace]\nresolver = \"2\"\nmembers = [\"sdk\", \"plugin\"]\n",
+            )
+            .expect("write workspace");
+            std::fs::write(
+                src.join("sdk/Cargo.toml"),
+                "[package]\nname = \"clarity-sdk\"\nversion = \"0.99.0\"\nedition = \"2021\"\n\n\
+                 [dependencies]\nabi_stable = { version = \"0.11.3\", default-features = false }\n\
+                 serde = { version = \"1\", features = [\"derive\"] }\nserde_json = \"1\"\nthiserror = \"2\"\n",
+            )
+            .expect("write sdk manifest");
+            std::fs::write(
+                src.join("plugin/Cargo.toml"),
+                "[package]\nname = \"clarity-classic-template\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+                 [lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nclarity-sdk = { path = \"../sdk\" }\n\
+                 serde = { version = \"1\", features = [\"derive\"] }\nserde_json = \"1\"\n",
+            )
+            .expect("write plugin manifest");
+            // Same dependency versions as the workspace, resolved without the network.
+            std::fs::copy(root.join("Cargo.lock"), src.join("Cargo.lock")).expect("copy Cargo.lock");
+            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["build", "--offline", "--quiet", "-p", "clarity-classic-template"])
+                .current_dir(&src)
+                .env("CARGO_TARGET_DIR", work.join("target"))
+                .status()
+                .expect("run cargo");
+            assert!(status.success(), "building the SDK-mismatch plugin failed");
+            work.join("target/debug").join(format!(
+                "{}clarity_classic_template{}",
+                std::env::consts::DLL_PREFIX,
+                std::env::consts::DLL_SUFFIX
+            ))
+        })
+        .clone()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy file");
+        }
+    }
+}
