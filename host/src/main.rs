@@ -10,6 +10,7 @@ mod config;
 mod data;
 mod http;
 mod logging;
+mod metrics;
 mod plugins;
 mod worker;
 

@@ -215,23 +215,25 @@ fn classify_error(path: &Path, err: LibraryError) -> PluginLoadError {
             tracing::debug!("{}: abi_stable's full report:\n{report}", path.display());
             PluginLoadError::AbiMismatch {
                 path: path.to_path_buf(),
-                detail: first_error_line(&report),
+                detail: layout_summary(&report),
                 host_sdk,
             }
         }
     }
 }
 
-/// abi_stable's layout reports run to thousands of lines: keep the first meaningful one.
-fn first_error_line(report: &str) -> String {
-    report
+/// abi_stable's layout reports run to thousands of lines: name the first type that differs
+/// and point at the full report.
+fn layout_summary(report: &str) -> String {
+    let differing = report
         .lines()
         .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("layout check failed")
-        .chars()
-        .take(200)
-        .collect()
+        .find(|l| l.starts_with("type:") && !l.contains("PrefixRef"))
+        .map(|l| format!("{} differs", l.trim_start_matches("type:")));
+    format!(
+        "{}; run with --log-level debug for abi_stable's full report",
+        differing.unwrap_or_else(|| "a type layout differs".into())
+    )
 }
 
 fn first_line(text: &str) -> String {
@@ -432,10 +434,8 @@ mod tests {
     }
 
     #[test]
-    fn first_error_line_skips_blank_lines() {
-        assert_eq!(
-            first_error_line("\n\n  Error: bad layout\nmore"),
-            "Error: bad layout"
-        );
+    fn layout_summary_names_the_differing_type() {
+        let report = "\nCompared <this>:\n  type:PrefixRef<'a, PluginMod>\n  type:PluginMod\n";
+        assert!(layout_summary(report).starts_with("PluginMod differs"));
     }
 }

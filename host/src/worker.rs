@@ -6,12 +6,14 @@
 //! `classify_batch` call, so concurrent requests share a forward pass. The queue is bounded
 //! in pairs: when it is full a request fails at once with [`ClassifyError::Overloaded`].
 
+use crate::metrics;
 use crate::plugins::Model;
 use clarity_sdk::config::ServingConfig;
 use clarity_sdk::{Error as SdkError, ModelInfo, ModelSpec, TextPair};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 use tokio::sync::oneshot;
 
 /// Where a model is in its life.
@@ -75,6 +77,7 @@ pub enum ClassifyError {
 struct Job {
     pairs: Vec<TextPair>,
     reply: oneshot::Sender<Result<Vec<Vec<f32>>, SdkError>>,
+    enqueued: Instant,
 }
 
 struct State {
@@ -196,6 +199,7 @@ impl ModelWorker {
         let n = pairs.len();
         let capacity = self.serving.queue_capacity;
         let before = self.queued.fetch_add(n, Ordering::SeqCst);
+        metrics::set_queued(&self.spec.name, before + n);
         if before + n > capacity && before > 0 {
             self.queued.fetch_sub(n, Ordering::SeqCst);
             return Err(ClassifyError::Overloaded {
@@ -205,7 +209,12 @@ impl ModelWorker {
             });
         }
         let (reply, answer) = oneshot::channel();
-        if self.queue.send(Job { pairs, reply }).is_err() {
+        let job = Job {
+            pairs,
+            reply,
+            enqueued: Instant::now(),
+        };
+        if self.queue.send(job).is_err() {
             self.queued.fetch_sub(n, Ordering::SeqCst);
             return Err(ClassifyError::WorkerGone(self.spec.name.clone()));
         }
@@ -232,44 +241,45 @@ fn run_batches(model: &Model, jobs: &mpsc::Receiver<Job>, queued: &AtomicUsize, 
                 Err(_) => break,
             }
         }
-        queued.fetch_sub(size, Ordering::SeqCst);
+        let left = queued
+            .fetch_sub(size, Ordering::SeqCst)
+            .saturating_sub(size);
+        metrics::set_queued(model.name(), left);
         // A caller that gave up (client disconnected) does not cost a forward pass.
         batch.retain(|job| !job.reply.is_closed());
-        if batch.is_empty() {
-            continue;
+        for job in &batch {
+            metrics::record_queue_wait(model.name(), job.enqueued.elapsed());
         }
-        if batch.len() == 1 {
-            for job in batch {
-                let result = classify_chunked(model, &job.pairs, max_batch);
-                let _ = job.reply.send(result);
-            }
-            continue;
-        }
-        let pairs: Vec<TextPair> = batch.iter().flat_map(|j| j.pairs.iter().cloned()).collect();
-        match classify_chunked(model, &pairs, max_batch) {
-            Ok(scores) => {
-                let mut scores = scores.into_iter();
-                for job in batch {
-                    let mine = scores.by_ref().take(job.pairs.len()).collect();
-                    let _ = job.reply.send(Ok(mine));
+        if batch.len() > 1 {
+            let pairs: Vec<TextPair> = batch.iter().flat_map(|j| j.pairs.iter().cloned()).collect();
+            match classify_chunked(model, &pairs, max_batch) {
+                Ok(scores) => {
+                    let mut scores = scores.into_iter();
+                    for job in batch {
+                        let mine = scores.by_ref().take(job.pairs.len()).collect();
+                        let _ = job.reply.send(Ok(mine));
+                    }
+                    continue;
                 }
-            }
-            Err(err) => {
                 // One bad request must not fail the others it was batched with: rerun each
-                // alone so only the culprit gets the error.
-                tracing::debug!(
+                // alone below so only the culprit gets the error.
+                Err(err) => tracing::debug!(
                     "Model `{}`: batch failed ({err}); retrying requests one by one",
                     model.name()
-                );
-                for job in batch {
-                    let result = classify_chunked(model, &job.pairs, max_batch);
-                    let _ = job.reply.send(result);
-                }
+                ),
             }
+        }
+        for job in batch {
+            let result = classify_chunked(model, &job.pairs, max_batch);
+            if let Err(e) = &result {
+                metrics::record_failure(model.name(), e.kind.as_str());
+            }
+            let _ = job.reply.send(result);
         }
     }
 }
 
+/// Run `pairs` through the plugin in calls of at most `chunk` pairs.
 fn classify_chunked(
     model: &Model,
     pairs: &[TextPair],
@@ -277,7 +287,9 @@ fn classify_chunked(
 ) -> Result<Vec<Vec<f32>>, SdkError> {
     let mut out = Vec::with_capacity(pairs.len());
     for part in pairs.chunks(chunk) {
+        let started = Instant::now();
         out.extend(model.classify(part)?);
+        metrics::record_batch(model.name(), part.len(), started.elapsed());
     }
     Ok(out)
 }

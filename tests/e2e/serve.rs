@@ -157,6 +157,30 @@ fn trained_classic_model_serves_the_seed_shape_and_survives_bad_requests() {
     assert_eq!(model["status"], "ready");
     assert_eq!(model["labels"], json!(LABELS));
     assert_eq!(server.get("/health").0, 200);
+
+    let (status, spec) = server.get("/openapi.json");
+    assert_eq!(status, 200);
+    assert_eq!(spec["openapi"], "3.1.0");
+    assert!(
+        spec["paths"][route]["post"]["responses"]["422"].is_object(),
+        "{spec}"
+    );
+    let (status, page) = server.get("/docs");
+    assert_eq!(status, 200);
+    assert!(page.as_str().unwrap_or_default().contains(route));
+
+    // Prometheus metrics count the requests above by matched route and status.
+    let (status, text) = server.get("/metrics");
+    assert_eq!(status, 200);
+    let text = text.as_str().unwrap_or_default();
+    for needle in [
+        "clarity_http_requests_total{route=\"/classify/classic\",method=\"POST\",status=\"200\"}",
+        "status=\"422\"",
+        "clarity_batch_pairs_bucket{model=\"classic\"",
+        "clarity_inference_duration_seconds_count{model=\"classic\"}",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
+    }
 }
 
 #[test]

@@ -19,6 +19,14 @@ use std::time::Duration;
 
 pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let specs = selected_models(&config, &args.models)?;
+    // Installed before the model threads start, so their first measurements count.
+    let metrics = match crate::metrics::install() {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            tracing::warn!("GET /metrics disabled: {e}");
+            None
+        }
+    };
     let config = Arc::new(config);
     let registry = Arc::new(Registry::default());
     let mut workers = Vec::with_capacity(specs.len());
@@ -36,6 +44,7 @@ pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let state = AppState {
         models: Arc::new(workers),
+        metrics,
     };
     let limits = Limits {
         body_bytes: args.body_limit,

@@ -20,14 +20,7 @@ pub fn run(config: &Config, args: &TestArgs) -> anyhow::Result<ExitCode> {
     if let (Some(question), Some(context)) = (&args.question, &args.context) {
         let scores = model
             .classify(&[TextPair::new(question.clone(), context.clone())])
-            .map_err(|e| {
-                anyhow!(
-                    "model `{}` failed to classify ({}): {}",
-                    spec.name,
-                    e.kind,
-                    e.message
-                )
-            })?;
+            .map_err(|e| classify_failed(&spec.name, e))?;
         let first = scores
             .first()
             .ok_or_else(|| anyhow!("model returned no scores"))?;
@@ -48,14 +41,7 @@ pub fn run(config: &Config, args: &TestArgs) -> anyhow::Result<ExitCode> {
     };
     let examples = data::load_labelled(&file, spec, &info.labels)?;
     let scores = classify_examples(&model, &examples, spec.serving_config.max_batch_size)
-        .map_err(|e| {
-            anyhow!(
-                "model `{}` failed to classify ({}): {}",
-                spec.name,
-                e.kind,
-                e.message
-            )
-        })
+        .map_err(|e| classify_failed(&spec.name, e))
         .with_context(|| format!("scoring {}", file.display()))?;
     let gold: Vec<usize> = examples.iter().map(|e| e.label).collect();
     let eval = Evaluation::from_scores(&info.labels, &gold, &scores);
@@ -72,4 +58,12 @@ pub fn run(config: &Config, args: &TestArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn classify_failed(model: &str, e: clarity_sdk::Error) -> anyhow::Error {
+    anyhow!(
+        "model `{model}` failed to classify ({}): {}",
+        e.kind,
+        e.message
+    )
 }

@@ -1,13 +1,17 @@
-//! The HTTP API (axum): one `POST` route per served model, plus `/`, `/health`, `/ready`.
+//! The HTTP API (axum): one `POST` route per served model, plus `/`, `/health`, `/ready` and
+//! `/metrics`, `/openapi.json` and `/docs`.
 
 mod error;
+mod openapi;
 mod routes;
 pub mod types;
 
 use crate::worker::ModelWorker;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::timeout::TimeoutLayer;
@@ -17,6 +21,8 @@ use tower_http::timeout::TimeoutLayer;
 pub struct AppState {
     /// The served models, in `models.yaml` order.
     pub models: Arc<Vec<Arc<ModelWorker>>>,
+    /// Renders `GET /metrics`; `None` if the recorder could not be installed.
+    pub metrics: Option<PrometheusHandle>,
 }
 
 /// Limits applied to every request.
@@ -33,7 +39,10 @@ pub fn router(state: AppState, limits: Limits) -> Router {
     let mut app = Router::new()
         .route("/", get(routes::index))
         .route("/health", get(routes::health))
-        .route("/ready", get(routes::ready));
+        .route("/ready", get(routes::ready))
+        .route("/metrics", get(routes::metrics))
+        .route("/openapi.json", get(routes::openapi))
+        .route("/docs", get(routes::docs));
     for worker in state.models.iter() {
         let worker = Arc::clone(worker);
         app = app.route(
@@ -41,7 +50,8 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             post(move |body| routes::classify(worker, body)),
         );
     }
-    app.fallback(routes::not_found)
+    app.route_layer(middleware::from_fn(crate::metrics::track_requests))
+        .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(limits.body_bytes))
         .layer(TimeoutLayer::with_status_code(

@@ -172,6 +172,32 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    match &state.metrics {
+        Some(handle) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            handle.render(),
+        )
+            .into_response(),
+        None => ApiError::Unavailable("metrics are not available in this process".into())
+            .into_response(),
+    }
+}
+
+/// `GET /openapi.json`.
+pub async fn openapi(State(state): State<AppState>) -> Json<Value> {
+    Json(super::openapi::document(&state.models))
+}
+
+/// `GET /docs`: a page describing every route.
+pub async fn docs(State(state): State<AppState>) -> axum::response::Html<String> {
+    axum::response::Html(super::openapi::docs_page(&state.models))
+}
+
 /// Unknown routes.
 pub async fn not_found(method: Method, uri: Uri) -> ApiError {
     ApiError::NotFound(format!("no route for {method} {}", uri.path()))
