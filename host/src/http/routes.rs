@@ -3,6 +3,7 @@
 use super::error::ApiError;
 use super::types::{ModelSummary, PairRequest, Prediction};
 use super::AppState;
+use crate::data::json_kind;
 use crate::worker::{ModelWorker, Status};
 use axum::extract::{FromRequest, State};
 use axum::http::{Method, StatusCode, Uri};
@@ -77,14 +78,14 @@ fn parse_pairs(body: Value, max_pairs: usize) -> Result<(Vec<TextPair>, bool), A
         }
         other => Err(ApiError::Validation(format!(
             "expected an object {{\"question\": ..., \"context\": ...}} or a list of them, got {}",
-            json_type(&other)
+            json_kind(&other)
         ))),
     }
 }
 
 fn parse_pair(item: Value) -> Result<TextPair, String> {
     if !item.is_object() {
-        return Err(format!("expected an object, got {}", json_type(&item)));
+        return Err(format!("expected an object, got {}", json_kind(&item)));
     }
     let req: PairRequest = serde_json::from_value(item).map_err(|e| e.to_string())?;
     if req.question.trim().is_empty() {
@@ -94,17 +95,6 @@ fn parse_pair(item: Value) -> Result<TextPair, String> {
         return Err("`context` is empty".into());
     }
     Ok(TextPair::new(req.question, req.context))
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
 }
 
 fn summary(worker: &ModelWorker) -> ModelSummary {

@@ -1,0 +1,361 @@
+//! Semantic checks: what the schema of `models.yaml` cannot express (unique names and routes,
+//! label counts, ranges).
+
+use super::locate::{key, Locator, Seg};
+use super::{quoted_list, Problem, BUILTIN_KINDS, RESERVED_ROUTES};
+use clarity_sdk::ModelSpec;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// A problem found by [`validate`], located by model index and field path.
+#[derive(Debug, Clone)]
+pub(super) struct Issue {
+    model: usize,
+    field: Vec<Seg>,
+    message: String,
+}
+
+impl Issue {
+    fn new(model: usize, field: Vec<Seg>, message: impl Into<String>) -> Self {
+        Self {
+            model,
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub(super) fn into_problem(self, file: &Path, locator: &Locator<'_>) -> Problem {
+        let location = locator.nearest(self.model, &self.field);
+        let mut field = format!("models[{}]", self.model);
+        for seg in &self.field {
+            match seg {
+                Seg::Key(k) | Seg::Second(k) => {
+                    field.push('.');
+                    field.push_str(k);
+                }
+                Seg::Index(i) => field.push_str(&format!("[{i}]")),
+            }
+        }
+        Problem {
+            file: file.to_path_buf(),
+            line: location.map(|l| l.0),
+            column: location.map(|l| l.1),
+            field,
+            message: self.message,
+        }
+    }
+}
+
+fn name_is_safe(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn route_problem(route: &str) -> Option<String> {
+    if !route.starts_with('/') {
+        return Some(format!("route \"{route}\" must start with \"/\""));
+    }
+    if RESERVED_ROUTES.contains(&route) {
+        return Some(format!(
+            "route \"{route}\" is one of the server's own routes ({}); choose another, e.g. \"/classify/<name>\"",
+            RESERVED_ROUTES.join(", ")
+        ));
+    }
+    if route.contains("//") {
+        return Some(format!("route \"{route}\" has an empty segment (\"//\")"));
+    }
+    if let Some(bad) = route
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '~')))
+    {
+        return Some(format!(
+            "route \"{route}\" contains {bad:?}; use letters, digits, '/', '.', '_', '-' and '~'"
+        ));
+    }
+    None
+}
+
+/// Every inconsistency the schema cannot catch.
+pub(super) fn validate(models: &[ModelSpec]) -> Vec<Issue> {
+    let mut issues = Vec::new();
+    let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut routes: BTreeMap<String, usize> = BTreeMap::new();
+
+    for (i, m) in models.iter().enumerate() {
+        // Name: unique and usable as a folder name.
+        if !name_is_safe(&m.name) {
+            issues.push(Issue::new(
+                i,
+                vec![key("name")],
+                format!(
+                    "name \"{}\" cannot be used as a folder name; use only letters, digits, '.', '_' and '-'",
+                    m.name
+                ),
+            ));
+        }
+        if let Some(&first) = names.get(m.name.as_str()) {
+            issues.push(Issue::new(
+                i,
+                vec![key("name")],
+                format!(
+                    "duplicate name \"{}\": models[{first}] already uses it; names must be unique",
+                    m.name
+                ),
+            ));
+            issues.push(Issue::new(
+                first,
+                vec![key("name")],
+                format!("name \"{}\" is declared again by models[{i}]", m.name),
+            ));
+        } else {
+            names.insert(&m.name, i);
+        }
+
+        // Kind.
+        if m.plugin.is_none() && !BUILTIN_KINDS.contains(&m.kind.as_str()) {
+            issues.push(Issue::new(
+                i,
+                vec![key("type")],
+                format!(
+                    "unknown type \"{}\": expected one of {} (or set `plugin:` to use another backend)",
+                    m.kind,
+                    BUILTIN_KINDS.join(", ")
+                ),
+            ));
+        }
+        if let Some(plugin) = &m.plugin {
+            if plugin.trim().is_empty() {
+                issues.push(Issue::new(
+                    i,
+                    vec![key("plugin")],
+                    "plugin is empty; give a library path or a shipped plugin name, or leave it out",
+                ));
+            }
+        }
+
+        // Route.
+        let route = m.route();
+        let route_field = if m.route.is_some() {
+            vec![key("route")]
+        } else {
+            vec![key("name")]
+        };
+        let name_error_covers_route = m.route.is_none() && !name_is_safe(&m.name);
+        if name_error_covers_route {
+            // The name error above already explains it.
+        } else if let Some(message) = route_problem(&route) {
+            issues.push(Issue::new(i, route_field.clone(), message));
+        } else if m.enabled {
+            if let Some(&first) = routes.get(&route) {
+                issues.push(Issue::new(
+                    i,
+                    route_field,
+                    format!(
+                        "route \"{route}\" is also used by models[{first}] (\"{}\"); enabled models need different routes",
+                        models[first].name
+                    ),
+                ));
+            } else {
+                routes.insert(route, i);
+            }
+        }
+
+        // Labels.
+        let labels = &m.label_config.labels;
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        for (j, label) in labels.iter().enumerate() {
+            let field = vec![key("label_config"), key("labels"), Seg::Index(j)];
+            if label.trim().is_empty() {
+                issues.push(Issue::new(i, field.clone(), "empty label"));
+            }
+            if let Some(&first) = seen.get(label.as_str()) {
+                issues.push(Issue::new(
+                    i,
+                    field,
+                    format!("label \"{label}\" is listed twice (also at labels[{first}])"),
+                ));
+            } else {
+                seen.insert(label, j);
+            }
+        }
+        if let Some(n) = m.model_config.num_labels {
+            let field = vec![key("model_config"), key("num_labels")];
+            if n == 0 {
+                issues.push(Issue::new(i, field, "num_labels must be at least 1"));
+            } else if !labels.is_empty() && n != labels.len() {
+                issues.push(Issue::new(
+                    i,
+                    field,
+                    format!(
+                        "num_labels is {n} but label_config.labels lists {} labels",
+                        labels.len()
+                    ),
+                ));
+            }
+        }
+        if !labels.is_empty() {
+            let allowed: BTreeSet<&str> = labels.iter().map(String::as_str).collect();
+            for (raw, target) in &m.data_config.label_mapping {
+                if !allowed.contains(target.as_str()) {
+                    issues.push(Issue::new(
+                        i,
+                        vec![key("data_config"), key("label_mapping"), key(raw)],
+                        format!(
+                            "maps \"{raw}\" to \"{target}\", which is not one of label_config.labels ({})",
+                            quoted_list(labels)
+                        ),
+                    ));
+                }
+            }
+        }
+
+        // Data.
+        let d = &m.data_config;
+        for (field, value) in [
+            ("train_sample_size", d.train_sample_size),
+            ("valid_sample_size", d.valid_sample_size),
+        ] {
+            if value == Some(0) {
+                issues.push(Issue::new(
+                    i,
+                    vec![key("data_config"), key(field)],
+                    format!("{field} must be at least 1 (leave it out to use every record)"),
+                ));
+            }
+        }
+        if !(d.valid_split >= 0.0 && d.valid_split < 1.0) {
+            issues.push(Issue::new(
+                i,
+                vec![key("data_config"), key("valid_split")],
+                format!(
+                    "valid_split must be at least 0 and less than 1 (a fraction of the training data), got {}",
+                    d.valid_split
+                ),
+            ));
+        }
+        for (field, value) in [
+            ("question_field", &d.question_field),
+            ("context_field", &d.context_field),
+            ("label_field", &d.label_field),
+        ] {
+            if value.is_empty() {
+                issues.push(Issue::new(
+                    i,
+                    vec![key("data_config"), key(field)],
+                    format!("{field} is empty; name the field of the data that holds it"),
+                ));
+            }
+        }
+
+        // Training.
+        let t = &m.training_config;
+        for (field, value) in [
+            ("batch_size", Some(t.batch_size)),
+            ("num_epochs", Some(t.num_epochs)),
+            (
+                "gradient_accumulation_steps",
+                Some(t.gradient_accumulation_steps),
+            ),
+            ("logging_steps", Some(t.logging_steps)),
+            ("max_length", t.max_length),
+            ("eval_steps", t.eval_steps),
+            ("save_steps", t.save_steps),
+        ] {
+            if value == Some(0) {
+                issues.push(Issue::new(
+                    i,
+                    vec![key("training_config"), key(field)],
+                    format!("{field} must be at least 1"),
+                ));
+            }
+        }
+        if !(t.learning_rate.is_finite() && t.learning_rate > 0.0) {
+            issues.push(Issue::new(
+                i,
+                vec![key("training_config"), key("learning_rate")],
+                format!(
+                    "learning_rate must be a positive number, got {}",
+                    t.learning_rate
+                ),
+            ));
+        }
+        if !(0.0..=1.0).contains(&t.warmup_ratio) {
+            issues.push(Issue::new(
+                i,
+                vec![key("training_config"), key("warmup_ratio")],
+                format!(
+                    "warmup_ratio must be between 0 and 1, got {}",
+                    t.warmup_ratio
+                ),
+            ));
+        }
+        if let Some(clarity_sdk::config::ClassWeights::Explicit(weights)) = &t.class_weights {
+            let field = vec![key("training_config"), key("class_weights")];
+            if !labels.is_empty() && weights.len() != labels.len() {
+                issues.push(Issue::new(
+                    i,
+                    field,
+                    format!(
+                        "class_weights lists {} weights but label_config.labels lists {} labels",
+                        weights.len(),
+                        labels.len()
+                    ),
+                ));
+            } else if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
+                issues.push(Issue::new(
+                    i,
+                    field,
+                    "class weights must be non-negative numbers",
+                ));
+            }
+        }
+        if m.model_config.max_length == Some(0) {
+            issues.push(Issue::new(
+                i,
+                vec![key("model_config"), key("max_length")],
+                "max_length must be at least 1",
+            ));
+        }
+
+        // Serving.
+        let s = &m.serving_config;
+        for (field, value) in [
+            ("max_batch_size", s.max_batch_size),
+            ("queue_capacity", s.queue_capacity),
+            ("max_request_pairs", s.max_request_pairs),
+        ] {
+            if value == 0 {
+                issues.push(Issue::new(
+                    i,
+                    vec![key("serving_config"), key(field)],
+                    format!("{field} must be at least 1"),
+                ));
+            }
+        }
+        if let Some(lora) = &m.lora_config {
+            if lora.r == 0 {
+                issues.push(Issue::new(
+                    i,
+                    vec![key("lora_config"), key("r")],
+                    "r (the adapter rank) must be at least 1",
+                ));
+            }
+        }
+        if m.model_config.r == Some(0) {
+            issues.push(Issue::new(
+                i,
+                vec![key("model_config"), key("r")],
+                "r (the adapter rank) must be at least 1",
+            ));
+        }
+    }
+
+    // Report in file order.
+    let mut indexed: Vec<(usize, Issue)> = issues.into_iter().enumerate().collect();
+    indexed.sort_by_key(|(n, issue)| (issue.model, *n));
+    indexed.into_iter().map(|(_, issue)| issue).collect()
+}
