@@ -225,3 +225,14 @@ fn serve_trains_an_untrained_model_first_and_turns_ready() {
         .join("artifacts/classic/labels.json")
         .is_file());
 }
+
+#[test]
+fn sigterm_shuts_the_server_down_cleanly() {
+    let project = classic_project();
+    project.host_ok(&["train", "--model", "classic"]);
+    let mut server = project.serve(&[]);
+    server.wait_ready(Duration::from_secs(60));
+    let code = server.terminate(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "log:\n{}", server.log());
+    assert!(server.log().contains("Server stopped"), "{}", server.log());
+}
