@@ -22,6 +22,14 @@ fn classic_example_beats_the_majority_baseline_on_sample_data() {
         .as_f64()
         .expect("baseline");
     assert!(f1 > base + 0.2, "macro-F1 {f1:.3} vs majority {base:.3}");
+    let accuracy = m["valid"]["accuracy"].as_f64().expect("accuracy");
+    let base_accuracy = m["majority_baseline"]["accuracy"]
+        .as_f64()
+        .expect("baseline accuracy");
+    assert!(
+        accuracy > base_accuracy + 0.1,
+        "accuracy {accuracy:.3} vs majority {base_accuracy:.3}"
+    );
 }
 
 /// The real QEvasion data (not in the repo: read from ../shared). Run with

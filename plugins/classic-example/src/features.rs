@@ -1,7 +1,9 @@
 //! TF-IDF featurisation of (question, context) pairs.
 //!
-//! Each pair is turned into word n-grams and `char_wb`-style character n-grams, with the
-//! question and the context in separate namespaces so the classifier can tell them apart.
+//! Each pair is turned into word n-grams and `char_wb`-style character n-grams. The context is
+//! split at an answer marker (`"\nA:"` by default) into the interviewer's prompt and the
+//! answer, so a pair gives three text blocks (question, prompt, answer), each in its own
+//! namespace, normalised on its own and scaled by its own weight.
 //! N-grams are identified by a stable 64-bit hash (never by an allocated string), which keeps
 //! fitting and transforming fast and the saved vocabulary compact. The hash is defined in this
 //! file and must never change, or saved models would silently stop matching.
@@ -56,6 +58,12 @@ pub struct VectorizerConfig {
     pub max_features: usize,
     /// Use `1 + ln(tf)` instead of the raw term count.
     pub sublinear_tf: bool,
+    /// The context is split at the first occurrence of this marker: the text before it is the
+    /// interviewer's prompt, the text after it the answer. When the marker is empty or absent,
+    /// the whole context is the answer.
+    pub answer_marker: String,
+    /// Weight of each text block in the final row; a zero weight leaves that block out.
+    pub block_weights: BlockWeights,
 }
 
 impl Default for VectorizerConfig {
@@ -66,7 +74,67 @@ impl Default for VectorizerConfig {
             min_df: 2,
             max_features: 200_000,
             sublinear_tf: true,
+            answer_marker: "\nA:".into(),
+            block_weights: BlockWeights::default(),
         }
+    }
+}
+
+/// Relative weights of the three text blocks of a pair. Each block (its word and its char
+/// n-grams separately) is scaled to unit norm, multiplied by its weight, and then the whole
+/// row is scaled to unit norm, so only the ratios between the weights matter.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlockWeights {
+    /// The question being classified.
+    pub question: f32,
+    /// The context before the answer marker (the interviewer's full prompt).
+    pub prompt: f32,
+    /// The context after the answer marker (the whole context if there is no marker).
+    pub answer: f32,
+}
+
+impl Default for BlockWeights {
+    fn default() -> Self {
+        Self {
+            // Measured on the sample data and QEvasion: the label signal is in the answer, the
+            // prompt adds a little, and the question (part of the prompt there) adds nothing.
+            question: 0.0,
+            prompt: 0.5,
+            answer: 1.0,
+        }
+    }
+}
+
+impl BlockWeights {
+    fn of(&self, field: Field) -> f32 {
+        match field {
+            Field::Question => self.question,
+            Field::Prompt => self.prompt,
+            Field::Answer => self.answer,
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let all = [self.question, self.prompt, self.answer];
+        if !all.iter().all(|w| w.is_finite() && *w >= 0.0) {
+            return Err(format!(
+                "block_weights must be finite and >= 0, got {self:?}"
+            ));
+        }
+        if all.iter().all(|w| *w == 0.0) {
+            return Err("block_weights cannot all be 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// Splits a context into (prompt, answer) at the first `marker`; without a marker (or with
+/// an empty one) the prompt is empty and the whole context is the answer.
+pub fn split_context<'a>(context: &'a str, marker: &str) -> (&'a str, &'a str) {
+    match context.find(marker) {
+        Some(at) if !marker.is_empty() => (&context[..at], &context[at + marker.len()..]),
+        _ => ("", context),
     }
 }
 
@@ -80,6 +148,17 @@ impl VectorizerConfig {
         }
         if self.max_features == 0 {
             return Err("max_features must be at least 1".into());
+        }
+        self.block_weights.validate()?;
+        let BlockWeights {
+            question, answer, ..
+        } = self.block_weights;
+        if self.answer_marker.is_empty() && question == 0.0 && answer == 0.0 {
+            return Err(
+                "with an empty answer_marker there is no prompt block, so block_weights \
+                 needs a question or answer weight above 0"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -98,17 +177,20 @@ fn check_range(name: &str, [min, max]: [usize; 2]) -> Result<(), String> {
     Ok(())
 }
 
-/// Which half of a pair a feature comes from.
+/// Which text block of a pair a feature comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Field {
     Question = 0,
-    Context = 1,
+    Prompt = 1,
+    Answer = 2,
 }
 
+const FIELDS: [Field; 3] = [Field::Question, Field::Prompt, Field::Answer];
+
 /// Feature blocks: (field, n-gram kind). Each block is normalised on its own so that a long
-/// context cannot drown out the question, nor the many char n-grams the few word n-grams.
-const N_BLOCKS: usize = 4;
-const BLOCK_SHIFT: u32 = 62;
+/// prompt cannot drown out the answer, nor the many char n-grams the few word n-grams.
+const N_BLOCKS: usize = 6;
+const BLOCK_SHIFT: u32 = 61;
 const HASH_MASK: u64 = (1 << BLOCK_SHIFT) - 1;
 
 fn block_id(field: Field, char_kind: bool) -> u64 {
@@ -231,11 +313,15 @@ struct Scratch {
 }
 
 impl Scratch {
-    /// Replaces `self.keys` with the (repeated) n-gram keys of both halves of a pair.
+    /// Replaces `self.keys` with the (repeated) n-gram keys of every weighted block of a pair.
     fn pair_keys(&mut self, cfg: &VectorizerConfig, question: &str, context: &str) {
         self.keys.clear();
-        self.push_keys(cfg, question, Field::Question);
-        self.push_keys(cfg, context, Field::Context);
+        let (prompt, answer) = split_context(context, &cfg.answer_marker);
+        for (field, text) in FIELDS.into_iter().zip([question, prompt, answer]) {
+            if cfg.block_weights.of(field) > 0.0 {
+                self.push_keys(cfg, text, field);
+            }
+        }
     }
 
     fn push_keys(&mut self, cfg: &VectorizerConfig, text: &str, field: Field) {
@@ -363,8 +449,8 @@ struct VectorizerState {
 /// A fitted TF-IDF vectorizer over (question, context) pairs.
 ///
 /// Column `i` is the n-gram with the `i`-th smallest key; since keys carry their block in the
-/// top bits, each block (question words, question chars, context words, context chars) is a
-/// contiguous column range.
+/// top bits, each block (question, prompt and answer; words and chars) is a contiguous column
+/// range.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(try_from = "VectorizerState", into = "VectorizerState")]
 pub struct TfidfVectorizer {
@@ -398,6 +484,9 @@ impl TryFrom<VectorizerState> for TfidfVectorizer {
         }
         if !state.keys.windows(2).all(|w| w[0] < w[1]) {
             return Err("vectorizer keys are not strictly increasing".into());
+        }
+        if state.keys.last().is_some_and(|&k| block_of(k) >= N_BLOCKS) {
+            return Err("vectorizer key outside every feature block".into());
         }
         if !state.idf.iter().all(|v| v.is_finite() && *v > 0.0) {
             return Err("vectorizer idf values must be finite and positive".into());
@@ -511,7 +600,7 @@ impl TfidfVectorizer {
         row
     }
 
-    /// Scales each block to unit norm, then the whole row to unit norm.
+    /// Scales each block to its field's weight in norm, then the whole row to unit norm.
     fn normalise(&self, row: &mut SparseRow) {
         for b in 0..N_BLOCKS {
             let lo = row
@@ -520,16 +609,17 @@ impl TfidfVectorizer {
             let hi = row
                 .indices
                 .partition_point(|&c| (c as usize) < self.block_starts[b + 1]);
-            scale_to_unit(&mut row.values[lo..hi]);
+            let weight = self.config.block_weights.of(FIELDS[b / 2]);
+            scale_to_norm(&mut row.values[lo..hi], weight);
         }
-        scale_to_unit(&mut row.values);
+        scale_to_norm(&mut row.values, 1.0);
     }
 }
 
-fn scale_to_unit(values: &mut [f32]) {
+fn scale_to_norm(values: &mut [f32], target: f32) {
     let norm = values.iter().map(|v| v * v).sum::<f32>().sqrt();
     if norm > 0.0 {
-        values.iter_mut().for_each(|v| *v /= norm);
+        values.iter_mut().for_each(|v| *v *= target / norm);
     }
 }
 
@@ -607,11 +697,18 @@ mod tests {
         scratch.keys.clone()
     }
 
+    const ALL_BLOCKS: BlockWeights = BlockWeights {
+        question: 1.0,
+        prompt: 1.0,
+        answer: 1.0,
+    };
+
     fn words_only(range: [usize; 2]) -> VectorizerConfig {
         VectorizerConfig {
             word_ngrams: range,
             char_ngrams: [0, 0],
             min_df: 1,
+            block_weights: ALL_BLOCKS,
             ..Default::default()
         }
     }
@@ -621,6 +718,7 @@ mod tests {
             word_ngrams: [0, 0],
             char_ngrams: range,
             min_df: 1,
+            block_weights: ALL_BLOCKS,
             ..Default::default()
         }
     }
@@ -661,7 +759,102 @@ mod tests {
         assert_eq!(q.len(), 1);
         assert_ne!(q, c);
         assert_eq!(block_of(q[0]), 0);
-        assert_eq!(block_of(c[0]), 2);
+        assert_eq!(block_of(c[0]), 4); // no marker: the whole context is the answer
+    }
+
+    #[test]
+    fn context_splits_at_the_first_answer_marker() {
+        let marker = "\nA:";
+        assert_eq!(
+            split_context("Q: why?\nA: because", marker),
+            ("Q: why?", " because")
+        );
+        assert_eq!(
+            split_context("Q: a\nA: b\nA: c", marker),
+            ("Q: a", " b\nA: c")
+        );
+        assert_eq!(
+            split_context("no marker here", marker),
+            ("", "no marker here")
+        );
+        assert_eq!(split_context("Q: x\nA: y", ""), ("", "Q: x\nA: y"));
+    }
+
+    #[test]
+    fn blocks_have_their_own_namespaces_and_weights() {
+        let blocks = |cfg: &VectorizerConfig, q: &str, c: &str| {
+            let mut b: Vec<usize> = keys_of(cfg, q, c).into_iter().map(block_of).collect();
+            b.dedup();
+            b
+        };
+        let cfg = words_only([1, 1]);
+        // Question words, prompt words ("q", "hi"), answer words: blocks 0, 2 and 4.
+        assert_eq!(blocks(&cfg, "hi", "Q: hi\nA: hi"), [0, 2, 4]);
+        let same_word = keys_of(&cfg, "", "Q: hi\nA: hi");
+        assert_eq!(same_word.len(), 3);
+        assert_ne!(
+            same_word[1], same_word[2],
+            "prompt and answer `hi` must differ"
+        );
+        // A zero weight drops its block; an empty marker keeps the context whole.
+        let answer_only = VectorizerConfig {
+            block_weights: BlockWeights {
+                question: 0.0,
+                prompt: 0.0,
+                answer: 1.0,
+            },
+            ..cfg.clone()
+        };
+        assert_eq!(blocks(&answer_only, "hi", "Q: hi\nA: hi"), [4]);
+        let unsplit = VectorizerConfig {
+            answer_marker: String::new(),
+            ..answer_only.clone()
+        };
+        assert_eq!(keys_of(&unsplit, "", "Q: hi\nA: hi").len(), 4);
+        let prompt_only = BlockWeights {
+            prompt: 1.0,
+            answer: 0.0,
+            ..answer_only.block_weights
+        };
+        assert!(VectorizerConfig {
+            block_weights: prompt_only,
+            ..unsplit.clone()
+        }
+        .validate()
+        .is_err());
+        let v = TfidfVectorizer::fit(&answer_only, &[("x", "Q: a b\nA: c")], 1).expect("fit");
+        assert_eq!(v.vocab_size(), 1);
+        assert_eq!(v.transform("x", "Q: c d\nA: e").nnz(), 0);
+        assert!(VectorizerConfig {
+            block_weights: BlockWeights {
+                question: 0.0,
+                prompt: 0.0,
+                answer: 0.0
+            },
+            ..cfg.clone()
+        }
+        .validate()
+        .is_err());
+    }
+
+    #[test]
+    fn block_weights_set_each_block_share_of_the_row() {
+        let cfg = VectorizerConfig {
+            block_weights: BlockWeights {
+                question: 0.0,
+                prompt: 0.5,
+                answer: 1.0,
+            },
+            ..words_only([1, 1])
+        };
+        let v = TfidfVectorizer::fit(&cfg, &[("", "Q: x\nA: y z")], 1).expect("fit");
+        let row = v.transform("", "Q: x\nA: y z");
+        // Prompt words "q x", then answer words "y z" (blocks are in column order).
+        assert_eq!(row.nnz(), 4);
+        let norm = |values: &[f32]| values.iter().map(|v| v * v).sum::<f32>().sqrt();
+        let (prompt, answer) = (norm(&row.values[..2]), norm(&row.values[2..]));
+        assert!((answer / prompt - 2.0).abs() < 1e-5, "{row:?}");
+        assert!((row.l2_norm() - 1.0).abs() < 1e-5);
     }
 
     #[test]

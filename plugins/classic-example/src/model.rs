@@ -2,7 +2,9 @@
 //! training options and crash-safe persistence.
 //!
 //! File format: 8-byte magic, format version (u32 LE), FNV-1a checksum of the payload
-//! (u64 LE), then the payload encoded with `postcard`.
+//! (u64 LE), then the payload encoded with `postcard`. Version 2 added the answer marker and
+//! the per-block weights (question, prompt, answer) to the vectorizer; version 1 files are
+//! rejected with a request to retrain.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,7 +13,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::features::{SparseRow, TfidfVectorizer, VectorizerConfig};
+use crate::features::{BlockWeights, SparseRow, TfidfVectorizer, VectorizerConfig};
 use crate::linear::{ClassWeight, LinearError, LogisticRegression, SolverOptions};
 
 /// Training settings; every field has a default, and unknown fields are rejected.
@@ -28,9 +30,16 @@ pub struct TrainOptions {
     pub max_features: usize,
     /// Use `1 + ln(tf)` term frequencies.
     pub sublinear_tf: bool,
+    /// Where the answer starts in a context: the text before the first occurrence is the
+    /// interviewer's prompt, the rest the answer. `""` (or a context without it) makes the
+    /// whole context the answer.
+    pub answer_marker: String,
+    /// Relative weights `{question, prompt, answer}` of the three text blocks; 0 drops a block.
+    pub block_weights: BlockWeights,
     /// Inverse regularisation strength, as in scikit-learn: the objective is
     /// `c * sum_i(w_i * loss_i) + ||params||^2 / 2` (biases included, class weights `w_i`
     /// summing to the number of pairs), so larger values fit the training data more closely.
+    /// The default, 10, was measured on the sample data (360 pairs) and QEvasion (3,100).
     pub c: f64,
     /// Maximum L-BFGS iterations.
     pub max_iter: usize,
@@ -55,7 +64,9 @@ impl Default for TrainOptions {
             min_df: vectorizer.min_df,
             max_features: vectorizer.max_features,
             sublinear_tf: vectorizer.sublinear_tf,
-            c: 0.5,
+            answer_marker: vectorizer.answer_marker,
+            block_weights: vectorizer.block_weights,
+            c: 10.0,
             max_iter: solver.max_iter,
             tol: solver.tol,
             class_weight: solver.class_weight,
@@ -94,6 +105,8 @@ impl TrainOptions {
             min_df: self.min_df,
             max_features: self.max_features,
             sublinear_tf: self.sublinear_tf,
+            answer_marker: self.answer_marker.clone(),
+            block_weights: self.block_weights,
         }
     }
 
@@ -173,7 +186,7 @@ pub enum ModelError {
 }
 
 const MAGIC: &[u8; 8] = b"CLRTYCLS";
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = MAGIC.len() + 4 + 8;
 /// Batches at least this long are featurised on every core.
 const PARALLEL_BATCH: usize = 64;
@@ -312,7 +325,8 @@ impl ClassicModel {
         let (version, rest) = split_u32(&bytes[MAGIC.len()..]);
         if version != FORMAT_VERSION {
             return Err(ModelError::Corrupt(format!(
-                "unsupported format version {version}"
+                "unsupported format version {version} (this build reads version \
+                 {FORMAT_VERSION}): retrain the model"
             )));
         }
         let (checksum, payload) = split_u64(rest);
@@ -564,6 +578,36 @@ mod tests {
     }
 
     #[test]
+    fn only_weighted_blocks_of_the_context_count() {
+        let (train, labels) = synthetic(120, 8);
+        let framed: Vec<(String, String)> = train
+            .iter()
+            .map(|(q, c)| (q.clone(), format!("Q: {q}\nA: {c}")))
+            .collect();
+        let opts = TrainOptions {
+            block_weights: BlockWeights {
+                question: 0.0,
+                prompt: 0.0,
+                answer: 1.0,
+            },
+            ..small_options()
+        };
+        let (model, _) = ClassicModel::fit(&framed, &labels, 3, &opts).expect("fit");
+        let answer = &train[0].1;
+        let p = model.predict_proba("why?", &format!("Q: the people\nA: {answer}"));
+        let q = model.predict_proba("", &format!("Q: very important policy\nA: {answer}"));
+        assert_eq!(p, q);
+        // Without the marker the whole context is the answer.
+        assert_eq!(p, model.predict_proba("", answer));
+        assert_eq!(argmax(&p), labels[0]);
+        // With the prompt weighted in, the prompt changes the prediction.
+        let (model, _) = ClassicModel::fit(&framed, &labels, 3, &small_options()).expect("fit");
+        let p = model.predict_proba("", &format!("Q: the people\nA: {answer}"));
+        let q = model.predict_proba("", &format!("Q: very important policy\nA: {answer}"));
+        assert_ne!(p, q);
+    }
+
+    #[test]
     fn damaged_files_are_rejected() {
         let (train, labels) = synthetic(40, 7);
         let (model, _) = ClassicModel::fit(&train, &labels, 3, &small_options()).expect("fit");
@@ -635,5 +679,26 @@ mod tests {
         assert_eq!(opts.word_ngrams, TrainOptions::default().word_ngrams);
         assert!(serde_json::from_str::<TrainOptions>(r#"{"l3": 1}"#).is_err());
         assert!(serde_json::from_str::<TrainOptions>(r#"{"class_weight": "auto"}"#).is_err());
+        let opts: TrainOptions =
+            serde_json::from_str(r#"{"answer_marker": "", "block_weights": {"prompt": 0}}"#)
+                .expect("parse");
+        assert_eq!(opts.answer_marker, "");
+        let defaults = BlockWeights::default();
+        assert_eq!(
+            opts.block_weights,
+            BlockWeights {
+                prompt: 0.0,
+                ..defaults
+            }
+        );
+        assert_eq!(TrainOptions::default().answer_marker, "\nA:");
+        let typo = r#"{"block_weights": {"promt": 1}}"#;
+        assert!(serde_json::from_str::<TrainOptions>(typo).is_err());
+        let negative = r#"{"block_weights": {"answer": -1}}"#;
+        let opts: TrainOptions = serde_json::from_str(negative).expect("parse");
+        assert!(matches!(
+            opts.validate(),
+            Err(ModelError::InvalidOptions(_))
+        ));
     }
 }
