@@ -33,7 +33,7 @@ fn classic_example_beats_the_majority_baseline_on_sample_data() {
 }
 
 /// The real QEvasion data (not in the repo: read from ../shared). Run with
-/// `cargo test -p clarity-tests --release -- --ignored qevasion`.
+/// `cargo build --release --workspace && cargo test -p clarity-tests --release -- --ignored qevasion`.
 #[test]
 #[ignore = "reads ../shared/data/qevasion; run by hand or in benchmarks"]
 fn qevasion_classic_example() {

@@ -18,12 +18,18 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".."))
 }
 
-/// Folder of the built binaries (`target/debug` unless `CLARITY_TEST_PROFILE` says otherwise).
+/// Folder of the built binaries: the profile these tests were built with (`target/debug`, or
+/// `target/release` under `cargo test --release`), unless `CLARITY_TEST_PROFILE` says otherwise.
 pub fn bin_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
-    let profile = std::env::var("CLARITY_TEST_PROFILE").unwrap_or_else(|_| "debug".into());
+    let built_with = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let profile = std::env::var("CLARITY_TEST_PROFILE").unwrap_or_else(|_| built_with.into());
     target.join(profile)
 }
 
