@@ -83,6 +83,8 @@ struct Job {
 struct State {
     status: Status,
     info: Option<ModelInfo>,
+    /// The loaded model's labels, shared with every response without copying the info.
+    labels: Arc<[String]>,
 }
 
 /// The handle async code holds for one model.
@@ -105,6 +107,7 @@ impl ModelWorker {
         let state = Arc::new(RwLock::new(State {
             status: Status::Loading,
             info: None,
+            labels: Arc::from(Vec::new()),
         }));
         let (queue, jobs) = mpsc::channel::<Job>();
         let queued = Arc::new(AtomicUsize::new(0));
@@ -127,6 +130,7 @@ impl ModelWorker {
                         );
                         {
                             let mut st = write(&thread_state);
+                            st.labels = Arc::from(info.labels.clone());
                             st.info = Some(info);
                             st.status = Status::Ready;
                         }
@@ -166,6 +170,11 @@ impl ModelWorker {
     /// Its status now.
     pub fn status(&self) -> Status {
         read(&self.state).status.clone()
+    }
+
+    /// The loaded model's labels, in output order (empty before it is loaded).
+    pub fn labels(&self) -> Arc<[String]> {
+        Arc::clone(&read(&self.state).labels)
     }
 
     /// What the loaded model reported about itself.

@@ -25,7 +25,7 @@ pub async fn classify(
 ) -> Result<Response, ApiError> {
     let (pairs, batch) = parse_pairs(body, worker.max_request_pairs())?;
     let scores = worker.classify(pairs).await?;
-    let labels = worker.info().map(|i| i.labels).unwrap_or_default();
+    let labels = worker.labels();
     let mut predictions = Vec::with_capacity(scores.len());
     for s in &scores {
         if s.len() != labels.len() {
