@@ -2,7 +2,7 @@
 """Serve the classic model through clarity-host and through FastAPI + scikit-learn, load both
 with the same client (wrk), and print one comparison table (also written to results.md).
 
-    python3 bench/serve_classic.py [--bin-dir /work/main/target/release] [--duration 10]
+    python3 bench/serve_classic.py [--bin-dir target/release] [--duration 10]
 
 Steps: build a cached venv with the pinned Python baseline (requirements.txt); train both
 models on the same train file (timed); start each server in turn; check its predictions on
