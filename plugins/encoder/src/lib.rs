@@ -1,0 +1,1 @@
+//! Clarity encoder plugin (in progress).

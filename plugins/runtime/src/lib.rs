@@ -1,0 +1,19 @@
+//! Shared machinery of Clarity's ML plugins (`encoder`, `lora`).
+//!
+//! - [`tokenize`]: question/context pairs to padded id batches with the `tokenizers` crate.
+//! - [`device`]: which candle device trains (CUDA, then Metal, then CPU, or a fixed choice).
+//! - [`batch`]: token batches as candle tensors, and the model interface the loop trains.
+//! - [`train`]: the training loop (AdamW, warmup + linear decay, accumulation, evaluation,
+//!   early stopping, safetensors checkpoints and resume), reporting to the host.
+//! - [`onnx`]: an ONNX graph writer (our own, no Python), used by each plugin's exporter.
+//! - [`serve`]: ONNX Runtime sessions for inference, with the execution provider chosen at
+//!   run time.
+//! - [`resolve`]: where pretrained models and the ONNX Runtime library are found.
+
+pub mod batch;
+pub mod device;
+pub mod onnx;
+pub mod resolve;
+pub mod serve;
+pub mod tokenize;
+pub mod train;

