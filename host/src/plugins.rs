@@ -375,6 +375,12 @@ impl Model {
         let events = EventSink_TO::from_ptr(&mut sink, TD_Opaque);
         decode(self.backend.train(RStr::from_str(&json), events))
     }
+
+    /// Write the servable model from the trained weights into `out_dir`.
+    pub fn export(&mut self, out_dir: &std::path::Path) -> Result<Vec<String>, SdkError> {
+        let dir = out_dir.to_string_lossy();
+        decode(self.backend.export(RStr::from_str(&dir)))
+    }
 }
 
 struct EventForwarder<'a, F: FnMut(TrainEvent) -> bool>(&'a mut F);

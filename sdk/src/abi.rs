@@ -122,6 +122,10 @@ pub trait Backend: Send {
         job_json: RStr<'_>,
         events: EventSink_TO<'_, abi_stable::sabi_types::RMut<'_, ()>>,
     ) -> RResult<RString, PluginError>;
+
+    /// Write the servable model (e.g. `model.onnx`) from the trained weights into the
+    /// folder `out_dir`; returns a JSON list of the files written.
+    fn export(&mut self, out_dir: RStr<'_>) -> RResult<RString, PluginError>;
 }
 
 /// A boxed backend as it crosses the boundary.

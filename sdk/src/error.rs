@@ -21,6 +21,8 @@ pub enum ErrorKind {
     Cancelled,
     /// The model is not loaded (call `load` first).
     NotLoaded,
+    /// The plugin does not offer this operation.
+    Unsupported,
     /// Anything else.
     Other,
 }
@@ -36,6 +38,7 @@ impl ErrorKind {
             ErrorKind::Panic => "panic",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::NotLoaded => "not_loaded",
+            ErrorKind::Unsupported => "unsupported",
             ErrorKind::Other => "other",
         }
     }

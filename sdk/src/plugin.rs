@@ -78,6 +78,18 @@ pub trait Classifier: Send + 'static {
     /// through `ctx`. When [`TrainContext::should_stop`] turns true, write a checkpoint to
     /// `job.checkpoint_dir` and return an [`ErrorKind::Cancelled`] error.
     fn train(&mut self, job: TrainJob, ctx: &mut TrainContext<'_>) -> Result<TrainReport, Error>;
+
+    /// Rebuild the servable model (for the ML plugins, `model.onnx`) from the trained
+    /// weights into `out_dir`, a copy of the artifact folder; return the files written.
+    /// `clarity-host export` calls it. Plugins whose trained file is already what they
+    /// serve keep this default, which says so.
+    fn export(&mut self, out_dir: &std::path::Path) -> Result<Vec<String>, Error> {
+        let _ = out_dir;
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            "this plugin serves its trained file directly and has no export step",
+        ))
+    }
 }
 
 /// Run `f`, turning an error into [`PluginError`] and a panic into an
@@ -147,6 +159,12 @@ impl<T: Classifier> Backend for Guarded<T> {
             let mut emit = |json: &str| events.emit(RStr::from_str(json));
             let mut ctx = TrainContext::new(&mut emit);
             to_json(&self.0.train(job, &mut ctx)?)
+        })
+    }
+
+    fn export(&mut self, out_dir: RStr<'_>) -> RResult<RString, PluginError> {
+        guard("export", || {
+            to_json(&self.0.export(std::path::Path::new(out_dir.as_str()))?)
         })
     }
 }

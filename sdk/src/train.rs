@@ -125,7 +125,9 @@ pub struct TrainContext<'a> {
 }
 
 impl<'a> TrainContext<'a> {
-    pub(crate) fn new(sink: &'a mut dyn FnMut(&str) -> bool) -> Self {
+    /// A context that hands every event, as JSON, to `sink`; `false` from it means "stop".
+    /// The host builds one per run; plugin tests use it to watch events.
+    pub fn new(sink: &'a mut dyn FnMut(&str) -> bool) -> Self {
         Self {
             sink: Some(sink),
             stop_requested: false,

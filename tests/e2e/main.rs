@@ -2,6 +2,7 @@
 //! on a loopback port. Build the workspace first (`scripts/test.sh` does).
 
 mod cli;
+mod encoder;
 mod load_failures;
 mod panics;
 mod quality;

@@ -4,6 +4,8 @@
 //! The binaries and plugin libraries must be built first (`cargo build --workspace`, which
 //! `scripts/test.sh` runs before `cargo test`).
 
+pub mod encoder;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -75,6 +77,11 @@ impl Project {
         let dir = tempfile::tempdir().expect("create temp dir");
         let text = yaml.replace("{data}", &sample_data().display().to_string());
         std::fs::write(dir.path().join("models.yaml"), text).expect("write models.yaml");
+        // The ML plugins find ONNX Runtime and pip-installed models in the project's .venv.
+        let venv = workspace_root().join(".venv");
+        if venv.is_dir() {
+            link_dir(&venv, &dir.path().join(".venv"));
+        }
         Self { dir }
     }
 
@@ -372,4 +379,14 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), target).expect("copy file");
         }
     }
+}
+
+#[cfg(unix)]
+fn link_dir(target: &Path, link: &Path) {
+    std::os::unix::fs::symlink(target, link).expect("link .venv");
+}
+
+#[cfg(not(unix))]
+fn link_dir(target: &Path, link: &Path) {
+    std::os::windows::fs::symlink_dir(target, link).expect("link .venv");
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod export;
 mod list;
 mod report;
 mod serve;
@@ -21,6 +22,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Train(a) => train::run(&config, &a),
         Command::Test(a) => test::run(&config, &a),
         Command::Serve(a) => serve::run(config, a),
+        Command::Export(a) => export::run(&config, &a),
     }
 }
 

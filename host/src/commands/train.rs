@@ -142,6 +142,7 @@ pub fn train_model(
         baseline.as_ref(),
         &data.valid_source,
         started,
+        &progress,
     )?;
     let artifact_dir = staging
         .commit()
@@ -222,6 +223,7 @@ fn write_host_files(
     baseline: Option<&Evaluation>,
     valid_source: &str,
     started: Instant,
+    progress: &ProgressLog,
 ) -> anyhow::Result<()> {
     let write = |name: &str, value: serde_json::Value| -> anyhow::Result<()> {
         let path = dir.join(name);
@@ -244,6 +246,8 @@ fn write_host_files(
             "resumed": job.resume,
             "seconds": started.elapsed().as_secs_f64(),
             "report": report,
+            "history": progress.evaluations,
+            "step_losses": progress.steps,
         }),
     )
 }
@@ -253,6 +257,10 @@ struct ProgressLog {
     model: String,
     every: u64,
     total_steps: Option<u64>,
+    /// Every evaluation, for the training report.
+    evaluations: Vec<serde_json::Value>,
+    /// (step, loss) of every optimizer step, for the training report.
+    steps: Vec<(u64, f64)>,
 }
 
 impl ProgressLog {
@@ -261,6 +269,8 @@ impl ProgressLog {
             model: model.to_string(),
             every: every.max(1) as u64,
             total_steps: None,
+            evaluations: Vec::new(),
+            steps: Vec::new(),
         }
     }
 
@@ -292,6 +302,7 @@ impl ProgressLog {
                 loss,
                 learning_rate,
             } => {
+                self.steps.push((*step, *loss));
                 if step % self.every == 0 || Some(*step) == self.total_steps {
                     let total = self
                         .total_steps
@@ -312,6 +323,10 @@ impl ProgressLog {
                 loss,
                 metrics,
             } => {
+                self.evaluations.push(json!({
+                    "step": step, "epoch": epoch, "loss": loss,
+                    "accuracy": metrics.accuracy, "macro_f1": metrics.macro_f1,
+                }));
                 let loss = loss.map(|l| format!(" loss {l:.4}")).unwrap_or_default();
                 tracing::info!(
                     "`{}`: eval at epoch {epoch} step {step}: accuracy {:.4} macro-F1 {:.4}{loss}",

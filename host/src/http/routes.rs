@@ -112,6 +112,11 @@ fn summary(worker: &ModelWorker) -> ModelSummary {
         labels: info.as_ref().map(|i| i.labels.clone()).unwrap_or_default(),
         backend: info.as_ref().map(|i| i.backend.clone()),
         device: info.as_ref().map(|i| i.device.clone()),
+        max_length: info.as_ref().and_then(|i| i.max_length),
+        details: info
+            .as_ref()
+            .map(|i| i.details.clone().into_iter().collect())
+            .unwrap_or_default(),
         plugin: worker.plugin_path().to_string(),
         queued: worker.queued(),
     }

@@ -77,6 +77,12 @@ pub struct ModelSummary {
     pub backend: Option<String>,
     /// Device in use.
     pub device: Option<String>,
+    /// Longest pair in tokens, where the model has a limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<usize>,
+    /// What the plugin reports beside (runtime, execution provider, sizes).
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub details: serde_json::Map<String, serde_json::Value>,
     /// Plugin library.
     pub plugin: String,
     /// Pairs waiting.

@@ -1,0 +1,301 @@
+//! The encoder in candle, built from ordinary differentiable ops so every parameter trains.
+//!
+//! candle's own BERT takes fused LayerNorm/softmax paths that have no backward pass (see
+//! RECIPES): only the head would learn. Here LayerNorm is written out, softmax is
+//! `candle_nn::ops::softmax`, and dropout is real.
+
+use crate::arch::{Activation, Arch, Family};
+use crate::names;
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_nn::{Linear, VarMap};
+use clarity_runtime::batch::{TensorBatch, TrainableModel};
+
+/// Added to attention scores of padding positions (the exporter uses the same value).
+pub const MASK_BIAS: f32 = -10000.0;
+
+/// A LayerNorm over the last axis.
+#[derive(Debug, Clone)]
+pub struct Norm {
+    /// Scale.
+    pub weight: Tensor,
+    /// Shift.
+    pub bias: Tensor,
+    /// Epsilon.
+    pub eps: f64,
+}
+
+impl Norm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let centered = x.broadcast_sub(&mean)?;
+        let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centered.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        normed
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)
+    }
+}
+
+/// Token, position and segment embeddings.
+#[derive(Debug, Clone)]
+pub struct Embeddings {
+    /// `[vocab, hidden]`.
+    pub word: Tensor,
+    /// `[max_positions, hidden]`.
+    pub position: Tensor,
+    /// `[type_vocab, hidden]`, when the model has segments.
+    pub segment: Option<Tensor>,
+    /// LayerNorm after the sum.
+    pub norm: Norm,
+}
+
+/// One post-norm transformer layer.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    /// Query projection.
+    pub query: Linear,
+    /// Key projection.
+    pub key: Linear,
+    /// Value projection.
+    pub value: Linear,
+    /// Attention output projection.
+    pub attn_out: Linear,
+    /// Norm after attention.
+    pub attn_norm: Norm,
+    /// Feed-forward up projection.
+    pub ffn_in: Linear,
+    /// Feed-forward down projection.
+    pub ffn_out: Linear,
+    /// Norm after the feed-forward block.
+    pub ffn_norm: Norm,
+}
+
+/// The classification head over the first token's hidden state.
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// hidden → hidden (BERT's pooler, RoBERTa's `classifier.dense`, DistilBERT's
+    /// `pre_classifier`).
+    pub dense: Linear,
+    /// hidden → labels.
+    pub output: Linear,
+}
+
+/// A BERT-family encoder with a classification head.
+pub struct EncoderModel {
+    /// Shape and family.
+    pub arch: Arch,
+    /// Embeddings.
+    pub embeddings: Embeddings,
+    /// Transformer layers.
+    pub layers: Vec<Layer>,
+    /// Head.
+    pub head: Head,
+    varmap: VarMap,
+    device: Device,
+}
+
+impl EncoderModel {
+    /// Build the model over the variables of `varmap` (names from [`names`]).
+    pub fn from_varmap(arch: Arch, varmap: VarMap, device: Device) -> Result<Self> {
+        let get = |name: &str| -> Result<Tensor> {
+            let data = varmap
+                .data()
+                .lock()
+                .map_err(|_| candle_core::Error::Msg("variable map lock poisoned".into()))?;
+            data.get(name)
+                .map(|v| v.as_tensor().clone())
+                .ok_or_else(|| candle_core::Error::Msg(format!("no variable `{name}`")))
+        };
+        let linear = |name: &str| -> Result<Linear> {
+            Ok(Linear::new(
+                get(&format!("{name}.weight"))?,
+                Some(get(&format!("{name}.bias"))?),
+            ))
+        };
+        let norm = |name: &str| -> Result<Norm> {
+            Ok(Norm {
+                weight: get(&format!("{name}.weight"))?,
+                bias: get(&format!("{name}.bias"))?,
+                eps: arch.layer_norm_eps,
+            })
+        };
+        let (word, position, segment, emb_norm) = names::embeddings(&arch);
+        let embeddings = Embeddings {
+            word: get(&format!("{word}.weight"))?,
+            position: get(&format!("{position}.weight"))?,
+            segment: segment.map(|s| get(&format!("{s}.weight"))).transpose()?,
+            norm: norm(&emb_norm)?,
+        };
+        let layers = (0..arch.num_layers)
+            .map(|i| {
+                let n = names::layer(arch.family, i);
+                Ok(Layer {
+                    query: linear(&n.query)?,
+                    key: linear(&n.key)?,
+                    value: linear(&n.value)?,
+                    attn_out: linear(&n.attn_out)?,
+                    attn_norm: norm(&n.attn_norm)?,
+                    ffn_in: linear(&n.ffn_in)?,
+                    ffn_out: linear(&n.ffn_out)?,
+                    ffn_norm: norm(&n.ffn_norm)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (dense, output) = names::head(arch.family);
+        let head = Head {
+            dense: linear(dense)?,
+            output: linear(output)?,
+        };
+        Ok(Self {
+            arch,
+            embeddings,
+            layers,
+            head,
+            varmap,
+            device,
+        })
+    }
+
+    /// Every variable with its name, sorted by name.
+    pub fn varmap_vars(&self) -> Vec<(String, candle_core::Var)> {
+        let mut vars: Vec<(String, candle_core::Var)> = match self.varmap.data().lock() {
+            Ok(data) => data.iter().map(|(n, v)| (n.clone(), v.clone())).collect(),
+            Err(_) => Vec::new(),
+        };
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        vars
+    }
+
+    /// The variables (for saving).
+    pub fn varmap_ref(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    /// Labels the head scores.
+    pub fn num_labels(&self) -> usize {
+        self.head.output.weight().dims()[0]
+    }
+
+    /// Logits `[batch, num_labels]`; `train` turns dropout on.
+    pub fn logits(&self, batch: &TensorBatch, train: bool) -> Result<Tensor> {
+        let dropout = |x: Tensor, p: f32| -> Result<Tensor> {
+            if train && p > 0.0 {
+                candle_nn::ops::dropout(&x, p)
+            } else {
+                Ok(x)
+            }
+        };
+        let arch = &self.arch;
+        let (b, s) = batch.input_ids.dims2()?;
+        let mask = &batch.attention_mask;
+        let mut x = self.embed(batch)?;
+        x = dropout(x, arch.hidden_dropout)?;
+        // [b, 1, 1, s]: 0 for real tokens, MASK_BIAS for padding.
+        let bias = ((mask.ones_like()? - mask)? * f64::from(MASK_BIAS))?.reshape((b, 1, 1, s))?;
+        let (nh, hd) = (arch.num_heads, arch.head_dim());
+        let scale = 1.0 / (hd as f64).sqrt();
+        for layer in &self.layers {
+            let heads = |t: Tensor| t.reshape((b, s, nh, hd))?.transpose(1, 2)?.contiguous();
+            let q = heads(layer.query.forward(&x)?)?;
+            let k = heads(layer.key.forward(&x)?)?;
+            let v = heads(layer.value.forward(&x)?)?;
+            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&bias)?;
+            let probs = dropout(
+                candle_nn::ops::softmax(&scores, D::Minus1)?,
+                arch.attention_dropout,
+            )?;
+            let context = probs
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .reshape((b, s, arch.hidden_size))?;
+            let attn = dropout(layer.attn_out.forward(&context)?, arch.hidden_dropout)?;
+            x = layer.attn_norm.forward(&(attn + &x)?)?;
+            let up = layer.ffn_in.forward(&x)?;
+            let up = match arch.activation {
+                Activation::Gelu => up.gelu_erf()?,
+                Activation::Relu => up.relu()?,
+            };
+            let down = dropout(layer.ffn_out.forward(&up)?, arch.hidden_dropout)?;
+            x = layer.ffn_norm.forward(&(down + &x)?)?;
+        }
+        let first = x.narrow(1, 0, 1)?.squeeze(1)?;
+        let p = arch.classifier_dropout;
+        match arch.family {
+            Family::Bert => {
+                let pooled = self.head.dense.forward(&first)?.tanh()?;
+                self.head.output.forward(&dropout(pooled, p)?)
+            }
+            Family::Roberta => {
+                let hidden = self.head.dense.forward(&dropout(first, p)?)?.tanh()?;
+                self.head.output.forward(&dropout(hidden, p)?)
+            }
+            Family::DistilBert => {
+                let hidden = self.head.dense.forward(&first)?.relu()?;
+                self.head.output.forward(&dropout(hidden, p)?)
+            }
+        }
+    }
+
+    /// Summed embeddings `[b, s, hidden]`, normalised.
+    fn embed(&self, batch: &TensorBatch) -> Result<Tensor> {
+        let (b, s) = batch.input_ids.dims2()?;
+        let hidden = self.arch.hidden_size;
+        let words = self
+            .embeddings
+            .word
+            .index_select(&batch.input_ids.flatten_all()?, 0)?
+            .reshape((b, s, hidden))?;
+        let positions = self.position_ids(batch)?;
+        let positions = self
+            .embeddings
+            .position
+            .index_select(&positions.flatten_all()?, 0)?
+            .reshape((b, s, hidden))?;
+        let mut x = (words + positions)?;
+        match &self.embeddings.segment {
+            // One segment row (RoBERTa): the same vector for every token.
+            Some(table) if !self.arch.uses_token_type_ids() => {
+                x = x.broadcast_add(&table.get(0)?)?;
+            }
+            Some(table) => {
+                let segments = table
+                    .index_select(&batch.token_type_ids.flatten_all()?, 0)?
+                    .reshape((b, s, hidden))?;
+                x = (x + segments)?;
+            }
+            None => {}
+        }
+        self.embeddings.norm.forward(&x)
+    }
+
+    /// `[b, s]` position ids: 0.. for BERT and DistilBERT; for RoBERTa, real tokens count
+    /// from `pad + 1` and padding sits at `pad`.
+    fn position_ids(&self, batch: &TensorBatch) -> Result<Tensor> {
+        let (b, s) = batch.input_ids.dims2()?;
+        match self.arch.family {
+            Family::Roberta => {
+                let mask = &batch.attention_mask;
+                let counted = (mask.cumsum(1)? * mask)?;
+                (counted + self.arch.pad_token_id as f64)?.to_dtype(DType::U32)
+            }
+            _ => Tensor::arange(0u32, s as u32, &self.device)?
+                .unsqueeze(0)?
+                .broadcast_as((b, s))?
+                .contiguous(),
+        }
+    }
+}
+
+impl TrainableModel for EncoderModel {
+    fn forward(&self, batch: &TensorBatch, train: bool) -> Result<Tensor> {
+        self.logits(batch, train)
+    }
+
+    fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+}

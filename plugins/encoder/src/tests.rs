@@ -1,0 +1,98 @@
+//! Unit tests of the candle model on tiny random encoders of each family.
+
+use crate::arch::Arch;
+use crate::model::EncoderModel;
+use crate::weights;
+use candle_core::{Device, Tensor};
+use candle_nn::loss::cross_entropy;
+use clarity_runtime::batch::TensorBatch;
+use clarity_runtime::tokenize::Encoded;
+use serde_json::json;
+
+pub(crate) fn tiny_config(model_type: &str) -> serde_json::Value {
+    match model_type {
+        "distilbert" => json!({"model_type": "distilbert", "vocab_size": 50, "dim": 16,
+            "n_layers": 2, "n_heads": 4, "hidden_dim": 32, "max_position_embeddings": 40,
+            "pad_token_id": 0}),
+        "roberta" | "xlm-roberta" => json!({"model_type": model_type, "vocab_size": 50,
+            "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "intermediate_size": 32, "max_position_embeddings": 42, "type_vocab_size": 1,
+            "pad_token_id": 1, "layer_norm_eps": 1e-5}),
+        _ => json!({"model_type": "bert", "vocab_size": 50, "hidden_size": 16,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 32,
+            "max_position_embeddings": 40, "type_vocab_size": 2, "pad_token_id": 0}),
+    }
+}
+
+pub(crate) fn tiny_model(model_type: &str, labels: usize, seed: u64) -> EncoderModel {
+    let arch = Arch::from_json(&tiny_config(model_type), "test").unwrap();
+    let filled = weights::random(&arch, labels, &Device::Cpu, seed).unwrap();
+    EncoderModel::from_varmap(arch, filled.varmap, Device::Cpu).unwrap()
+}
+
+/// Two rows, the second padded.
+pub(crate) fn tiny_batch() -> Encoded {
+    Encoded {
+        batch: 2,
+        seq: 6,
+        input_ids: vec![2, 7, 9, 3, 11, 3, 2, 5, 3, 8, 0, 0],
+        attention_mask: vec![1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0],
+        token_type_ids: vec![0, 0, 0, 0, 1, 1, 0, 0, 0, 1, 0, 0],
+    }
+}
+
+#[test]
+fn every_parameter_of_every_family_gets_a_gradient() {
+    for family in ["bert", "roberta", "distilbert"] {
+        let model = tiny_model(family, 3, 1);
+        let batch = TensorBatch::from_encoded(&tiny_batch(), &Device::Cpu).unwrap();
+        let logits = model.logits(&batch, true).unwrap();
+        assert_eq!(logits.dims(), &[2, 3]);
+        let labels = Tensor::new(&[0u32, 2], &Device::Cpu).unwrap();
+        let loss = cross_entropy(&logits, &labels).unwrap();
+        let grads = loss.backward().unwrap();
+        let vars = model.varmap_vars();
+        let missing: Vec<&String> = vars
+            .iter()
+            .filter(|(_, v)| grads.get(v.as_tensor()).is_none())
+            .map(|(n, _)| n)
+            .collect();
+        assert!(missing.is_empty(), "{family}: no gradient for {missing:?}");
+    }
+}
+
+#[test]
+fn padding_does_not_change_a_rows_logits() {
+    for family in ["bert", "roberta", "distilbert"] {
+        let model = tiny_model(family, 3, 2);
+        let full = tiny_batch();
+        let batch = TensorBatch::from_encoded(&full, &Device::Cpu).unwrap();
+        let both = model
+            .logits(&batch, false)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        // Row 1 alone, without its two padding tokens.
+        let alone = Encoded {
+            batch: 1,
+            seq: 4,
+            input_ids: full.input_ids[6..10].to_vec(),
+            attention_mask: vec![1; 4],
+            token_type_ids: full.token_type_ids[6..10].to_vec(),
+        };
+        let batch = TensorBatch::from_encoded(&alone, &Device::Cpu).unwrap();
+        let single = model
+            .logits(&batch, false)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        for (a, b) in both[1].iter().zip(&single[0]) {
+            assert!(
+                (a - b).abs() < 1e-5,
+                "{family}: {:?} vs {:?}",
+                both[1],
+                single[0]
+            );
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Checkpoints for `train --resume`: the trainable weights, the optimizer's moments and
+//! where the run was, in `checkpoint_dir/step-NNNNNNNN/`, each written to a hidden temporary
+//! folder and renamed into place only when complete.
+
+use candle_core::{Device, Tensor};
+use clarity_sdk::metrics::Evaluation;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Trainable weights, by variable name.
+pub const WEIGHTS: &str = "weights.safetensors";
+/// AdamW moments (`m.NAME`, `v.NAME`).
+pub const OPTIMIZER: &str = "optimizer.safetensors";
+/// [`RunState`] as JSON.
+pub const STATE: &str = "state.json";
+/// The best weights so far (by validation macro-F1), beside the step checkpoints.
+pub const BEST: &str = "best.safetensors";
+/// Step checkpoints kept; older ones are removed.
+pub const KEEP: usize = 2;
+
+const PREFIX: &str = "step-";
+
+/// Why a checkpoint could not be written or read.
+#[derive(Debug, thiserror::Error)]
+#[error("checkpoint {path}: {message}")]
+pub struct CheckpointError {
+    /// The file or folder.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub message: String,
+}
+
+fn err(path: &Path, message: impl std::fmt::Display) -> CheckpointError {
+    CheckpointError {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+/// The best evaluation so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Best {
+    /// Epoch it was taken in (1-based; a mid-epoch evaluation counts as its epoch).
+    pub epoch: u64,
+    /// Optimizer step it was taken at.
+    pub step: u64,
+    /// Its scores.
+    pub evaluation: Evaluation,
+}
+
+/// Where a run is: everything besides tensors that resuming needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    /// Layout version of this file.
+    pub format: u32,
+    /// Optimizer steps done.
+    pub step: u64,
+    /// Epochs completed.
+    pub epoch: u64,
+    /// Training examples of the current (unfinished) epoch already used.
+    pub examples_in_epoch: u64,
+    /// Optimizer updates (AdamW's bias-correction count).
+    pub updates: u64,
+    /// Training examples the run was started with (the epoch order depends on it).
+    pub train_examples: u64,
+    /// Shuffle seed.
+    pub seed: u64,
+    /// Labels, in output order.
+    pub labels: Vec<String>,
+    /// The best evaluation so far.
+    pub best: Option<Best>,
+    /// Evaluations since the best one (for early stopping).
+    pub evals_since_best: u64,
+    /// Mean training loss of the last completed epoch.
+    pub train_loss: Option<f64>,
+}
+
+impl RunState {
+    /// Current layout version.
+    pub const FORMAT: u32 = 1;
+}
+
+/// A checkpoint read back.
+pub struct Loaded {
+    /// Its folder.
+    pub dir: PathBuf,
+    /// Where the run was.
+    pub state: RunState,
+    /// Trainable weights.
+    pub weights: HashMap<String, Tensor>,
+    /// Optimizer moments.
+    pub optimizer: HashMap<String, Tensor>,
+}
+
+/// Step checkpoints in `dir`, oldest first.
+pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let step = name.strip_prefix(PREFIX)?.parse::<u64>().ok()?;
+            let path = e.path();
+            path.join(STATE).is_file().then_some((step, path))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Write a checkpoint for `state.step`, then remove all but the newest [`KEEP`].
+pub fn save(
+    dir: &Path,
+    state: &RunState,
+    weights: &HashMap<String, Tensor>,
+    optimizer: &HashMap<String, Tensor>,
+) -> Result<PathBuf, CheckpointError> {
+    std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
+    let name = format!("{PREFIX}{:08}", state.step);
+    let final_dir = dir.join(&name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| err(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| err(&tmp, e))?;
+    let write = || -> Result<(), CheckpointError> {
+        candle_core::safetensors::save(weights, tmp.join(WEIGHTS))
+            .map_err(|e| err(&tmp.join(WEIGHTS), e))?;
+        candle_core::safetensors::save(optimizer, tmp.join(OPTIMIZER))
+            .map_err(|e| err(&tmp.join(OPTIMIZER), e))?;
+        let json = serde_json::to_string_pretty(state).map_err(|e| err(&tmp.join(STATE), e))?;
+        std::fs::write(tmp.join(STATE), json).map_err(|e| err(&tmp.join(STATE), e))
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    if final_dir.exists() {
+        std::fs::remove_dir_all(&final_dir).map_err(|e| err(&final_dir, e))?;
+    }
+    std::fs::rename(&tmp, &final_dir).map_err(|e| err(&final_dir, e))?;
+    let all = list(dir);
+    for (_, old) in all.iter().take(all.len().saturating_sub(KEEP)) {
+        // A checkpoint we cannot remove costs disk space, not correctness.
+        let _ = std::fs::remove_dir_all(old);
+    }
+    Ok(final_dir)
+}
+
+/// Write the best weights so far, atomically.
+pub fn save_best(dir: &Path, weights: &HashMap<String, Tensor>) -> Result<(), CheckpointError> {
+    std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
+    let path = dir.join(BEST);
+    let tmp = dir.join(format!(".{BEST}.tmp"));
+    candle_core::safetensors::save(weights, &tmp).map_err(|e| err(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| err(&path, e))
+}
+
+/// The best weights saved beside the checkpoints, if any.
+pub fn load_best(
+    dir: &Path,
+    device: &Device,
+) -> Result<Option<HashMap<String, Tensor>>, CheckpointError> {
+    let path = dir.join(BEST);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    candle_core::safetensors::load(&path, device)
+        .map(Some)
+        .map_err(|e| err(&path, e))
+}
+
+/// The newest checkpoint in `dir`, if any.
+pub fn load_latest(dir: &Path, device: &Device) -> Result<Option<Loaded>, CheckpointError> {
+    let Some((_, path)) = list(dir).pop() else {
+        return Ok(None);
+    };
+    let state_path = path.join(STATE);
+    let text = std::fs::read_to_string(&state_path).map_err(|e| err(&state_path, e))?;
+    let state: RunState = serde_json::from_str(&text).map_err(|e| err(&state_path, e))?;
+    if state.format != RunState::FORMAT {
+        return Err(err(
+            &state_path,
+            format!(
+                "format {} (this build reads {})",
+                state.format,
+                RunState::FORMAT
+            ),
+        ));
+    }
+    let load = |name: &str| {
+        candle_core::safetensors::load(path.join(name), device)
+            .map_err(|e| err(&path.join(name), e))
+    };
+    Ok(Some(Loaded {
+        weights: load(WEIGHTS)?,
+        optimizer: load(OPTIMIZER)?,
+        state,
+        dir: path,
+    }))
+}
+
+/// Remove the step checkpoints and best weights of an earlier run (a fresh run must not
+/// leave them for a later `--resume` to pick up).
+pub fn clear(dir: &Path) -> Result<usize, CheckpointError> {
+    let old = list(dir);
+    for (_, path) in &old {
+        std::fs::remove_dir_all(path).map_err(|e| err(path, e))?;
+    }
+    let best = dir.join(BEST);
+    if best.is_file() {
+        std::fs::remove_file(&best).map_err(|e| err(&best, e))?;
+    }
+    Ok(old.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(step: u64) -> RunState {
+        RunState {
+            format: RunState::FORMAT,
+            step,
+            epoch: 1,
+            examples_in_epoch: 8,
+            updates: step,
+            train_examples: 64,
+            seed: 42,
+            labels: vec!["a".into(), "b".into()],
+            best: None,
+            evals_since_best: 0,
+            train_loss: Some(0.5),
+        }
+    }
+
+    #[test]
+    fn save_load_and_keep_only_the_newest() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let w: HashMap<String, Tensor> =
+            [("x".to_string(), Tensor::new(&[1.0f32, 2.0], &Device::Cpu)?)].into();
+        for step in [3, 6, 9] {
+            save(dir.path(), &state(step), &w, &HashMap::new())?;
+        }
+        let steps: Vec<u64> = list(dir.path()).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(steps, vec![6, 9]);
+        let loaded = load_latest(dir.path(), &Device::Cpu)?.ok_or("no checkpoint")?;
+        assert_eq!(loaded.state, state(9));
+        assert_eq!(loaded.weights["x"].to_vec1::<f32>()?, vec![1.0, 2.0]);
+        // No temporary folder is left behind.
+        let hidden = std::fs::read_dir(dir.path())?
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+            .count();
+        assert_eq!(hidden, 0);
+        save_best(dir.path(), &w)?;
+        assert!(load_best(dir.path(), &Device::Cpu)?.is_some());
+        assert_eq!(clear(dir.path())?, 2);
+        assert!(load_latest(dir.path(), &Device::Cpu)?.is_none());
+        assert!(load_best(dir.path(), &Device::Cpu)?.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn a_folder_without_state_is_not_a_checkpoint() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        std::fs::create_dir_all(dir.path().join("step-00000005"))?;
+        assert!(list(dir.path()).is_empty());
+        Ok(())
+    }
+}

@@ -1,0 +1,259 @@
+//! The encoder plugin end to end: candle training through `clarity-host train`, our own ONNX
+//! export, ONNX Runtime serving over HTTP, `train --resume` and `export`.
+
+use clarity_tests::encoder::write_tiny_encoder;
+use clarity_tests::{plugin_lib, Project};
+use serde_json::json;
+use std::time::Duration;
+
+const LABELS: [&str; 3] = ["Clear Reply", "Clear Non-Reply", "Ambivalent"];
+
+fn tiny_project(epochs: usize) -> Project {
+    let project = Project::new("");
+    write_tiny_encoder(&project.path().join("tiny-bert"), "bert", 32, 2);
+    write_yaml(&project, epochs);
+    project
+}
+
+fn write_yaml(project: &Project, epochs: usize) {
+    let yaml = format!(
+        r#"- name: tiny
+  type: encoder
+  plugin: {plugin}
+  route: /classify/tiny
+  model_config: {{model_name: tiny-bert, max_length: 64, device: auto}}
+  training_config:
+    batch_size: 8
+    learning_rate: 1.0e-3
+    num_epochs: {epochs}
+    warmup_ratio: 0.1
+    save_strategy: epoch
+    eval_strategy: epoch
+    logging_steps: 1
+  label_config: {{labels: ["Clear Reply", "Clear Non-Reply", "Ambivalent"]}}
+  data_config:
+    train_file: "{data}/train.json"
+    valid_file: "{data}/valid.json"
+    train_sample_size: 64
+    valid_sample_size: 32
+"#,
+        plugin = plugin_lib("clarity-encoder").display(),
+        data = clarity_tests::sample_data().display(),
+    );
+    std::fs::write(project.config(), yaml).expect("write models.yaml");
+}
+
+fn train_report(project: &Project) -> serde_json::Value {
+    let text = std::fs::read_to_string(project.path().join("artifacts/tiny/train_report.json"))
+        .expect("train_report.json");
+    serde_json::from_str(&text).expect("report json")
+}
+
+#[test]
+fn a_tiny_encoder_trains_exports_serves_and_resumes() {
+    let project = tiny_project(1);
+    let out = project.host(&["train", "--model", "tiny"]);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "train failed:\n{log}");
+    // The head is new: the plugin says so instead of initialising it silently.
+    assert!(
+        log.contains("newly initialised") && log.contains("classifier.weight"),
+        "{log}"
+    );
+    let dir = project.path().join("artifacts/tiny");
+    for file in [
+        "model.onnx",
+        "tokenizer.json",
+        "model.safetensors",
+        "config.json",
+        "labels.json",
+        "metrics.json",
+    ] {
+        assert!(
+            dir.join(file).is_file(),
+            "{file} missing in {}",
+            dir.display()
+        );
+    }
+    let first_steps = train_report(&project)["report"]["steps"]
+        .as_u64()
+        .expect("steps");
+    assert_eq!(first_steps, 8, "64 pairs in batches of 8 for one epoch");
+
+    // Resume with one more epoch: the step count goes on from the checkpoint.
+    write_yaml(&project, 2);
+    let out = project.host(&["train", "--model", "tiny", "--resume"]);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "resume failed:\n{log}");
+    assert!(log.to_lowercase().contains("resum"), "{log}");
+    assert_eq!(
+        train_report(&project)["report"]["steps"].as_u64(),
+        Some(16),
+        "{log}"
+    );
+
+    // `export` rebuilds model.onnx from the saved weights, in place.
+    let before = std::fs::read(dir.join("model.onnx")).expect("model.onnx");
+    let stdout = project.host_ok(&["export", "--model", "tiny"]);
+    assert!(stdout.contains("artifacts/tiny"), "{stdout}");
+    let after = std::fs::read(dir.join("model.onnx")).expect("model.onnx");
+    assert_eq!(
+        before, after,
+        "re-export of the same weights must give the same graph"
+    );
+
+    let mut server = project.serve(&[]);
+    server.wait_ready(Duration::from_secs(120));
+    let (status, body) = server.post_json(
+        "/classify/tiny",
+        &json!({"question": "Will you raise taxes?", "context": "Q: Will you?\nA: No."}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let label = body["clarity_label"].as_str().expect("clarity_label");
+    assert!(LABELS.contains(&label), "{body}");
+    let scores = body["scores"].as_object().expect("scores");
+    assert_eq!(scores.len(), 3);
+    let sum: f64 = scores.values().filter_map(|v| v.as_f64()).sum();
+    assert!((sum - 1.0).abs() < 1e-4, "{body}");
+    let top = scores
+        .values()
+        .filter_map(|v| v.as_f64())
+        .fold(0.0, f64::max);
+    assert!(
+        (body["confidence"].as_f64().unwrap_or(0.0) - top).abs() < 1e-6,
+        "{body}"
+    );
+
+    // A batch gives the same answers as single requests, in order.
+    let pairs = json!([
+        {"question": "Will you raise taxes?", "context": "Q: Will you?\nA: No."},
+        {"question": "Why?", "context": "Q: Why did you vote that way?\nA: Let me talk about something else entirely, and at length."}
+    ]);
+    let (status, batch) = server.post_json("/classify/tiny", &pairs);
+    assert_eq!(status, 200, "{batch}");
+    for (i, pair) in pairs.as_array().into_iter().flatten().enumerate() {
+        let (_, single) = server.post_json("/classify/tiny", pair);
+        for label in LABELS {
+            let (a, b) = (
+                batch[i]["scores"][label].as_f64(),
+                single["scores"][label].as_f64(),
+            );
+            let (a, b) = (a.expect("batch score"), b.expect("single score"));
+            assert!(
+                (a - b).abs() < 1e-5,
+                "row {i} {label}: batch {a} vs single {b}"
+            );
+        }
+    }
+
+    // GET / says which runtime and execution provider serve it.
+    let (_, root) = server.get("/");
+    let text = root.to_string();
+    assert!(
+        text.contains("onnxruntime") && text.contains("cpu"),
+        "{text}"
+    );
+    assert_eq!(server.terminate(Duration::from_secs(20)), Some(0));
+}
+
+/// The shipped `models.yaml`, with its sample-data paths pointing into the workspace.
+fn shipped_project() -> Project {
+    let root = clarity_tests::workspace_root();
+    let text = std::fs::read_to_string(root.join("models.yaml")).expect("models.yaml");
+    let text = text.replace(
+        "data/sample/",
+        &format!("{}/", clarity_tests::sample_data().display()),
+    );
+    let project = Project::new("");
+    std::fs::write(project.config(), text).expect("write models.yaml");
+    project
+}
+
+/// Real fine-tuning of the shipped MiniLM entry (minutes on 2 cores): run it in release,
+/// `./scripts/test.sh --release -- --ignored minilm`.
+#[test]
+#[ignore = "real MiniLM fine-tuning; run with --release -- --ignored minilm"]
+fn the_shipped_minilm_learns_the_sample_data() {
+    let project = shipped_project();
+    let out = project.host(&["train", "--model", "minilm"]);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "train failed:\n{log}");
+    let dir = project.path().join("artifacts/minilm");
+    let metrics: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("metrics.json")).expect("metrics.json"),
+    )
+    .expect("metrics json");
+    let f1 = metrics["valid"]["macro_f1"].as_f64().expect("macro_f1");
+    let baseline = metrics["majority_baseline"]["macro_f1"]
+        .as_f64()
+        .expect("baseline");
+    assert!(
+        f1 > baseline + 0.2,
+        "macro-F1 {f1} vs majority {baseline}\n{log}"
+    );
+
+    // The training loss went down: the last logged steps average below the first ones.
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("train_report.json")).expect("train_report.json"),
+    )
+    .expect("report json");
+    let history = report["history"].as_array().cloned().unwrap_or_default();
+    let losses: Vec<f64> = history.iter().filter_map(|h| h["loss"].as_f64()).collect();
+    assert!(losses.len() >= 2, "no loss history in {report}");
+    assert!(
+        losses[losses.len() - 1] < losses[0],
+        "validation loss did not fall: {losses:?}"
+    );
+
+    // `test` scores a file through ONNX Runtime with the same numbers format as the classic model.
+    let stdout = project.host_ok(&["test", "--model", "minilm", "--json"]);
+    let scored: serde_json::Value = serde_json::from_str(&stdout).expect("test json");
+    assert!(
+        scored["metrics"]["accuracy"].as_f64().unwrap_or(0.0) > 0.5,
+        "{scored}"
+    );
+}
+
+#[test]
+fn a_folder_exported_elsewhere_is_served_without_training() {
+    let project = Project::new("");
+    clarity_tests::encoder::write_onnx_folder(&project.path().join("exported"), &["yes", "no"]);
+    let yaml = format!(
+        "- name: ext\n  type: encoder\n  plugin: {}\n  model_config: {{model_name: exported, max_length: 32}}\n",
+        plugin_lib("clarity-encoder").display()
+    );
+    std::fs::write(project.config(), yaml).expect("write models.yaml");
+    let mut server = project.serve(&[]);
+    server.wait_ready(Duration::from_secs(60));
+    let (status, body) = server.post_json(
+        "/classify/ext",
+        &json!({"question": "Is it served?", "context": "A: It should be, from the ONNX file alone."}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let label = body["clarity_label"].as_str().expect("label");
+    assert!(label == "yes" || label == "no", "{body}");
+    assert_eq!(
+        body["scores"].as_object().map(|s| s.len()),
+        Some(2),
+        "{body}"
+    );
+    assert_eq!(server.terminate(Duration::from_secs(20)), Some(0));
+}
+
+#[test]
+fn a_missing_pretrained_model_is_a_clear_error() {
+    let project = Project::new("");
+    let yaml = format!(
+        "- name: nowhere\n  type: encoder\n  plugin: {}\n  model_config: {{model_name: no-such-model-package}}\n  data_config: {{train_file: \"{}/train.json\"}}\n",
+        plugin_lib("clarity-encoder").display(),
+        clarity_tests::sample_data().display()
+    );
+    std::fs::write(project.config(), yaml).expect("write models.yaml");
+    let out = project.host(&["train", "--model", "nowhere"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no-such-model-package") && stderr.contains("config.json"),
+        "{stderr}"
+    );
+}
