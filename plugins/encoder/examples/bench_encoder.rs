@@ -18,12 +18,12 @@
 //!
 //! Then it measures, with warmup and medians: batch-1 latency and batch-32 throughput for
 //! ONNX Runtime and candle (eval), and seconds per training step at batch 8 for candle
-//! (forward with dropout, cross-entropy, backward, AdamW over every variable). Inference is
+//! (forward with dropout, cross-entropy, backward, the training loop's own AdamW with
+//! clipping over every variable). Inference is
 //! measured before training, which changes the weights. One JSON object goes to stdout.
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use clarity_encoder::arch::Arch;
 use clarity_encoder::model::EncoderModel;
 use clarity_encoder::{export, weights};
@@ -31,6 +31,8 @@ use clarity_runtime::batch::TensorBatch;
 use clarity_runtime::resolve;
 use clarity_runtime::serve::{self, OrtClassifier};
 use clarity_runtime::tokenize::{Encoded, PairTokenizer};
+use clarity_runtime::train::loss::cross_entropy;
+use clarity_runtime::train::optim::{AdamW, AdamWConfig};
 use clarity_sdk::config::Device as DeviceChoice;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -435,7 +437,7 @@ struct TrainTimes {
 }
 
 /// Full training steps on one batch: forward with dropout, cross-entropy, backward, AdamW
-/// over every variable (what `Optimizer::backward_step` does, timed in its two halves).
+/// over every variable (as the training loop does, timed in its phases).
 fn train_steps(
     model: &EncoderModel,
     batch: &Encoded,
@@ -445,11 +447,9 @@ fn train_steps(
     let device = Device::Cpu;
     let tensors = TensorBatch::from_encoded(batch, &device)?;
     let targets = Tensor::new(&labels[..batch.batch], &device)?;
-    let vars = model.varmap_ref().all_vars();
     let mut optimizer = AdamW::new(
-        vars,
-        ParamsAdamW {
-            lr: LEARNING_RATE,
+        model.varmap_vars(),
+        AdamWConfig {
             weight_decay: WEIGHT_DECAY,
             ..Default::default()
         },
@@ -464,12 +464,12 @@ fn train_steps(
     for step in 0..reps.warmup + reps.iters {
         let start = Instant::now();
         let logits = model.logits(&tensors, true)?;
-        let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
+        let loss = cross_entropy(&logits, &targets, None)?;
         let loss_value = loss.to_scalar::<f32>()?;
         let forward = start.elapsed().as_secs_f64();
-        let grads = loss.backward()?;
+        let grads = optimizer.collect(loss.backward()?);
         let backward = start.elapsed().as_secs_f64() - forward;
-        optimizer.step(&grads)?;
+        optimizer.step(&grads, LEARNING_RATE, 1.0, Some(1.0))?;
         drop(grads);
         let total = start.elapsed().as_secs_f64();
         if step >= reps.warmup {

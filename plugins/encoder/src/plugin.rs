@@ -111,10 +111,12 @@ impl EncoderPlugin {
         {
             Some(labels) => labels,
             None if !self.init.labels().is_empty() => self.init.labels().to_vec(),
-            None => return Err(Error::config(format!(
+            None => {
+                return Err(Error::config(format!(
                 "{}: no id2label, and label_config.labels is empty: name the labels in one of them",
                 dir.join(meta::CONFIG_FILE).display()
-            ))),
+            )))
+            }
         };
         let configured = self.init.labels();
         if !configured.is_empty() && configured != labels.as_slice() {

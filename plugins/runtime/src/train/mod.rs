@@ -388,15 +388,10 @@ impl<'a, M: TrainableModel> Trainer<'a, M> {
                 ));
             }
         }
-        let mut scale = 1.0 / members as f64;
-        if let Some(max) = self.config.max_grad_norm.filter(|m| *m > 0.0) {
-            let norm = grads.norm()? * scale;
-            if norm > max {
-                scale *= max / (norm + 1e-6);
-            }
-        }
         let lr = self.schedule.at(self.state.step);
-        self.optimizer.step(grads, lr, scale)?;
+        let scale = 1.0 / members as f64;
+        self.optimizer
+            .step(grads, lr, scale, self.config.max_grad_norm)?;
         self.state.step += 1;
         self.state.updates += 1;
         Ok(lr)
@@ -472,7 +467,7 @@ impl<'a, M: TrainableModel> Trainer<'a, M> {
             }
             self.best_dirty = false;
         }
-        let (moments, _) = self.optimizer.state();
+        let (moments, _) = self.optimizer.state()?;
         let path = checkpoint::save(dir, &self.state, &self.snapshot()?, &moments)?;
         ctx.emit(TrainEvent::Checkpoint {
             step: self.state.step,

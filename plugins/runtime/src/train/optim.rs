@@ -5,7 +5,7 @@
 //! norm weights from weight decay (as transformers' Trainer does), and saves its moments.
 
 use candle_core::backprop::GradStore;
-use candle_core::{Result, Tensor, Var};
+use candle_core::{DType, Result, Tensor, Var};
 use std::collections::HashMap;
 
 /// Hyper-parameters.
@@ -36,8 +36,90 @@ struct Slot {
     name: String,
     var: Var,
     decay: bool,
-    m: Tensor,
-    v: Tensor,
+    m: Moment,
+    v: Moment,
+}
+
+/// A moment estimate: in host memory for CPU f32 variables (updated in place), else a tensor.
+enum Moment {
+    Host(Vec<f32>),
+    Device(Tensor),
+}
+
+impl Moment {
+    fn zeros(var: &Var) -> Result<Self> {
+        if var.device().is_cpu() && var.dtype() == DType::F32 {
+            Ok(Moment::Host(vec![0.0; var.elem_count()]))
+        } else {
+            Ok(Moment::Device(var.as_tensor().zeros_like()?))
+        }
+    }
+
+    fn is_host(&self) -> bool {
+        matches!(self, Moment::Host(_))
+    }
+
+    fn to_tensor(&self, var: &Var) -> Result<Tensor> {
+        match self {
+            Moment::Host(values) => Tensor::from_slice(values, var.shape(), var.device()),
+            Moment::Device(t) => Ok(t.clone()),
+        }
+    }
+
+    fn load(&mut self, t: &Tensor, var: &Var) -> Result<()> {
+        let t = t.to_device(var.device())?.to_dtype(var.dtype())?;
+        *self = match self {
+            Moment::Host(_) => Moment::Host(t.flatten_all()?.to_vec1::<f32>()?),
+            Moment::Device(_) => Moment::Device(t),
+        };
+        Ok(())
+    }
+}
+
+/// The constants of one update.
+struct Step {
+    lr: f64,
+    scale: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    correct1: f64,
+    correct2: f64,
+}
+
+impl Step {
+    /// PyTorch's AdamW on plain slices, in one pass.
+    fn apply_host(&self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], decay: f64) {
+        let (b1, b2) = (self.beta1 as f32, self.beta2 as f32);
+        let scale = self.scale as f32;
+        let keep = (1.0 - self.lr * decay) as f32;
+        let lr1 = (self.lr / self.correct1) as f32;
+        let inv_c2 = (1.0 / self.correct2) as f32;
+        let eps = self.eps as f32;
+        for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let g = g * scale;
+            *m = b1 * *m + (1.0 - b1) * g;
+            *v = b2 * *v + (1.0 - b2) * g * g;
+            *w = *w * keep - lr1 * *m / ((*v * inv_c2).sqrt() + eps);
+        }
+    }
+
+    /// The same with tensor operations (accelerators).
+    fn apply_tensor(
+        &self,
+        theta: &Tensor,
+        g: &Tensor,
+        m: &Tensor,
+        v: &Tensor,
+        decay: f64,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let g = (g * self.scale)?;
+        let m = ((m * self.beta1)? + (&g * (1.0 - self.beta1))?)?;
+        let v = ((v * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
+        let update = ((&m / self.correct1)? / ((&v / self.correct2)?.sqrt()? + self.eps)?)?;
+        let theta = ((theta * (1.0 - self.lr * decay))? - (update * self.lr)?)?;
+        Ok((theta, m, v))
+    }
 }
 
 /// Gradients of the optimizer's variables, in its order (`None`: no gradient reached it).
@@ -86,12 +168,11 @@ impl AdamW {
         let slots = vars
             .into_iter()
             .map(|(name, var)| {
-                let zeros = var.as_tensor().zeros_like()?;
                 Ok(Slot {
                     decay: !no_decay(&name),
                     name,
-                    m: zeros.clone(),
-                    v: zeros,
+                    m: Moment::zeros(&var)?,
+                    v: Moment::zeros(&var)?,
                     var,
                 })
             })
@@ -134,54 +215,99 @@ impl AdamW {
             .collect()
     }
 
-    /// One update with learning rate `lr`, the gradients scaled by `scale` first (for
-    /// clipping and accumulation).
-    pub fn step(&mut self, grads: &Grads, lr: f64, scale: f64) -> Result<()> {
+    /// One update with learning rate `lr`. The gradients are scaled by `scale` (1 / the
+    /// micro-batches accumulated), then clipped to a global norm of `max_norm`. Returns the
+    /// norm before clipping.
+    pub fn step(
+        &mut self,
+        grads: &Grads,
+        lr: f64,
+        scale: f64,
+        max_norm: Option<f64>,
+    ) -> Result<f64> {
+        // Gradients of host-memory variables come out as plain vectors: the norm and the
+        // update then run as one pass each, without a temporary tensor per operation
+        // (those were a quarter of a MiniLM step, mostly page faults on fresh buffers).
+        let mut host: Vec<Option<Vec<f32>>> = Vec::with_capacity(self.slots.len());
+        let mut sum_sq = 0f64;
+        for (s, g) in self.slots.iter().zip(&grads.0) {
+            match g {
+                Some(g) if s.m.is_host() => {
+                    let g = g.flatten_all()?.to_vec1::<f32>()?;
+                    sum_sq += g.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>();
+                    host.push(Some(g));
+                }
+                Some(g) => {
+                    sum_sq += f64::from(g.sqr()?.sum_all()?.to_scalar::<f32>()?);
+                    host.push(None);
+                }
+                None => host.push(None),
+            }
+        }
+        let norm = sum_sq.sqrt() * scale;
+        let clip = match max_norm {
+            Some(max) if max > 0.0 && norm > max => max / (norm + 1e-6),
+            _ => 1.0,
+        };
+        let scale = scale * clip;
         self.t += 1;
         let c = self.config;
         let t = self.t as i32;
-        let correct1 = 1.0 - c.beta1.powi(t);
-        let correct2 = 1.0 - c.beta2.powi(t);
-        for (s, g) in self.slots.iter_mut().zip(&grads.0) {
+        let step = Step {
+            lr,
+            scale,
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            correct1: 1.0 - c.beta1.powi(t),
+            correct2: 1.0 - c.beta2.powi(t),
+        };
+        for ((s, g), g_host) in self.slots.iter_mut().zip(&grads.0).zip(host) {
             let Some(g) = g else {
                 continue;
             };
-            let g = if scale == 1.0 {
-                g.clone()
-            } else {
-                (g * scale)?
-            };
-            let theta = s.var.as_tensor();
-            let m = ((&s.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
-            let v = ((&s.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
-            let update = ((&m / correct1)? / ((&v / correct2)?.sqrt()? + c.eps)?)?;
-            let decayed = if s.decay && c.weight_decay > 0.0 {
-                (theta * (1.0 - lr * c.weight_decay))?
-            } else {
-                theta.clone()
-            };
-            s.var.set(&(decayed - (update * lr)?)?)?;
-            s.m = m;
-            s.v = v;
+            let decay = if s.decay { c.weight_decay } else { 0.0 };
+            match (&mut s.m, &mut s.v, g_host) {
+                (Moment::Host(m), Moment::Host(v), Some(g)) => {
+                    let theta = s.var.as_tensor();
+                    let mut w = theta.flatten_all()?.to_vec1::<f32>()?;
+                    step.apply_host(&mut w, &g, m, v, decay);
+                    s.var
+                        .set(&Tensor::from_vec(w, theta.shape(), theta.device())?)?;
+                }
+                (Moment::Device(m), Moment::Device(v), _) => {
+                    let (theta, new_m, new_v) =
+                        step.apply_tensor(s.var.as_tensor(), g, m, v, decay)?;
+                    s.var.set(&theta)?;
+                    *m = new_m;
+                    *v = new_v;
+                }
+                _ => {
+                    return Err(candle_core::Error::Msg(
+                        "optimizer state out of step".into(),
+                    ))
+                }
+            }
         }
-        Ok(())
+        Ok(norm)
     }
 
     /// The moments by name (`m.NAME`, `v.NAME`) and the update count, for a checkpoint.
-    pub fn state(&self) -> (HashMap<String, Tensor>, u64) {
+    pub fn state(&self) -> Result<(HashMap<String, Tensor>, u64)> {
         let mut tensors = HashMap::new();
         for s in &self.slots {
-            tensors.insert(format!("m.{}", s.name), s.m.clone());
-            tensors.insert(format!("v.{}", s.name), s.v.clone());
+            tensors.insert(format!("m.{}", s.name), s.m.to_tensor(&s.var)?);
+            tensors.insert(format!("v.{}", s.name), s.v.to_tensor(&s.var)?);
         }
-        (tensors, self.t)
+        Ok((tensors, self.t))
     }
 
     /// Restore moments saved by [`AdamW::state`]. Every variable must be present with its
     /// shape: a checkpoint of another model is an error, not a silent restart.
     pub fn restore(&mut self, tensors: &HashMap<String, Tensor>, t: u64) -> Result<()> {
         for s in &mut self.slots {
-            let get = |key: String| -> Result<Tensor> {
+            for (prefix, moment) in [("m", &mut s.m), ("v", &mut s.v)] {
+                let key = format!("{prefix}.{}", s.name);
                 let found = tensors.get(&key).ok_or_else(|| {
                     candle_core::Error::Msg(format!("no `{key}` in the optimizer state"))
                 })?;
@@ -192,10 +318,8 @@ impl AdamW {
                         s.var.dims()
                     )));
                 }
-                found.to_device(s.var.device())?.to_dtype(s.var.dtype())
-            };
-            s.m = get(format!("m.{}", s.name))?;
-            s.v = get(format!("v.{}", s.name))?;
+                moment.load(found, &s.var)?;
+            }
         }
         self.t = t;
         Ok(())
@@ -219,11 +343,54 @@ mod tests {
         let loss = (w.as_tensor() * 3.0)?.sum_all()?; // d/dw = 3
         let grads = opt.collect(loss.backward()?);
         assert!(opt.missing_gradients(&grads).is_empty());
-        opt.step(&grads, 0.01, 1.0)?;
+        opt.step(&grads, 0.01, 1.0, None)?;
         // m̂ = 3, v̂ = 9 → update 1; w = 1 * (1 - 0.01*0.1) - 0.01 * 1
         let expected = 1.0 * (1.0 - 0.001) - 0.01 * 3.0 / (3.0 + 1e-8);
         let got = w.as_tensor().to_vec1::<f32>()?[0] as f64;
         assert!((got - expected).abs() < 1e-6, "{got} vs {expected}");
+        Ok(())
+    }
+
+    /// The host path (CPU) and the tensor path (accelerators) give the same update, with
+    /// clipping.
+    #[test]
+    fn host_and_tensor_paths_agree() -> Result<()> {
+        let step = Step {
+            lr: 0.01,
+            scale: 0.3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            correct1: 0.19,
+            correct2: 0.002,
+        };
+        let (w, g, m, v) = (
+            vec![0.5f32, -1.0, 2.0],
+            vec![0.1f32, -3.0, 0.7],
+            vec![0.01f32, 0.2, -0.1],
+            vec![0.001f32, 0.5, 0.02],
+        );
+        let t = |x: &[f32]| Tensor::new(x, &Device::Cpu);
+        let (theta, tm, tv) = step.apply_tensor(&t(&w)?, &t(&g)?, &t(&m)?, &t(&v)?, 0.1)?;
+        let (mut hw, mut hm, mut hv) = (w.clone(), m.clone(), v.clone());
+        step.apply_host(&mut hw, &g, &mut hm, &mut hv, 0.1);
+        for (a, b) in [(theta, hw), (tm, hm), (tv, hv)] {
+            for (x, y) in a.to_vec1::<f32>()?.iter().zip(&b) {
+                assert!((x - y).abs() < 1e-6, "{x} vs {y}");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn clipping_returns_the_norm_and_bounds_the_update() -> Result<()> {
+        let w = Var::new(&[0.0f32, 0.0], &Device::Cpu)?;
+        let mut opt = AdamW::new(vec![("w".into(), w.clone())], AdamWConfig::default())?;
+        // d/dw (3 w0 + 4 w1) = [3, 4], norm 5.
+        let loss = (w.as_tensor() * &Tensor::new(&[3.0f32, 4.0], &Device::Cpu)?)?.sum_all()?;
+        let grads = opt.collect(loss.backward()?);
+        let norm = opt.step(&grads, 0.1, 1.0, Some(1.0))?;
+        assert!((norm - 5.0).abs() < 1e-5);
         Ok(())
     }
 
@@ -245,15 +412,13 @@ mod tests {
         grads.accumulate(opt.collect(w.as_tensor().sum_all()?.backward()?))?;
         // d/dw (w² + w) = 2w + 1 = [3, 5]
         assert!((grads.norm()? - 34f64.sqrt()).abs() < 1e-5);
-        opt.step(&grads, 0.1, 0.5)?;
-        let (state, t) = opt.state();
+        opt.step(&grads, 0.1, 0.5, Some(1.0))?;
+        let (state, t) = opt.state()?;
         let mut fresh = AdamW::new(vec![("w".into(), w.clone())], AdamWConfig::default())?;
         fresh.restore(&state, t)?;
         assert_eq!(fresh.t, 1);
-        assert_eq!(
-            fresh.slots[0].m.to_vec1::<f32>()?,
-            opt.slots[0].m.to_vec1::<f32>()?
-        );
+        let m = |o: &AdamW| o.slots[0].m.to_tensor(&o.slots[0].var)?.to_vec1::<f32>();
+        assert_eq!(m(&fresh)?, m(&opt)?);
         let mut other = AdamW::new(
             vec![("x".into(), Var::new(&[0.0f32], &Device::Cpu)?)],
             AdamWConfig::default(),
