@@ -296,6 +296,7 @@ impl Classifier for EncoderPlugin {
     }
 
     fn train(&mut self, job: TrainJob, ctx: &mut TrainContext<'_>) -> Result<TrainReport, Error> {
+        crate::retain_freed_memory();
         let (model, tokenizer, pretrained_dir, kind) = self.pretrained(job.labels.len(), ctx)?;
         ctx.message(format!(
             "fine-tuning {} ({} layers, hidden {}) on {} with max_length {}",
