@@ -222,6 +222,8 @@ fn run() -> Result<()> {
     let candle_b32 = measure(plan.b32, || candle_logits(&model, &b32, &device).map(drop))?;
 
     eprintln!("bench_encoder: candle training");
+    // As the plugin's `train` does: keep freed memory instead of returning it to the OS.
+    clarity_encoder::retain_freed_memory();
     let train = train_steps(&model, &rows(&encoded, 0, TRAIN_BATCH), &labels, plan.train)?;
 
     let out = json!({
