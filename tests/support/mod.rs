@@ -5,11 +5,12 @@
 //! `scripts/test.sh` runs before `cargo test`).
 
 pub mod encoder;
+pub mod process;
 
-use std::io::{BufRead, BufReader};
+use process::CapturedLog;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The workspace root.
@@ -33,6 +34,26 @@ pub fn bin_dir() -> PathBuf {
     };
     let profile = std::env::var("CLARITY_TEST_PROFILE").unwrap_or_else(|_| built_with.into());
     target.join(profile)
+}
+
+/// `clarity-host <args> --config <config>` run in `dir`, with info logging, no stdin, no
+/// inherited plugin folder, and the TensorBoard that `scripts/setup.sh` installed (the
+/// projects live in temporary folders without a `.venv` of their own).
+pub fn host_command(config: &Path, dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(host_bin());
+    command
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .current_dir(dir)
+        .env("CLARITY_LOG_LEVEL", "info")
+        .env_remove("CLARITY_PLUGIN_DIR")
+        .env(
+            "CLARITY_TENSORBOARD",
+            workspace_root().join(".venv/bin/tensorboard"),
+        )
+        .stdin(Stdio::null());
+    command
 }
 
 /// A built artifact, with a clear failure when it is missing.
@@ -97,14 +118,7 @@ impl Project {
 
     /// Run `clarity-host <args> --config <models.yaml>` to completion.
     pub fn host(&self, args: &[&str]) -> Output {
-        Command::new(host_bin())
-            .args(args)
-            .arg("--config")
-            .arg(self.config())
-            .current_dir(self.path())
-            .env("CLARITY_LOG_LEVEL", "info")
-            .env_remove("CLARITY_PLUGIN_DIR")
-            .stdin(Stdio::null())
+        host_command(&self.config(), self.path(), args)
             .output()
             .expect("run clarity-host")
     }
@@ -133,61 +147,29 @@ pub struct Server {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
-    log: Arc<Mutex<String>>,
+    log: CapturedLog,
     client: reqwest::blocking::Client,
 }
 
 impl Server {
     fn start(project: &Project, extra: &[&str]) -> Self {
-        let mut child = Command::new(host_bin())
-            .arg("serve")
-            .args(["--host", "127.0.0.1", "--port", "0"])
-            .args(extra)
-            .arg("--config")
-            .arg(project.config())
-            .current_dir(project.path())
-            .env("CLARITY_LOG_LEVEL", "info")
-            .env_remove("CLARITY_PLUGIN_DIR")
-            .stdin(Stdio::null())
+        let mut args = vec!["serve", "--host", "127.0.0.1", "--port", "0"];
+        args.extend_from_slice(extra);
+        let mut child = host_command(&project.config(), project.path(), &args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start clarity-host serve");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        for stream in [
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let log = Arc::clone(&log);
-            let addr_tx = addr_tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if let Some(rest) = line.split("Listening on ").nth(1) {
-                        let _ = addr_tx.send(rest.trim().to_string());
-                    }
-                    let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-            });
-        }
-        let base = match addr_rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(base) => base,
-            Err(_) => {
-                let _ = child.kill();
-                let log = log.lock().map(|l| l.clone()).unwrap_or_default();
-                panic!("clarity-host serve did not start listening within 60 s; log:\n{log}");
-            }
+        let log = CapturedLog::attach(&mut child, |_| {});
+        let listening = log.wait_for(Duration::from_secs(60), |l| l.contains("Listening on "));
+        let Some(base) =
+            listening.and_then(|l| Some(l.split("Listening on ").nth(1)?.trim().to_string()))
+        else {
+            let _ = child.kill();
+            panic!(
+                "clarity-host serve did not start listening within 60 s; log:\n{}",
+                log.text()
+            );
         };
         let client = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(60))
@@ -203,25 +185,13 @@ impl Server {
 
     /// Send SIGTERM and wait (up to `timeout`) for the process to exit; its exit code.
     pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status();
-        assert!(
-            sent.map(|s| s.success()).unwrap_or(false),
-            "kill -TERM {pid} failed"
-        );
-        let start = Instant::now();
-        while start.elapsed() < timeout {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
+        process::signal(self.child.id(), "TERM");
+        process::wait_exit(&mut self.child, timeout)
     }
 
     /// Everything the server logged so far.
     pub fn log(&self) -> String {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+        self.log.text()
     }
 
     /// GET `path`: status and JSON body.

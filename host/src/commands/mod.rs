@@ -7,6 +7,8 @@ mod serve;
 mod test;
 mod train;
 
+pub use train::Interrupted;
+
 use crate::cli::{Args, Command};
 use crate::config::{self, Config};
 use crate::plugins::{self, Model, Registry};

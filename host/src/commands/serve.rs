@@ -9,6 +9,8 @@ use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::http::{self, AppState, Limits};
 use crate::plugins::{self, Registry};
+use crate::tensorboard;
+use crate::training::ProgressMode;
 use crate::worker::{ModelWorker, Startup, Status};
 use anyhow::{bail, Context};
 use clarity_sdk::{ErrorKind, ModelSpec};
@@ -27,6 +29,7 @@ pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
             None
         }
     };
+    let _tensorboard = tensorboard::start_for(&config, &specs.iter().collect::<Vec<_>>());
     let config = Arc::new(config);
     let registry = Arc::new(Registry::default());
     let mut workers = Vec::with_capacity(specs.len());
@@ -136,7 +139,15 @@ fn startup_for(
         }
         set_status(Status::Training);
         let never = AtomicBool::new(false);
-        train_model(&registry, &config, &spec, false, &never).map_err(fail)?;
+        train_model(
+            &registry,
+            &config,
+            &spec,
+            false,
+            &never,
+            ProgressMode::Lines,
+        )
+        .map_err(fail)?;
         let mut model = instantiate(&registry, &config, &spec, None).map_err(fail)?;
         let info = model
             .load()

@@ -7,11 +7,12 @@ use crate::cli::TrainArgs;
 use crate::config::Config;
 use crate::data;
 use crate::plugins::{self, Model, Registry};
+use crate::tensorboard;
+use crate::training::report::{PLOT_FILE, REPORT_FILE};
+use crate::training::{History, Progress, ProgressMode, RunRecorder, RunReport};
 use anyhow::{bail, Context};
 use clarity_sdk::metrics::{majority_label, Evaluation};
-use clarity_sdk::{
-    ErrorKind, Example, ModelSpec, PluginInit, TextPair, TrainEvent, TrainJob, TrainReport,
-};
+use clarity_sdk::{ErrorKind, Example, ModelSpec, PluginInit, TextPair, TrainJob, TrainReport};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -25,21 +26,53 @@ static STOP: AtomicBool = AtomicBool::new(false);
 pub fn run(config: &Config, args: &TrainArgs) -> anyhow::Result<ExitCode> {
     install_interrupt_handler();
     let spec = config.model(&args.model)?;
+    // Dropped when `run` returns, whatever the outcome: TensorBoard goes with the command.
+    let _tensorboard = tensorboard::start_for(config, &[spec]);
     let registry = Registry::default();
-    let outcome = train_model(&registry, config, spec, args.resume, &STOP)?;
+    let outcome = train_model(
+        &registry,
+        config,
+        spec,
+        args.resume,
+        &STOP,
+        ProgressMode::detect(),
+    )?;
     println!();
     println!(
-        "Trained `{}` in {:.1} s ({} steps, {} epochs); model in {}",
+        "Trained `{}` in {:.1} s ({} steps, {} epochs{}); model in {}",
         spec.name,
         outcome.seconds,
         outcome.report.steps,
         outcome.report.epochs,
+        match outcome.best_epoch {
+            Some(epoch) => format!(", best epoch {epoch}"),
+            None => String::new(),
+        },
         outcome.artifact_dir.display()
     );
     if let Some(valid) = &outcome.valid {
         report::print_evaluation("Validation", valid, outcome.baseline.as_ref());
     }
+    if let Some(dir) = &outcome.run_dir {
+        println!();
+        println!(
+            "Report: {} (plot {}, TensorBoard events in the same folder)",
+            dir.join(REPORT_FILE).display(),
+            dir.join(PLOT_FILE).display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A run stopped by Ctrl-C (or SIGTERM): the checkpoint is kept, no model was written.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "training of `{model}` was interrupted{at}; no model was written. Resume with \
+     `clarity-host train --model {model} --resume`"
+)]
+pub struct Interrupted {
+    model: String,
+    at: String,
 }
 
 /// The result of a successful training run.
@@ -54,15 +87,21 @@ pub struct TrainOutcome {
     pub seconds: f64,
     /// Where the model now is.
     pub artifact_dir: PathBuf,
+    /// The epoch whose model was kept.
+    pub best_epoch: Option<u64>,
+    /// The TensorBoard run folder with `report.json`, if it could be created.
+    pub run_dir: Option<PathBuf>,
 }
 
-/// Train `spec` and commit its model folder. `stop` asks the plugin to stop early.
+/// Train `spec` and commit its model folder. `stop` asks the plugin to stop early; a run
+/// stopped so ends with an [`Interrupted`] error.
 pub fn train_model(
     registry: &Registry,
     config: &Config,
     spec: &ModelSpec,
     resume: bool,
     stop: &AtomicBool,
+    progress_mode: ProgressMode,
 ) -> anyhow::Result<TrainOutcome> {
     let started = Instant::now();
     let data = data::prepare_training(config, spec)?;
@@ -110,21 +149,58 @@ pub fn train_model(
         resume,
     };
 
+    let mut recorder = match RunRecorder::create(&config.tensorboard_logdir(spec), spec) {
+        Ok(recorder) => {
+            tracing::info!("TensorBoard run: {}", recorder.dir().display());
+            Some(recorder)
+        }
+        Err(e) => {
+            tracing::warn!(
+                "no TensorBoard events for this run: cannot create a run folder in {}: {e}",
+                config.tensorboard_logdir(spec).display()
+            );
+            None
+        }
+    };
     tracing::info!("Training started");
-    let mut progress = ProgressLog::new(&spec.name, spec.training_config.logging_steps);
+    let mut progress = Progress::new(
+        &spec.name,
+        spec.training_config.logging_steps,
+        progress_mode,
+    );
+    let mut history = History::default();
     let result = model.train(&job, |event| {
+        history.on_event(&event);
         progress.on_event(&event);
+        if let Some(recorder) = recorder.as_mut() {
+            recorder.on_event(&event);
+        }
         !stop.load(Ordering::SeqCst)
     });
+    drop(progress);
     let report = match result {
         Ok(report) => report,
-        Err(e) if e.kind == ErrorKind::Cancelled || stop.load(Ordering::SeqCst) => bail!(
-            "training of `{}` was interrupted ({}); no model was written. Resume with `clarity-host train --model {} --resume`",
+        Err(e) if e.kind == ErrorKind::Cancelled || stop.load(Ordering::SeqCst) => {
+            tracing::debug!("the plugin stopped: {}", e.message);
+            let at = match history.last_checkpoint {
+                Some(step) => format!(
+                    " at step {step} (checkpoint in {})",
+                    job.checkpoint_dir.display()
+                ),
+                None => String::new(),
+            };
+            return Err(Interrupted {
+                model: spec.name.clone(),
+                at,
+            }
+            .into());
+        }
+        Err(e) => bail!(
+            "training of `{}` failed ({}): {}",
             spec.name,
-            e.message,
-            spec.name
+            e.kind,
+            e.message
         ),
-        Err(e) => bail!("training of `{}` failed ({}): {}", spec.name, e.kind, e.message),
     };
     drop(model);
 
@@ -133,17 +209,31 @@ pub fn train_model(
     staged_init.artifact_dir = staging.path().to_path_buf();
     let (valid, baseline) = verify_staged(&plugin, &staged_init, &job)?;
 
-    write_host_files(
-        staging.path(),
-        spec,
-        &job,
-        &report,
-        valid.as_ref(),
-        baseline.as_ref(),
-        &data.valid_source,
-        started,
-        &progress,
-    )?;
+    let best_epoch = report
+        .best_epoch
+        .or_else(|| history.best_evaluation().map(|e| e.epoch));
+    let run_dir = recorder.as_ref().map(|r| r.dir().to_path_buf());
+    let run_report = RunReport {
+        model: &spec.name,
+        seconds: started.elapsed().as_secs_f64(),
+        train_examples: job.train.len(),
+        valid_examples: job.valid.len(),
+        valid_source: &data.valid_source,
+        resumed: job.resume,
+        best_epoch,
+        valid: valid.as_ref(),
+        majority_baseline: baseline.as_ref(),
+        report: &report,
+        history: &history,
+        artifact_dir: &final_dir,
+        run_dir: run_dir.as_deref(),
+    };
+    write_host_files(staging.path(), spec, &job, &run_report)?;
+    if let Some(dir) = &run_dir {
+        if let Err(e) = run_report.write_run_files(dir) {
+            tracing::warn!("cannot write the training report in {}: {e}", dir.display());
+        }
+    }
     let artifact_dir = staging
         .commit()
         .with_context(|| format!("cannot move the trained model into {}", final_dir.display()))?;
@@ -155,6 +245,8 @@ pub fn train_model(
         baseline,
         seconds,
         artifact_dir,
+        best_epoch,
+        run_dir,
     })
 }
 
@@ -212,139 +304,28 @@ pub fn classify_examples(
 }
 
 /// Files every model folder gets, whatever its plugin: the entry used, the labels, the
-/// validation metrics and a training report.
-#[allow(clippy::too_many_arguments)]
+/// validation metrics and the training report.
 fn write_host_files(
     dir: &Path,
     spec: &ModelSpec,
     job: &TrainJob,
-    report: &TrainReport,
-    valid: Option<&Evaluation>,
-    baseline: Option<&Evaluation>,
-    valid_source: &str,
-    started: Instant,
-    progress: &ProgressLog,
+    run_report: &RunReport,
 ) -> anyhow::Result<()> {
-    let write = |name: &str, value: serde_json::Value| -> anyhow::Result<()> {
+    let write = |name: &str, text: String| -> anyhow::Result<()> {
         let path = dir.join(name);
-        let text = serde_json::to_string_pretty(&value)?;
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
     };
-    write("model_spec.json", serde_json::to_value(spec)?)?;
-    write("labels.json", json!(job.labels))?;
+    let pretty = |value: serde_json::Value| serde_json::to_string_pretty(&value);
+    write("model_spec.json", pretty(serde_json::to_value(spec)?)?)?;
+    write("labels.json", pretty(json!(job.labels))?)?;
     write(
         "metrics.json",
-        json!({ "valid": valid, "majority_baseline": baseline }),
+        pretty(json!({
+            "valid": run_report.valid,
+            "majority_baseline": run_report.majority_baseline,
+        }))?,
     )?;
-    write(
-        "train_report.json",
-        json!({
-            "model": spec.name,
-            "train_examples": job.train.len(),
-            "valid_examples": job.valid.len(),
-            "valid_source": valid_source,
-            "resumed": job.resume,
-            "seconds": started.elapsed().as_secs_f64(),
-            "report": report,
-            "history": progress.evaluations,
-            "step_losses": progress.steps,
-        }),
-    )
-}
-
-/// Turns training events into log lines.
-struct ProgressLog {
-    model: String,
-    every: u64,
-    total_steps: Option<u64>,
-    /// Every evaluation, for the training report.
-    evaluations: Vec<serde_json::Value>,
-    /// (step, loss) of every optimizer step, for the training report.
-    steps: Vec<(u64, f64)>,
-}
-
-impl ProgressLog {
-    fn new(model: &str, every: usize) -> Self {
-        Self {
-            model: model.to_string(),
-            every: every.max(1) as u64,
-            total_steps: None,
-            evaluations: Vec::new(),
-            steps: Vec::new(),
-        }
-    }
-
-    fn on_event(&mut self, event: &TrainEvent) {
-        match event {
-            TrainEvent::Started {
-                total_steps,
-                epochs,
-                train_examples,
-                start_step,
-            } => {
-                self.total_steps = *total_steps;
-                tracing::info!(
-                    "`{}`: {train_examples} examples, {epochs} epochs, {} steps{}",
-                    self.model,
-                    total_steps
-                        .map(|t| t.to_string())
-                        .unwrap_or_else(|| "?".into()),
-                    if *start_step > 0 {
-                        format!(", resuming at step {start_step}")
-                    } else {
-                        String::new()
-                    }
-                );
-            }
-            TrainEvent::Step {
-                step,
-                epoch,
-                loss,
-                learning_rate,
-            } => {
-                self.steps.push((*step, *loss));
-                if step % self.every == 0 || Some(*step) == self.total_steps {
-                    let total = self
-                        .total_steps
-                        .map(|t| format!("/{t}"))
-                        .unwrap_or_default();
-                    let lr = learning_rate
-                        .map(|l| format!(" lr {l:.2e}"))
-                        .unwrap_or_default();
-                    tracing::info!(
-                        "`{}`: epoch {epoch} step {step}{total} loss {loss:.4}{lr}",
-                        self.model
-                    );
-                }
-            }
-            TrainEvent::Eval {
-                step,
-                epoch,
-                loss,
-                metrics,
-            } => {
-                self.evaluations.push(json!({
-                    "step": step, "epoch": epoch, "loss": loss,
-                    "accuracy": metrics.accuracy, "macro_f1": metrics.macro_f1,
-                }));
-                let loss = loss.map(|l| format!(" loss {l:.4}")).unwrap_or_default();
-                tracing::info!(
-                    "`{}`: eval at epoch {epoch} step {step}: accuracy {:.4} macro-F1 {:.4}{loss}",
-                    self.model,
-                    metrics.accuracy,
-                    metrics.macro_f1
-                );
-            }
-            TrainEvent::Checkpoint { step, path } => {
-                tracing::info!(
-                    "`{}`: checkpoint at step {step}: {}",
-                    self.model,
-                    path.display()
-                );
-            }
-            TrainEvent::Message { text } => tracing::info!("`{}`: {text}", self.model),
-        }
-    }
+    write("train_report.json", run_report.json()?)
 }
 
 /// First Ctrl-C asks the plugin to stop and checkpoint; a second exits at once.
@@ -358,6 +339,8 @@ fn install_interrupt_handler() {
                 eprintln!("\nStopping after the current step (press Ctrl-C again to exit now)...");
             } else {
                 eprintln!("\nExiting now.");
+                // Destructors do not run on this path: TensorBoard must not outlive us.
+                crate::tensorboard::stop_all();
                 std::process::exit(130);
             }
         });

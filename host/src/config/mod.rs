@@ -254,6 +254,11 @@ impl Config {
         }
     }
 
+    /// Root of the model's TensorBoard runs: `tensorboard_config.logdir` resolved.
+    pub fn tensorboard_logdir(&self, spec: &ModelSpec) -> PathBuf {
+        self.resolve(&spec.tensorboard_config.logdir)
+    }
+
     /// Where the model's trained artifacts live: `output_dir` resolved, by default
     /// `<dir>/artifacts/<name>`.
     pub fn artifact_dir(&self, spec: &ModelSpec) -> PathBuf {

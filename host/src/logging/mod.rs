@@ -78,7 +78,7 @@ pub fn init(
     let env = |name: &str| std::env::var(name).ok();
     let (terminal, is_tty) = match config.stream {
         Stream::Stderr => (
-            BoxMakeWriter::new(std::io::stderr),
+            BoxMakeWriter::new(crate::console::Stderr),
             std::io::stderr().is_terminal(),
         ),
         Stream::Stdout => (

@@ -1,0 +1,117 @@
+//! Ctrl-C during `train`: the plugin checkpoints, nothing half-written is left, the exit
+//! says how to resume, and `train --resume` goes on from the checkpoint.
+
+use clarity_tests::encoder::write_tiny_encoder;
+use clarity_tests::process::{signal, spawn_host, wait_exit, CapturedLog};
+use clarity_tests::{plugin_lib, Project};
+use serde_json::Value;
+use std::time::Duration;
+
+const EPOCHS: u64 = 40;
+const STEPS_PER_EPOCH: u64 = 8;
+
+fn tiny_project() -> Project {
+    let project = Project::new("");
+    write_tiny_encoder(&project.path().join("tiny-bert"), "bert", 32, 2);
+    let yaml = format!(
+        r#"- name: tiny
+  type: encoder
+  plugin: {plugin}
+  model_config: {{model_name: tiny-bert, max_length: 64}}
+  training_config:
+    batch_size: 8
+    learning_rate: 1.0e-3
+    num_epochs: {EPOCHS}
+    save_strategy: "no"
+    eval_strategy: "no"
+    logging_steps: 1
+  label_config: {{labels: ["Clear Reply", "Clear Non-Reply", "Ambivalent"]}}
+  data_config:
+    train_file: "{data}/train.json"
+    valid_file: "{data}/valid.json"
+    train_sample_size: 64
+    valid_sample_size: 16
+"#,
+        plugin = plugin_lib("clarity-encoder").display(),
+        data = clarity_tests::sample_data().display(),
+    );
+    std::fs::write(project.config(), yaml).expect("write models.yaml");
+    project
+}
+
+fn names(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn sigint_checkpoints_leaves_no_model_and_resume_goes_on() {
+    let project = tiny_project();
+    let mut child = spawn_host(
+        &project.config(),
+        project.path(),
+        &["train", "--model", "tiny"],
+    );
+    let log = CapturedLog::attach(&mut child, |_| {});
+    // A few optimizer steps in (the log line of step 3), ask it to stop.
+    log.wait_for(Duration::from_secs(120), |l| l.contains(" step 3/"))
+        .unwrap_or_else(|| panic!("training never reached step 3:\n{}", log.text()));
+    signal(child.id(), "INT");
+    let code = wait_exit(&mut child, Duration::from_secs(120));
+    std::thread::sleep(Duration::from_millis(200));
+    let text = log.text();
+    assert_eq!(code, Some(130), "{text}");
+    assert!(text.contains("interrupted at step"), "{text}");
+    assert!(
+        text.contains("clarity-host train --model tiny --resume"),
+        "{text}"
+    );
+
+    // A checkpoint, and nothing else: no model files, no staging folder left.
+    let artifacts = project.path().join("artifacts");
+    assert_eq!(
+        names(&artifacts.join("tiny")),
+        vec!["checkpoints"],
+        "{text}"
+    );
+    assert!(
+        names(&artifacts).iter().all(|n| n == "tiny"),
+        "leftovers: {:?}",
+        names(&artifacts)
+    );
+    let checkpoints = names(&artifacts.join("tiny/checkpoints"));
+    let step: u64 = checkpoints
+        .iter()
+        .filter_map(|n| n.strip_prefix("step-")?.parse().ok())
+        .max()
+        .unwrap_or_else(|| panic!("no checkpoint: {checkpoints:?}\n{text}"));
+    assert!((3..EPOCHS * STEPS_PER_EPOCH).contains(&step), "{step}");
+    assert!(
+        text.contains(&format!("interrupted at step {step}")),
+        "{text}"
+    );
+
+    // --resume picks the run up at that step and finishes it.
+    let out = project.host(&["train", "--model", "tiny", "--resume"]);
+    let resumed = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{resumed}");
+    assert!(
+        resumed.contains(&format!("resuming at step {step}")),
+        "{resumed}"
+    );
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(artifacts.join("tiny/train_report.json")).expect("report"),
+    )
+    .expect("report json");
+    assert_eq!(report["report"]["steps"], EPOCHS * STEPS_PER_EPOCH);
+    assert_eq!(report["history"]["start_step"], step);
+    let first_step = report["history"]["steps"][0]["step"].as_u64();
+    assert_eq!(first_step, Some(step + 1), "{report}");
+    assert!(artifacts.join("tiny/model.onnx").is_file());
+}
