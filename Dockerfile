@@ -94,6 +94,7 @@ COPY --from=onnxruntime /opt/clarity/lib/ /opt/clarity/lib/
 
 ENV PATH=/opt/venv/bin:$PATH \
     CLARITY_PLUGIN_DIR=/opt/clarity/plugins \
+    CLARITY_TENSORBOARD_HOST=0.0.0.0 \
     ORT_DYLIB_PATH=/opt/clarity/lib/libonnxruntime.so.${ORT_VERSION} \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1

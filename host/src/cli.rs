@@ -63,6 +63,22 @@ pub struct TrainArgs {
     /// Continue from the newest checkpoint.
     #[arg(long)]
     pub resume: bool,
+
+    #[command(flatten)]
+    pub tensorboard: TensorboardArgs,
+}
+
+/// Overrides of `tensorboard_config` for `train` and `serve`.
+#[derive(Debug, Clone, Default, ClapArgs)]
+pub struct TensorboardArgs {
+    /// Do not start TensorBoard, whatever `tensorboard_config.auto_start` says (event files
+    /// are still written).
+    #[arg(long, env = "CLARITY_NO_TENSORBOARD")]
+    pub no_tensorboard: bool,
+
+    /// Address TensorBoard binds instead of `tensorboard_config.host` (0.0.0.0 in Docker).
+    #[arg(long, env = "CLARITY_TENSORBOARD_HOST", value_name = "HOST")]
+    pub tensorboard_host: Option<String>,
 }
 
 /// `export`.
@@ -119,6 +135,9 @@ pub struct ServeArgs {
     /// Do not train a model that has no trained artifact yet; mark it failed instead.
     #[arg(long)]
     pub no_auto_train: bool,
+
+    #[command(flatten)]
+    pub tensorboard: TensorboardArgs,
 
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "CLARITY_BODY_LIMIT", default_value_t = 2 * 1024 * 1024)]

@@ -190,10 +190,21 @@ fn the_host_runs_tensorboard_for_the_run_and_takes_it_down_on_exit() {
     let project = classic_project(&format!(
         "{{auto_start: true, port: {taken_port}, host: 127.0.0.1, logdir: runs}}"
     ));
+    let out = project.host(&["train", "--model", "classic", "--no-tensorboard"]);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{log}");
+    assert!(
+        !log.contains("TensorBoard:") && !log.contains("TensorBoard not started"),
+        "--no-tensorboard: {log}"
+    );
+    std::fs::remove_dir_all(project.path().join("runs")).expect("clear runs/");
     let out = project.host(&["train", "--model", "classic"]);
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{log}");
-    assert!(log.contains("already in use"), "{log}");
+    assert!(
+        log.contains(&format!("port {taken_port} on 127.0.0.1 is already in use")),
+        "{log}"
+    );
     drop(taken);
     let run = run_dir(&project, "classic");
     let run_name = format!(
@@ -201,13 +212,19 @@ fn the_host_runs_tensorboard_for_the_run_and_takes_it_down_on_exit() {
         run.file_name().unwrap_or_default().to_string_lossy()
     );
 
-    // `serve` with auto_start: TensorBoard comes up on a free port and shows the run.
+    // `serve` with auto_start: TensorBoard comes up on a free port and shows the run. The
+    // command line's address wins over the entry's.
     let port = free_port();
     let yaml = std::fs::read_to_string(project.config())
         .expect("models.yaml")
-        .replace(&format!("port: {taken_port}"), &format!("port: {port}"));
+        .replace(&format!("port: {taken_port}"), &format!("port: {port}"))
+        .replace("host: 127.0.0.1", "host: 192.0.2.1");
     std::fs::write(project.config(), yaml).expect("models.yaml");
-    let mut server = spawn_host(&project.config(), project.path(), &["serve", "--port", "0"]);
+    let mut server = spawn_host(
+        &project.config(),
+        project.path(),
+        &["serve", "--port", "0", "--tensorboard-host", "127.0.0.1"],
+    );
     let host_pid = server.id();
     let log = CapturedLog::attach(&mut server, |_| {});
     let line = log

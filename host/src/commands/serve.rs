@@ -29,7 +29,11 @@ pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
             None
         }
     };
-    let _tensorboard = tensorboard::start_for(&config, &specs.iter().collect::<Vec<_>>());
+    let _tensorboard = tensorboard::start_for(
+        &config,
+        &specs.iter().collect::<Vec<_>>(),
+        &args.tensorboard,
+    );
     let config = Arc::new(config);
     let registry = Arc::new(Registry::default());
     let mut workers = Vec::with_capacity(specs.len());

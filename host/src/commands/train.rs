@@ -27,7 +27,7 @@ pub fn run(config: &Config, args: &TrainArgs) -> anyhow::Result<ExitCode> {
     install_interrupt_handler();
     let spec = config.model(&args.model)?;
     // Dropped when `run` returns, whatever the outcome: TensorBoard goes with the command.
-    let _tensorboard = tensorboard::start_for(config, &[spec]);
+    let _tensorboard = tensorboard::start_for(config, &[spec], &args.tensorboard);
     let registry = Registry::default();
     let outcome = train_model(
         &registry,

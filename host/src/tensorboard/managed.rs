@@ -2,6 +2,7 @@
 //! begins at once, stopped (with its children) when the handle is dropped.
 
 use super::process::TensorBoard;
+use crate::cli::TensorboardArgs;
 use crate::config::Config;
 use clarity_sdk::config::TensorboardConfig;
 use clarity_sdk::ModelSpec;
@@ -70,15 +71,22 @@ impl Drop for Managed {
     }
 }
 
-/// One TensorBoard per distinct `host:port` among `specs` that ask for `auto_start`. Two
-/// entries wanting the same port with different log folders cannot share it: the first wins.
-pub fn start_for(config: &Config, specs: &[&ModelSpec]) -> Vec<Managed> {
+/// One TensorBoard per distinct `host:port` among `specs` that ask for `auto_start`, unless
+/// the command line says otherwise. Two entries wanting the same port with different log
+/// folders cannot share it: the first wins.
+pub fn start_for(config: &Config, specs: &[&ModelSpec], args: &TensorboardArgs) -> Vec<Managed> {
     let mut started: Vec<(String, u16, PathBuf)> = Vec::new();
     let mut boards = Vec::new();
+    if args.no_tensorboard {
+        return boards;
+    }
     for spec in specs {
-        let tb = &spec.tensorboard_config;
-        if !tb.auto_start {
+        if !spec.tensorboard_config.auto_start {
             continue;
+        }
+        let mut tb = spec.tensorboard_config.clone();
+        if let Some(host) = args.tensorboard_host.as_ref().filter(|h| !h.is_empty()) {
+            tb.host.clone_from(host);
         }
         let logdir = config.tensorboard_logdir(spec);
         if let Some((_, _, first)) = started
@@ -98,7 +106,7 @@ pub fn start_for(config: &Config, specs: &[&ModelSpec]) -> Vec<Managed> {
             continue;
         }
         started.push((tb.host.clone(), tb.port, logdir.clone()));
-        boards.push(Managed::spawn(tb.clone(), logdir, config.dir.clone()));
+        boards.push(Managed::spawn(tb, logdir, config.dir.clone()));
     }
     boards
 }

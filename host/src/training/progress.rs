@@ -3,7 +3,7 @@
 
 use crate::console;
 use clarity_sdk::TrainEvent;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -143,7 +143,8 @@ impl Progress {
 
     fn finish_bar(&mut self) {
         if let Some((_, bar)) = self.bar.take() {
-            bar.finish();
+            // Left where it stopped: an early stop shows 50/300, not a full bar.
+            bar.abandon();
             console::set_active_bar(None);
         }
     }
@@ -182,11 +183,17 @@ impl Drop for Progress {
 }
 
 fn bar_style() -> ProgressStyle {
-    ProgressStyle::with_template(
-        "{prefix} [{bar:30}] {pos}/{len} {msg} {per_sec} ETA {eta} ({elapsed})",
-    )
-    .map(|s| s.progress_chars("=> "))
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    ProgressStyle::with_template("{prefix} [{bar:24}] {pos}/{len} {msg} {rate} ETA {eta}")
+        .map(|s| {
+            s.progress_chars("=> ")
+                .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let rate = state.per_sec();
+                    if rate.is_finite() && rate > 0.0 {
+                        let _ = w.write_str(&format_rate(rate));
+                    }
+                })
+        })
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
 /// `2.5 steps/s`, or `4.0 s/step` when slower than one a second.
