@@ -185,13 +185,15 @@ impl Drop for Progress {
 fn bar_style() -> ProgressStyle {
     ProgressStyle::with_template("{prefix} [{bar:24}] {pos}/{len} {msg} {rate} ETA {eta}")
         .map(|s| {
-            s.progress_chars("=> ")
-                .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+            s.progress_chars("=> ").with_key(
+                "rate",
+                |state: &ProgressState, w: &mut dyn std::fmt::Write| {
                     let rate = state.per_sec();
                     if rate.is_finite() && rate > 0.0 {
                         let _ = w.write_str(&format_rate(rate));
                     }
-                })
+                },
+            )
         })
         .unwrap_or_else(|_| ProgressStyle::default_bar())
 }
