@@ -51,6 +51,19 @@ impl Encoded {
     }
 }
 
+/// Turns question/context pairs into a padded batch: what the training loop needs of a
+/// tokenizer. Encoders use [`PairTokenizer`]; decoders place the pair in a prompt template.
+pub trait EncodePairs {
+    /// Encode `pairs`, padded to the longest in the batch.
+    fn encode(&self, pairs: &[(&str, &str)]) -> Result<Encoded, TokenizeError>;
+}
+
+impl EncodePairs for PairTokenizer {
+    fn encode(&self, pairs: &[(&str, &str)]) -> Result<Encoded, TokenizeError> {
+        self.encode_pairs(pairs)
+    }
+}
+
 /// A `tokenizer.json` set up for pair classification.
 #[derive(Clone)]
 pub struct PairTokenizer {

@@ -1,7 +1,7 @@
 //! Scoring the validation set during training.
 
 use crate::batch::{TensorBatch, TrainableModel};
-use crate::tokenize::PairTokenizer;
+use crate::tokenize::EncodePairs;
 use crate::train::loss;
 use crate::train::TrainError;
 use candle_core::{Tensor, D};
@@ -13,7 +13,7 @@ use clarity_sdk::Example;
 /// Pairs are batched by length so little is padding; results go back in the given order.
 pub fn evaluate<M: TrainableModel>(
     model: &M,
-    tokenizer: &PairTokenizer,
+    tokenizer: &dyn EncodePairs,
     examples: &[Example],
     labels: &[String],
     batch_size: usize,
@@ -27,7 +27,7 @@ pub fn evaluate<M: TrainableModel>(
             .iter()
             .map(|&i| (examples[i].question.as_str(), examples[i].context.as_str()))
             .collect();
-        let encoded = tokenizer.encode_pairs(&pairs)?;
+        let encoded = tokenizer.encode(&pairs)?;
         let batch = TensorBatch::from_encoded(&encoded, model.device())?;
         let logits = model.forward(&batch, false)?;
         let gold: Vec<u32> = chunk.iter().map(|&i| examples[i].label as u32).collect();

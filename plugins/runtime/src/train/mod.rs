@@ -14,7 +14,7 @@ pub mod order;
 pub mod schedule;
 
 use crate::batch::{TensorBatch, TrainableModel};
-use crate::tokenize::{PairTokenizer, TokenizeError};
+use crate::tokenize::{EncodePairs, TokenizeError};
 use candle_core::{Tensor, Var};
 use checkpoint::{Best, CheckpointError, RunState};
 use clarity_sdk::config::{Strategy, TrainingConfig};
@@ -72,7 +72,7 @@ pub struct TrainOutcome {
 /// validation set.
 pub fn fit<M: TrainableModel>(
     model: &M,
-    tokenizer: &PairTokenizer,
+    tokenizer: &dyn EncodePairs,
     job: &TrainJob,
     config: &TrainingConfig,
     ctx: &mut TrainContext<'_>,
@@ -82,7 +82,7 @@ pub fn fit<M: TrainableModel>(
 
 struct Trainer<'a, M: TrainableModel> {
     model: &'a M,
-    tokenizer: &'a PairTokenizer,
+    tokenizer: &'a dyn EncodePairs,
     job: &'a TrainJob,
     config: &'a TrainingConfig,
     vars: Vec<(String, Var)>,
@@ -101,7 +101,7 @@ struct Trainer<'a, M: TrainableModel> {
 impl<'a, M: TrainableModel> Trainer<'a, M> {
     fn new(
         model: &'a M,
-        tokenizer: &'a PairTokenizer,
+        tokenizer: &'a dyn EncodePairs,
         job: &'a TrainJob,
         config: &'a TrainingConfig,
     ) -> Result<Self, TrainError> {
@@ -351,7 +351,7 @@ impl<'a, M: TrainableModel> Trainer<'a, M> {
             .iter()
             .map(|e| (e.question.as_str(), e.context.as_str()))
             .collect();
-        let encoded = self.tokenizer.encode_pairs(&pairs)?;
+        let encoded = self.tokenizer.encode(&pairs)?;
         let device = self.model.device();
         let batch = TensorBatch::from_encoded(&encoded, device)?;
         let gold: Vec<u32> = examples.iter().map(|e| e.label as u32).collect();

@@ -1,0 +1,221 @@
+//! The trained decoder as an ONNX graph: adapters merged into the base weights, then the
+//! forward pass of [`crate::model::DecoderModel::logits`] op for op in opset-17 operators
+//! (RMSNorm, rotary from precomputed tables, grouped-query attention through `Expand`,
+//! causal and padding masks, the head on the last real token), dynamic batch and sequence.
+
+use crate::lora::LoraLinear;
+use crate::model::{Block, DecoderModel, MASK_BIAS};
+use candle_core::Tensor;
+use clarity_runtime::onnx::{self, Dim, ElemType, GraphBuilder};
+use std::path::Path;
+
+/// Why a graph could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Reading a weight out of candle failed.
+    #[error("export: {0}")]
+    Tensor(#[from] candle_core::Error),
+    /// Writing the file failed.
+    #[error("export: {0}")]
+    Write(String),
+}
+
+/// Token ids input.
+pub const INPUT_IDS: &str = "input_ids";
+/// Attention mask input (1 real, 0 padding; rows right-padded).
+pub const ATTENTION_MASK: &str = "attention_mask";
+/// The output.
+pub const LOGITS: &str = "logits";
+
+/// Write `model` to `path`; sequences up to `max_length` tokens (the rotary tables' length).
+pub fn export(model: &DecoderModel, max_length: usize, path: &Path) -> Result<(), ExportError> {
+    let graph = build(model, max_length)?;
+    onnx::save(graph.finish(onnx::OPSET), path).map_err(|e| ExportError::Write(e.to_string()))
+}
+
+/// The graph, before it is serialised.
+pub fn build(model: &DecoderModel, max_length: usize) -> Result<GraphBuilder, ExportError> {
+    let mut g = GraphBuilder::new("clarity_decoder");
+    let dims = [
+        Dim::Symbolic("batch".into()),
+        Dim::Symbolic("sequence".into()),
+    ];
+    let ids = g.input(INPUT_IDS, ElemType::Int64, &dims);
+    let mask = g.input(ATTENTION_MASK, ElemType::Int64, &dims);
+    let mut w = Writer { g: &mut g, n: 0 };
+    let logits = w.graph(model, max_length, &ids, &mask)?;
+    g.output(
+        &logits,
+        LOGITS,
+        ElemType::Float,
+        &[
+            Dim::Symbolic("batch".into()),
+            Dim::Fixed(model.num_labels() as i64),
+        ],
+    );
+    Ok(g)
+}
+
+/// Emits the graph piece by piece, naming initializers uniquely.
+struct Writer<'a> {
+    g: &'a mut GraphBuilder,
+    n: usize,
+}
+
+impl Writer<'_> {
+    fn weight(&mut self, what: &str, t: &Tensor) -> Result<String, ExportError> {
+        self.n += 1;
+        let name = format!("w{}_{what}", self.n);
+        let data = t.flatten_all()?.to_vec1::<f32>()?;
+        Ok(self.g.weight(&name, t.dims(), &data))
+    }
+
+    /// `x Wᵀ + b` with the adapter folded into W, stored transposed (no Transpose node).
+    fn linear(&mut self, what: &str, l: &LoraLinear, x: &str) -> Result<String, ExportError> {
+        let wt = self.weight(what, &l.merged_weight()?.t()?.contiguous()?)?;
+        let y = self.g.matmul(x, &wt);
+        match &l.bias {
+            Some(b) => {
+                let b = self.weight(&format!("{what}_bias"), b)?;
+                Ok(self.g.add(&y, &b))
+            }
+            None => Ok(y),
+        }
+    }
+
+    fn graph(
+        &mut self,
+        model: &DecoderModel,
+        max_length: usize,
+        ids: &str,
+        mask: &str,
+    ) -> Result<String, ExportError> {
+        let a = &model.arch;
+        let embed = self.weight("embed_tokens", &model.embed)?;
+        let mut x = self.g.gather(&embed, ids, 0);
+
+        // Positions 0..seq: rows of the rotary tables, and the causal mask.
+        let shape = self.g.shape(ids);
+        let one = self.g.scalar_i64(1);
+        let zero = self.g.scalar_i64(0);
+        let seq = self.g.gather(&shape, &one, 0);
+        let positions = self.g.range(&zero, &seq, &one);
+        let (cos, sin) = DecoderModel::rotary_tables(a, max_length);
+        let cos = self.g.weight("rope_cos", &[max_length, a.head_dim], &cos);
+        let sin = self.g.weight("rope_sin", &[max_length, a.head_dim], &sin);
+        let cos = self.g.gather(&cos, &positions, 0);
+        let sin = self.g.gather(&sin, &positions, 0);
+        let bias = self.attention_bias(mask, &positions);
+
+        for (i, block) in model.blocks.iter().enumerate() {
+            x = self.block(model, i, block, &x, &cos, &sin, &bias)?;
+        }
+        let norm = self.weight("norm", &model.norm)?;
+        let x = self.g.rms_norm(&x, &norm, a.rms_norm_eps as f32);
+
+        // One-hot of each row's last real token (sum(mask) - 1), times the hidden states.
+        let lengths = self.g.reduce_sum(mask, &[1], false);
+        let last = self.g.sub(&lengths, &one);
+        let last = self.g.unsqueeze(&last, &[1]);
+        let cols = self.g.unsqueeze(&positions, &[0]);
+        let pick = self.g.equal(&cols, &last);
+        let pick = self.g.cast(&pick, ElemType::Float);
+        let pick = self.g.unsqueeze(&pick, &[1]);
+        let hidden = self.g.matmul(&pick, &x);
+        let hidden = self.g.squeeze(&hidden, &[1]);
+        let head = self.weight("score", &model.head.t()?.contiguous()?)?;
+        Ok(self.g.matmul(&hidden, &head))
+    }
+
+    /// `[b, 1, s, s]`: [`MASK_BIAS`] above the diagonal and on padding keys, else 0.
+    fn attention_bias(&mut self, mask: &str, positions: &str) -> String {
+        let rows = self.g.unsqueeze(positions, &[1]);
+        let cols = self.g.unsqueeze(positions, &[0]);
+        let future = self.g.greater(&cols, &rows);
+        let future = self.g.cast(&future, ElemType::Float);
+        let big = self.g.scalar_f32(MASK_BIAS);
+        let causal = self.g.mul(&future, &big);
+        let m = self.g.cast(mask, ElemType::Float);
+        let one = self.g.scalar_f32(1.0);
+        let pad = self.g.sub(&one, &m);
+        let pad = self.g.mul(&pad, &big);
+        let pad = self.g.unsqueeze(&pad, &[1, 2]);
+        self.g.add(&pad, &causal)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn block(
+        &mut self,
+        model: &DecoderModel,
+        i: usize,
+        block: &Block,
+        x: &str,
+        cos: &str,
+        sin: &str,
+        bias: &str,
+    ) -> Result<String, ExportError> {
+        let a = &model.arch;
+        let (nh, kv, hd) = (a.num_heads as i64, a.num_kv_heads as i64, a.head_dim as i64);
+        let eps = a.rms_norm_eps as f32;
+        let norm = self.weight(&format!("l{i}_attn_norm"), &block.attn_norm)?;
+        let h = self.g.rms_norm(x, &norm, eps);
+        let q = self.linear(&format!("l{i}_q"), &block.q, &h)?;
+        let k = self.linear(&format!("l{i}_k"), &block.k, &h)?;
+        let v = self.linear(&format!("l{i}_v"), &block.v, &h)?;
+        // [b, s, n·hd] -> [b, n, s, hd]
+        let heads = |w: &mut Self, t: &str, n: i64| -> String {
+            let t = w.g.reshape(t, &[0, 0, n, hd]);
+            w.g.transpose(&t, &[0, 2, 1, 3])
+        };
+        let q = heads(self, &q, nh);
+        let k = heads(self, &k, kv);
+        let v = heads(self, &v, kv);
+        let q = self.rotate(&q, cos, sin, hd);
+        let k = self.rotate(&k, cos, sin, hd);
+        let k = self.repeat_kv(&k, a.group_size() as i64, nh, hd);
+        let v = self.repeat_kv(&v, a.group_size() as i64, nh, hd);
+        let kt = self.g.transpose(&k, &[0, 1, 3, 2]);
+        let scores = self.g.matmul(&q, &kt);
+        let scale = self.g.scalar_f32(1.0 / (hd as f32).sqrt());
+        let scores = self.g.mul(&scores, &scale);
+        let scores = self.g.add(&scores, bias);
+        let probs = self.g.softmax(&scores, -1);
+        let attn = self.g.matmul(&probs, &v);
+        let attn = self.g.transpose(&attn, &[0, 2, 1, 3]);
+        let attn = self.g.reshape(&attn, &[0, 0, nh * hd]);
+        let out = self.linear(&format!("l{i}_o"), &block.o, &attn)?;
+        let x = self.g.add(x, &out);
+
+        let norm = self.weight(&format!("l{i}_mlp_norm"), &block.mlp_norm)?;
+        let h = self.g.rms_norm(&x, &norm, eps);
+        let gate = self.linear(&format!("l{i}_gate"), &block.gate, &h)?;
+        let up = self.linear(&format!("l{i}_up"), &block.up, &h)?;
+        let sig = self.g.sigmoid(&gate);
+        let act = self.g.mul(&gate, &sig);
+        let prod = self.g.mul(&act, &up);
+        let down = self.linear(&format!("l{i}_down"), &block.down, &prod)?;
+        Ok(self.g.add(&x, &down))
+    }
+
+    /// `x·cos + [-x₂, x₁]·sin` on `[b, n, s, hd]` with `[s, hd]` tables.
+    fn rotate(&mut self, x: &str, cos: &str, sin: &str, hd: i64) -> String {
+        let halves = self.g.split(x, &[hd / 2, hd / 2], -1);
+        let (x1, x2) = (&halves[0], &halves[1]);
+        let neg = self.g.neg(x2);
+        let rotated = self.g.concat(&[&neg, x1], -1);
+        let a = self.g.mul(x, cos);
+        let b = self.g.mul(&rotated, sin);
+        self.g.add(&a, &b)
+    }
+
+    /// `[b, kv, s, hd]` → `[b, kv·g, s, hd]` by broadcasting a new group axis.
+    fn repeat_kv(&mut self, x: &str, g: i64, nh: i64, hd: i64) -> String {
+        if g == 1 {
+            return x.to_string();
+        }
+        let x = self.g.unsqueeze(x, &[2]);
+        let groups = self.g.const_i64(&[1, 1, g, 1, 1]);
+        let x = self.g.expand(&x, &groups);
+        self.g.reshape(&x, &[0, nh, -1, hd])
+    }
+}

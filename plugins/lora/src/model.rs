@@ -1,0 +1,409 @@
+//! The decoder in candle: Llama-style blocks (RMSNorm, rotary positions, grouped-query
+//! attention with causal and padding masks, SwiGLU), LoRA adapters on the target modules, and
+//! a classification head on the hidden state of the last real token.
+//!
+//! Only the adapters and the head are variables (in the [`VarMap`] the training loop and the
+//! checkpoints see); the base weights are plain tensors. Every op used here has a backward
+//! pass (RMSNorm and rotary written out, `candle_nn::ops::softmax`): candle's fused
+//! `rms_norm`, `rope` and `softmax_last_dim` have none and would cut the gradient silently.
+
+use crate::arch::DecoderArch;
+use crate::lora::{Adapter, LoraLinear, LoraSettings};
+use candle_core::{DType, Device, Result, Tensor, Var, D};
+use candle_nn::VarMap;
+use clarity_runtime::batch::{TensorBatch, TrainableModel};
+use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
+
+/// Added to the attention scores of masked positions (the exporter uses the same value).
+pub const MASK_BIAS: f32 = -1.0e9;
+
+/// Name of the classification head's weight (`[labels, hidden]`, as transformers'
+/// `*ForSequenceClassification.score`).
+pub const HEAD: &str = "score.weight";
+
+/// One decoder block.
+#[derive(Debug, Clone)]
+pub struct Block {
+    /// RMSNorm before attention.
+    pub attn_norm: Tensor,
+    /// Query projection.
+    pub q: LoraLinear,
+    /// Key projection.
+    pub k: LoraLinear,
+    /// Value projection.
+    pub v: LoraLinear,
+    /// Output projection.
+    pub o: LoraLinear,
+    /// RMSNorm before the feed-forward block.
+    pub mlp_norm: Tensor,
+    /// SwiGLU gate.
+    pub gate: LoraLinear,
+    /// SwiGLU up.
+    pub up: LoraLinear,
+    /// SwiGLU down.
+    pub down: LoraLinear,
+}
+
+/// A decoder LM with adapters and a classification head.
+pub struct DecoderModel {
+    /// Shape.
+    pub arch: DecoderArch,
+    /// Token embedding `[vocab, hidden]`.
+    pub embed: Tensor,
+    /// Blocks.
+    pub blocks: Vec<Block>,
+    /// Final RMSNorm.
+    pub norm: Tensor,
+    /// Head `[labels, hidden]` (a variable).
+    pub head: Tensor,
+    varmap: VarMap,
+    device: Device,
+}
+
+/// Base weights by their transformers names, with or without the `model.` prefix.
+pub struct BaseWeights {
+    tensors: HashMap<String, Tensor>,
+    prefix: &'static str,
+}
+
+impl BaseWeights {
+    /// Wrap `tensors` (converted to f32 on use).
+    pub fn new(tensors: HashMap<String, Tensor>) -> Self {
+        let prefix = if tensors.contains_key("model.embed_tokens.weight") {
+            "model."
+        } else {
+            ""
+        };
+        Self { tensors, prefix }
+    }
+
+    /// The f32 tensor `name` (without the `model.` prefix), on `device`.
+    pub fn get(&self, name: &str, device: &Device) -> Result<Tensor> {
+        let full = format!("{}{name}", self.prefix);
+        let t = self.tensors.get(&full).ok_or_else(|| {
+            candle_core::Error::Msg(format!("the base weights have no tensor `{full}`"))
+        })?;
+        t.to_dtype(DType::F32)?.to_device(device)
+    }
+
+    fn optional(&self, name: &str, device: &Device) -> Result<Option<Tensor>> {
+        match self.tensors.contains_key(&format!("{}{name}", self.prefix)) {
+            true => self.get(name, device).map(Some),
+            false => Ok(None),
+        }
+    }
+}
+
+/// The trainable part: what to initialise, and how.
+pub struct Trainable<'a> {
+    /// Adapter settings.
+    pub lora: &'a LoraSettings,
+    /// Labels of the head.
+    pub num_labels: usize,
+    /// Seed of the adapters' and head's initial values.
+    pub seed: u64,
+}
+
+impl DecoderModel {
+    /// Build the model from base weights, with fresh adapters and head (names of the fresh
+    /// variables in the second value: every one is newly initialised).
+    pub fn new(
+        arch: DecoderArch,
+        base: &BaseWeights,
+        trainable: &Trainable<'_>,
+        device: &Device,
+    ) -> Result<(Self, Vec<String>)> {
+        let varmap = VarMap::new();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(trainable.seed);
+        let mut fresh = Vec::new();
+        let mut var = |name: String, rows: usize, cols: usize, init: Init| -> Result<Tensor> {
+            let values: Vec<f32> = (0..rows * cols)
+                .map(|_| match init {
+                    Init::Zeros => 0.0,
+                    Init::Uniform(bound) => rng.random_range(-bound..bound),
+                    Init::Normal(std) => {
+                        // Box-Muller: rand_distr is not a dependency for one line.
+                        let u: f32 = rng.random_range(f32::EPSILON..1.0);
+                        let v: f32 = rng.random_range(0.0..1.0);
+                        std * (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+                    }
+                })
+                .collect();
+            let v = Var::from_tensor(&Tensor::from_vec(values, (rows, cols), device)?)?;
+            let t = v.as_tensor().clone();
+            varmap
+                .data()
+                .lock()
+                .map_err(|_| candle_core::Error::Msg("variable map lock poisoned".into()))?
+                .insert(name.clone(), v);
+            fresh.push(name);
+            Ok(t)
+        };
+        let lora = trainable.lora;
+        let mut linear = |path: String, module: &str, bias: bool| -> Result<LoraLinear> {
+            let weight = base.get(&format!("{path}.weight"), device)?;
+            let bias = match bias {
+                true => Some(base.get(&format!("{path}.bias"), device)?),
+                false => base.optional(&format!("{path}.bias"), device)?,
+            };
+            let adapter = match lora.targets(module) {
+                false => None,
+                true => {
+                    let (out, inner) = weight.dims2()?;
+                    // PEFT's default: A kaiming-uniform (bound 1/sqrt(in)), B zeros, so the
+                    // adapted model starts as the base model.
+                    let bound = 1.0 / (inner as f32).sqrt();
+                    let a = var(
+                        format!("{path}.lora_A.weight"),
+                        lora.r,
+                        inner,
+                        Init::Uniform(bound),
+                    )?;
+                    let b = var(format!("{path}.lora_B.weight"), out, lora.r, Init::Zeros)?;
+                    Some(Adapter {
+                        a,
+                        b,
+                        scale: lora.scale(),
+                        dropout: lora.dropout,
+                    })
+                }
+            };
+            Ok(LoraLinear {
+                weight,
+                bias,
+                adapter,
+            })
+        };
+        let qkv_bias = arch.attention_bias;
+        let mut blocks = Vec::with_capacity(arch.num_layers);
+        for i in 0..arch.num_layers {
+            let p = format!("layers.{i}");
+            blocks.push(Block {
+                attn_norm: base.get(&format!("{p}.input_layernorm.weight"), device)?,
+                q: linear(format!("{p}.self_attn.q_proj"), "q_proj", qkv_bias)?,
+                k: linear(format!("{p}.self_attn.k_proj"), "k_proj", qkv_bias)?,
+                v: linear(format!("{p}.self_attn.v_proj"), "v_proj", qkv_bias)?,
+                o: linear(format!("{p}.self_attn.o_proj"), "o_proj", false)?,
+                mlp_norm: base.get(&format!("{p}.post_attention_layernorm.weight"), device)?,
+                gate: linear(format!("{p}.mlp.gate_proj"), "gate_proj", false)?,
+                up: linear(format!("{p}.mlp.up_proj"), "up_proj", false)?,
+                down: linear(format!("{p}.mlp.down_proj"), "down_proj", false)?,
+            });
+        }
+        let head = var(
+            HEAD.to_string(),
+            trainable.num_labels,
+            arch.hidden_size,
+            Init::Normal(0.02),
+        )?;
+        let model = Self {
+            embed: base.get("embed_tokens.weight", device)?,
+            norm: base.get("norm.weight", device)?,
+            blocks,
+            head,
+            arch,
+            varmap,
+            device: device.clone(),
+        };
+        model.check_shapes()?;
+        Ok((model, fresh))
+    }
+
+    fn check_shapes(&self) -> Result<()> {
+        let a = &self.arch;
+        let expect = |what: &str, t: &Tensor, dims: &[usize]| -> Result<()> {
+            if t.dims() != dims {
+                candle_core::bail!(
+                    "{what} has shape {:?}, but config.json implies {dims:?}",
+                    t.dims()
+                );
+            }
+            Ok(())
+        };
+        expect("embed_tokens", &self.embed, &[a.vocab_size, a.hidden_size])?;
+        for (i, b) in self.blocks.iter().enumerate() {
+            expect(
+                &format!("layer {i} q_proj"),
+                &b.q.weight,
+                &[a.q_width(), a.hidden_size],
+            )?;
+            expect(
+                &format!("layer {i} k_proj"),
+                &b.k.weight,
+                &[a.kv_width(), a.hidden_size],
+            )?;
+            expect(
+                &format!("layer {i} v_proj"),
+                &b.v.weight,
+                &[a.kv_width(), a.hidden_size],
+            )?;
+            expect(
+                &format!("layer {i} gate_proj"),
+                &b.gate.weight,
+                &[a.intermediate_size, a.hidden_size],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Labels the head scores.
+    pub fn num_labels(&self) -> usize {
+        self.head.dims().first().copied().unwrap_or(0)
+    }
+
+    /// The variables (adapters and head).
+    pub fn varmap_ref(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    /// Rotary tables `(cos, sin)`, each `[seq, head_dim]` (the half-width angles repeated, as
+    /// transformers' `rotate_half` layout wants).
+    pub fn rotary_tables(arch: &DecoderArch, seq: usize) -> (Vec<f32>, Vec<f32>) {
+        let half = arch.head_dim / 2;
+        let mut cos = Vec::with_capacity(seq * arch.head_dim);
+        let mut sin = Vec::with_capacity(seq * arch.head_dim);
+        for p in 0..seq {
+            let row: Vec<f64> = (0..half)
+                .map(|j| {
+                    let inv = arch
+                        .rope_theta
+                        .powf(-(2.0 * j as f64) / arch.head_dim as f64);
+                    p as f64 * inv
+                })
+                .collect();
+            for _ in 0..2 {
+                cos.extend(row.iter().map(|a| a.cos() as f32));
+                sin.extend(row.iter().map(|a| a.sin() as f32));
+            }
+        }
+        (cos, sin)
+    }
+
+    /// Logits `[batch, labels]` from the hidden state of each row's last real token. Rows must
+    /// be right-padded (real tokens first).
+    pub fn logits(&self, batch: &TensorBatch, train: bool) -> Result<Tensor> {
+        let (b, s) = batch.input_ids.dims2()?;
+        let a = &self.arch;
+        let ids = batch.input_ids.flatten_all()?;
+        let mut x = self
+            .embed
+            .index_select(&ids, 0)?
+            .reshape((b, s, a.hidden_size))?;
+        let (cos, sin) = Self::rotary_tables(a, s);
+        let cos = Tensor::from_vec(cos, (s, a.head_dim), &self.device)?;
+        let sin = Tensor::from_vec(sin, (s, a.head_dim), &self.device)?;
+        let bias = self.attention_bias(&batch.attention_mask, s)?;
+        for block in &self.blocks {
+            x = self.block(block, &x, &cos, &sin, &bias, train)?;
+        }
+        let x = rms_norm(&x, &self.norm, a.rms_norm_eps)?;
+        // The last real token of row i sits at sum(mask_i) - 1.
+        let lengths = batch.attention_mask.sum(1)?.to_vec1::<f32>()?;
+        let rows: Vec<u32> = lengths
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (i * s) as u32 + (n.max(1.0) as u32 - 1))
+            .collect();
+        let rows = Tensor::from_vec(rows, b, &self.device)?;
+        let last = x.reshape((b * s, a.hidden_size))?.index_select(&rows, 0)?;
+        last.matmul(&self.head.t()?)
+    }
+
+    /// Causal plus padding bias `[batch, 1, seq, seq]`.
+    fn attention_bias(&self, mask: &Tensor, s: usize) -> Result<Tensor> {
+        let causal: Vec<f32> = (0..s)
+            .flat_map(|i| (0..s).map(move |j| if j > i { MASK_BIAS } else { 0.0 }))
+            .collect();
+        let causal = Tensor::from_vec(causal, (1, 1, s, s), &self.device)?;
+        let padding = ((1.0 - mask.to_dtype(DType::F32)?)? * f64::from(MASK_BIAS))?
+            .unsqueeze(1)?
+            .unsqueeze(1)?;
+        causal.broadcast_add(&padding)
+    }
+
+    fn block(
+        &self,
+        block: &Block,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        bias: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        let a = &self.arch;
+        let (b, s, _) = x.dims3()?;
+        let h = rms_norm(x, &block.attn_norm, a.rms_norm_eps)?;
+        let heads = |t: Tensor, n: usize| -> Result<Tensor> {
+            t.reshape((b, s, n, a.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let q = heads(block.q.forward(&h, train)?, a.num_heads)?;
+        let k = heads(block.k.forward(&h, train)?, a.num_kv_heads)?;
+        let v = heads(block.v.forward(&h, train)?, a.num_kv_heads)?;
+        let q = rotate(&q, cos, sin)?;
+        let k = rotate(&k, cos, sin)?;
+        let k = repeat_kv(&k, a.group_size())?;
+        let v = repeat_kv(&v, a.group_size())?;
+        let scale = 1.0 / (a.head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(bias)?;
+        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let attn = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b, s, a.q_width()))?;
+        let x = (x + block.o.forward(&attn, train)?)?;
+        let h = rms_norm(&x, &block.mlp_norm, a.rms_norm_eps)?;
+        let gate = block.gate.forward(&h, train)?;
+        let up = block.up.forward(&h, train)?;
+        let act = (candle_nn::ops::sigmoid(&gate)? * &gate)?;
+        x + block.down.forward(&(act * up)?, train)?
+    }
+}
+
+enum Init {
+    Zeros,
+    Uniform(f32),
+    Normal(f32),
+}
+
+/// `x / sqrt(mean(x²) + eps) · w` over the last axis, from differentiable ops.
+pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+    x.broadcast_div(&(ms + eps)?.sqrt()?)?.broadcast_mul(weight)
+}
+
+/// transformers' rotary: `x·cos + rotate_half(x)·sin`, `rotate_half(x) = [-x₂, x₁]`.
+fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let d = x.dim(D::Minus1)?;
+    let x1 = x.narrow(D::Minus1, 0, d / 2)?;
+    let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
+    let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+    x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?
+}
+
+/// `[b, kv, s, d]` → `[b, kv·g, s, d]`, each key/value head serving `g` query heads.
+fn repeat_kv(x: &Tensor, g: usize) -> Result<Tensor> {
+    if g == 1 {
+        return Ok(x.clone());
+    }
+    let (b, kv, s, d) = x.dims4()?;
+    x.unsqueeze(2)?
+        .broadcast_as((b, kv, g, s, d))?
+        .reshape((b, kv * g, s, d))
+}
+
+impl TrainableModel for DecoderModel {
+    fn forward(&self, batch: &TensorBatch, train: bool) -> Result<Tensor> {
+        self.logits(batch, train)
+    }
+
+    fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+}
