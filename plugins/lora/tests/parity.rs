@@ -15,6 +15,8 @@ use clarity_runtime::tokenize::Encoded;
 use clarity_sdk::config::Device as DeviceChoice;
 use std::path::{Path, PathBuf};
 
+mod common;
+
 const TOLERANCE: f32 = 1e-4;
 
 fn workspace() -> PathBuf {
@@ -60,6 +62,17 @@ fn lora() -> LoraSettings {
     }
 }
 
+/// Give every fresh B matrix random values, so the merge is part of what is compared.
+fn perturb_adapters(model: &DecoderModel, spread: f32) {
+    let data = model.varmap_ref().data().lock().expect("vars");
+    for (name, var) in data.iter() {
+        if name.ends_with("lora_B.weight") {
+            let t = Tensor::randn(0f32, spread, var.dims(), &Device::Cpu).expect("randn");
+            var.set(&t).expect("set");
+        }
+    }
+}
+
 /// A tiny model whose adapters are not zero (fresh B matrices are, which would hide a wrong
 /// merge).
 fn tiny_model(family: Family) -> DecoderModel {
@@ -74,14 +87,7 @@ fn tiny_model(family: Family) -> DecoderModel {
     let (model, fresh) =
         DecoderModel::new(arch, &base, &trainable, &Device::Cpu).expect("tiny model");
     assert!(fresh.iter().any(|n| n.ends_with("lora_B.weight")));
-    let data = model.varmap_ref().data().lock().expect("vars");
-    for (name, var) in data.iter() {
-        if name.ends_with("lora_B.weight") {
-            let t = Tensor::randn(0f32, 0.5, var.dims(), &Device::Cpu).expect("randn");
-            var.set(&t).expect("set");
-        }
-    }
-    drop(data);
+    perturb_adapters(&model, 0.5);
     model
 }
 
@@ -105,6 +111,7 @@ fn compare(model: &DecoderModel, what: &str) {
             worst = worst.max((x - y).abs());
         }
     }
+    eprintln!("{what}: max |ORT - candle| = {worst:.2e}");
     assert!(
         worst < TOLERANCE,
         "{what}: max |ORT - candle| = {worst}\nORT {ort:?}\ncandle {candle:?}"
@@ -133,4 +140,28 @@ fn llama_logits_match_between_candle_and_onnx_runtime() {
 fn qwen2_logits_match_between_candle_and_onnx_runtime() {
     start_ort();
     compare(&tiny_model(Family::Qwen2), "qwen2");
+}
+
+/// The real SmolLM2-135M (GGUF, dequantized to f32; 30 layers, 9 query / 3 kv heads) with
+/// adapters on every module, through our export, against candle.
+#[test]
+fn smollm2_logits_match_between_candle_and_onnx_runtime() {
+    start_ort();
+    let base = clarity_lora::weights::load_base(&common::smollm2(), &Device::Cpu).expect("GGUF");
+    let settings = LoraSettings {
+        target_modules: clarity_lora::lora::MODULES
+            .iter()
+            .map(|m| m.to_string())
+            .collect(),
+        ..lora()
+    };
+    let trainable = Trainable {
+        lora: &settings,
+        num_labels: 3,
+        seed: 1,
+    };
+    let (model, _) = DecoderModel::new(base.arch.clone(), &base.weights, &trainable, &Device::Cpu)
+        .expect("SmolLM2");
+    perturb_adapters(&model, 0.02);
+    compare(&model, "SmolLM2-135M");
 }

@@ -256,7 +256,10 @@ impl ModelSearch {
                     return Ok(found);
                 }
                 if dir.is_dir() {
-                    reason = format!("package folder {} holds no config.json", dir.display());
+                    reason = format!(
+                        "package folder {} holds no config.json or .gguf file",
+                        dir.display()
+                    );
                 }
                 searched.push(dir);
             }
@@ -287,10 +290,21 @@ fn package_name(model_name: &str) -> Option<String> {
     (ok && !model_name.starts_with('.')).then(|| model_name.replace(['-', '.'], "_"))
 }
 
+/// Whether `dir` holds a model: a `config.json`, or a GGUF file (which carries its own
+/// config and tokenizer).
+fn holds_model(dir: &Path) -> bool {
+    dir.join("config.json").is_file()
+        || std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .any(|e| e.path().extension().is_some_and(|x| x == "gguf"))
+        })
+}
+
 /// The model folder of an installed package: the package folder itself or its first
-/// subfolder (by name) holding `config.json`.
+/// subfolder (by name) holding a model (see [`holds_model`]).
 fn model_in_package(dir: &Path) -> Option<PathBuf> {
-    if dir.join("config.json").is_file() {
+    if holds_model(dir) {
         return Some(dir.to_path_buf());
     }
     let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -300,9 +314,7 @@ fn model_in_package(dir: &Path) -> Option<PathBuf> {
         .filter(|p| p.is_dir())
         .collect();
     subdirs.sort();
-    subdirs
-        .into_iter()
-        .find(|d| d.join("config.json").is_file())
+    subdirs.into_iter().find(|d| holds_model(d))
 }
 
 /// `org/name`: two non-empty parts of hub-legal characters.

@@ -1,0 +1,153 @@
+//! The lora plugin end to end: a tiny random decoder (written by the plugin's own example
+//! binary, with MiniLM's real tokenizer) trained with LoRA through `clarity-host train`,
+//! adapters saved, merged ONNX exported and served by ONNX Runtime over HTTP, `--resume`
+//! and `export`.
+
+use clarity_tests::{bin_dir, encoder::minilm_dir, plugin_lib, Project};
+use serde_json::json;
+use std::process::Command;
+use std::time::Duration;
+
+const LABELS: [&str; 3] = ["Clear Reply", "Clear Non-Reply", "Ambivalent"];
+
+fn write_tiny_decoder(project: &Project, family: &str) {
+    let example = bin_dir().join("examples/write_tiny_decoder");
+    assert!(
+        example.is_file(),
+        "{} is missing: build with `cargo build --workspace --all-targets`",
+        example.display()
+    );
+    let out = Command::new(&example)
+        .arg(project.path().join("tiny-decoder"))
+        .arg(family)
+        .arg(minilm_dir().join("tokenizer.json"))
+        .output()
+        .expect("run write_tiny_decoder");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn write_yaml(project: &Project, epochs: usize) {
+    let yaml = format!(
+        r#"- name: tiny
+  type: lora
+  plugin: {plugin}
+  route: /classify/tiny
+  model_config: {{model_name: tiny-decoder, max_length: 64}}
+  lora_config: {{r: 4, alpha: 8, dropout: 0.05, target_modules: [q_proj, v_proj]}}
+  training_config:
+    batch_size: 8
+    learning_rate: 1.0e-3
+    num_epochs: {epochs}
+    save_strategy: epoch
+    eval_strategy: epoch
+    logging_steps: 1
+  label_config: {{labels: ["Clear Reply", "Clear Non-Reply", "Ambivalent"]}}
+  data_config:
+    train_file: "{data}/train.json"
+    valid_file: "{data}/valid.json"
+    train_sample_size: 48
+    valid_sample_size: 24
+"#,
+        plugin = plugin_lib("clarity-lora").display(),
+        data = clarity_tests::sample_data().display(),
+    );
+    std::fs::write(project.config(), yaml).expect("write models.yaml");
+}
+
+fn steps(project: &Project) -> Option<u64> {
+    let text = std::fs::read_to_string(project.path().join("artifacts/tiny/train_report.json"))
+        .expect("train_report.json");
+    let report: serde_json::Value = serde_json::from_str(&text).expect("report json");
+    report["report"]["steps"].as_u64()
+}
+
+#[test]
+fn a_tiny_lora_decoder_trains_exports_serves_and_resumes() {
+    let project = Project::new("");
+    write_tiny_decoder(&project, "llama");
+    write_yaml(&project, 1);
+    let out = project.host(&["train", "--model", "tiny"]);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "train failed:\n{log}");
+    assert!(
+        log.contains("newly initialised") && log.contains("score.weight"),
+        "{log}"
+    );
+    let dir = project.path().join("artifacts/tiny");
+    for file in [
+        "model.onnx",
+        "tokenizer.json",
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "lora_meta.json",
+        "labels.json",
+        "metrics.json",
+    ] {
+        assert!(
+            dir.join(file).is_file(),
+            "{file} missing in {}",
+            dir.display()
+        );
+    }
+    // The adapter file holds adapters and head only: far smaller than the base weights.
+    let adapters = std::fs::metadata(dir.join("adapter_model.safetensors")).map(|m| m.len());
+    let base =
+        std::fs::metadata(project.path().join("tiny-decoder/model.safetensors")).map(|m| m.len());
+    let (adapters, base) = (adapters.expect("adapters"), base.expect("base"));
+    assert!(
+        adapters * 20 < base,
+        "adapters {adapters} B vs base {base} B"
+    );
+    assert_eq!(steps(&project), Some(6), "48 pairs in batches of 8");
+
+    write_yaml(&project, 2);
+    let out = project.host(&["train", "--model", "tiny", "--resume"]);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "resume failed:\n{log}");
+    assert!(log.contains("resuming at step 6"), "{log}");
+    assert_eq!(steps(&project), Some(12), "{log}");
+
+    let before = std::fs::read(dir.join("model.onnx")).expect("model.onnx");
+    project.host_ok(&["export", "--model", "tiny"]);
+    let after = std::fs::read(dir.join("model.onnx")).expect("model.onnx");
+    assert!(
+        before == after,
+        "re-export from the adapter file must give the same graph"
+    );
+
+    let mut server = project.serve(&[]);
+    server.wait_ready(Duration::from_secs(120));
+    let pairs = json!([
+        {"question": "Will you raise taxes?", "context": "Q: Will you?\nA: No."},
+        {"question": "Why?", "context": "Q: Why did you vote that way?\nA: Let me talk about something else entirely, and at length."}
+    ]);
+    let (status, batch) = server.post_json("/classify/tiny", &pairs);
+    assert_eq!(status, 200, "{batch}");
+    for (i, pair) in pairs.as_array().into_iter().flatten().enumerate() {
+        let (status, single) = server.post_json("/classify/tiny", pair);
+        assert_eq!(status, 200, "{single}");
+        let label = single["clarity_label"].as_str().expect("clarity_label");
+        assert!(LABELS.contains(&label), "{single}");
+        let sum: f64 = LABELS
+            .iter()
+            .filter_map(|l| single["scores"][l].as_f64())
+            .sum();
+        assert!((sum - 1.0).abs() < 1e-4, "{single}");
+        for l in LABELS {
+            let (a, b) = (batch[i]["scores"][l].as_f64(), single["scores"][l].as_f64());
+            let (a, b) = (a.expect("batch score"), b.expect("single score"));
+            assert!((a - b).abs() < 1e-5, "row {i} {l}: batch {a} vs single {b}");
+        }
+    }
+    let (_, root) = server.get("/");
+    let text = root.to_string();
+    assert!(
+        text.contains("lora-onnx") && text.contains("onnxruntime"),
+        "{text}"
+    );
+    assert_eq!(server.terminate(Duration::from_secs(20)), Some(0));
+}
