@@ -91,7 +91,7 @@ impl Writer<'_> {
         mask: &str,
     ) -> Result<String, ExportError> {
         let a = &model.arch;
-        let embed = self.weight("embed_tokens", &model.embed)?;
+        let embed = self.weight("embed_tokens", &model.embed.to_f32()?)?;
         let mut x = self.g.gather(&embed, ids, 0);
 
         // Positions 0..seq: rows of the rotary tables, and the causal mask.

@@ -7,8 +7,10 @@
 //! drop) a full gradient for every frozen weight, the largest cost of a LoRA step.
 
 use candle_core::backend::BackendStorage;
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor};
 use clarity_sdk::ModelSpec;
+use std::sync::Arc;
 
 /// LoRA hyper-parameters: `model_config` (r, alpha, dropout, target_modules) wins over
 /// `lora_config`.
@@ -128,6 +130,89 @@ impl CustomOp1 for FrozenMatMul {
     }
 }
 
+/// `x Wᵀ` for a frozen 8-bit `W` (GGML Q8_0: blocks of 32 weights with one scale): candle's
+/// quantized kernel forward (it has no backward pass), and a backward of our own that sends
+/// `grad · W` (W dequantized for the moment of the product) to the input, so gradients reach
+/// every adapter below it.
+#[derive(Debug, Clone)]
+pub struct QuantMatMul {
+    weight: Arc<QTensor>,
+}
+
+impl CustomOp1 for QuantMatMul {
+    fn name(&self) -> &'static str {
+        "quant-matmul"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        CustomOp1::cpu_fwd(self.weight.as_ref(), storage, layout)
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let w = self.weight.dequantize(grad_res.device())?;
+        Ok(Some(grad_res.broadcast_matmul(&w)?))
+    }
+}
+
+/// A frozen weight `[out, in]`: f32, or 8-bit when `use_8bit` is on.
+#[derive(Debug, Clone)]
+pub enum Frozen {
+    /// Full precision.
+    F32(Tensor),
+    /// GGML Q8_0 (about 1.06 bytes per weight).
+    Q8(Arc<QTensor>),
+}
+
+impl Frozen {
+    /// `weight` in 8 bits when `quantize` is set and its rows split into Q8_0 blocks;
+    /// otherwise as it is.
+    pub fn new(weight: Tensor, quantize: bool) -> Result<Self> {
+        let block = GgmlDType::Q8_0.block_size();
+        let fits = weight.dims().last().is_some_and(|&n| n % block == 0);
+        if quantize && fits && weight.device().is_cpu() {
+            Ok(Self::Q8(Arc::new(QTensor::quantize(
+                &weight,
+                GgmlDType::Q8_0,
+            )?)))
+        } else {
+            Ok(Self::F32(weight))
+        }
+    }
+
+    /// `[out, in]`.
+    pub fn dims(&self) -> Vec<usize> {
+        match self {
+            Self::F32(t) => t.dims().to_vec(),
+            Self::Q8(q) => q.shape().dims().to_vec(),
+        }
+    }
+
+    /// The weight in f32 (a copy for 8-bit weights).
+    pub fn to_f32(&self) -> Result<Tensor> {
+        match self {
+            Self::F32(t) => Ok(t.clone()),
+            Self::Q8(q) => q.dequantize(&q.device()),
+        }
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Self::F32(t) => t.elem_count() * 4,
+            Self::Q8(q) => q.storage_size_in_bytes(),
+        }
+    }
+
+    /// `x Wᵀ` with a backward pass to `x` only.
+    fn matmul_t(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::F32(w) if x.device().is_cpu() => x.apply_op1(FrozenMatMul { weight: w.clone() }),
+            Self::F32(w) => x.broadcast_matmul(&w.t()?),
+            Self::Q8(q) => x.apply_op1(QuantMatMul { weight: q.clone() }),
+        }
+    }
+}
+
 /// A trainable low-rank update.
 #[derive(Debug, Clone)]
 pub struct Adapter {
@@ -145,7 +230,7 @@ pub struct Adapter {
 #[derive(Debug, Clone)]
 pub struct LoraLinear {
     /// `[out, in]`, frozen.
-    pub weight: Tensor,
+    pub weight: Frozen,
     /// `[out]`, frozen.
     pub bias: Option<Tensor>,
     /// The adapter, when this module is a target.
@@ -156,13 +241,7 @@ impl LoraLinear {
     /// `x` (`[.., in]`) → `[.., out]`.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let x = x.contiguous()?;
-        let mut y = if x.device().is_cpu() {
-            x.apply_op1(FrozenMatMul {
-                weight: self.weight.clone(),
-            })?
-        } else {
-            x.broadcast_matmul(&self.weight.t()?)?
-        };
+        let mut y = self.weight.matmul_t(&x)?;
         if let Some(b) = &self.bias {
             y = y.broadcast_add(b)?;
         }
@@ -181,11 +260,12 @@ impl LoraLinear {
 
     /// `W + (alpha / r) B A`: the weight with the adapter folded in (for export).
     pub fn merged_weight(&self) -> Result<Tensor> {
+        let weight = self.weight.to_f32()?;
         match &self.adapter {
-            None => Ok(self.weight.clone()),
+            None => Ok(weight),
             Some(adapter) => {
                 let delta = adapter.b.matmul(&adapter.a)?;
-                &self.weight + (delta * adapter.scale)?
+                weight + (delta * adapter.scale)?
             }
         }
     }
@@ -220,7 +300,7 @@ mod tests {
     fn merging_folds_the_adapter_into_the_weight() -> Result<()> {
         let dev = Device::Cpu;
         let layer = LoraLinear {
-            weight: Tensor::randn(0f32, 1.0, (4, 3), &dev)?,
+            weight: Frozen::F32(Tensor::randn(0f32, 1.0, (4, 3), &dev)?),
             bias: Some(Tensor::randn(0f32, 1.0, 4, &dev)?),
             adapter: Some(Adapter {
                 a: Tensor::randn(0f32, 1.0, (2, 3), &dev)?,
@@ -231,7 +311,7 @@ mod tests {
         };
         let x = Tensor::randn(0f32, 1.0, (2, 5, 3), &dev)?;
         let merged = LoraLinear {
-            weight: layer.merged_weight()?,
+            weight: Frozen::F32(layer.merged_weight()?),
             bias: layer.bias.clone(),
             adapter: None,
         };
@@ -240,6 +320,34 @@ mod tests {
             .max_all()?
             .to_scalar::<f32>()?;
         assert!(diff < 1e-4, "{diff}");
+        Ok(())
+    }
+
+    #[test]
+    fn quantized_matmul_is_close_and_passes_the_gradient_to_the_input() -> Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (8, 64), &dev)?;
+        let q = Frozen::new(w.clone(), true)?;
+        assert!(matches!(q, Frozen::Q8(_)));
+        assert!(q.bytes() * 3 < w.elem_count() * 4, "{} bytes", q.bytes());
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 3, 64), &dev)?)?;
+        let y8 = q.matmul_t(x.as_tensor())?;
+        let y = x.as_tensor().broadcast_matmul(&w.t()?)?;
+        let rel = ((&y8 - &y)?.abs()?.max_all()?.to_scalar::<f32>()?)
+            / y.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(rel < 0.02, "relative error {rel}");
+        let g8 = y8.sum_all()?.backward()?;
+        let g = y.sum_all()?.backward()?;
+        let (a, b) = (g8.get(x.as_tensor()), g.get(x.as_tensor()));
+        let (a, b) = (a.expect("input gradient"), b.expect("input gradient"));
+        let rel = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?
+            / b.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(rel < 0.02, "gradient relative error {rel}");
+        // Rows that do not split into 32-wide blocks stay in f32.
+        assert!(matches!(
+            Frozen::new(Tensor::zeros((4, 48), candle_core::DType::F32, &dev)?, true)?,
+            Frozen::F32(_)
+        ));
         Ok(())
     }
 

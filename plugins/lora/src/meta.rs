@@ -48,6 +48,9 @@ pub struct LoraMeta {
     pub lora: StoredLora,
     /// ONNX opset of `model.onnx`.
     pub opset: i64,
+    /// The frozen weights were held in 8 bits in training.
+    #[serde(default)]
+    pub use_8bit: bool,
 }
 
 impl LoraMeta {

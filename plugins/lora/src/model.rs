@@ -8,7 +8,7 @@
 //! `rms_norm`, `rope` and `softmax_last_dim` have none and would cut the gradient silently.
 
 use crate::arch::DecoderArch;
-use crate::lora::{Adapter, LoraLinear, LoraSettings};
+use crate::lora::{Adapter, Frozen, LoraLinear, LoraSettings};
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use candle_nn::VarMap;
 use clarity_runtime::batch::{TensorBatch, TrainableModel};
@@ -50,7 +50,7 @@ pub struct DecoderModel {
     /// Shape.
     pub arch: DecoderArch,
     /// Token embedding `[vocab, hidden]`.
-    pub embed: Tensor,
+    pub embed: Frozen,
     /// Blocks.
     pub blocks: Vec<Block>,
     /// Final RMSNorm.
@@ -103,6 +103,8 @@ pub struct Trainable<'a> {
     pub num_labels: usize,
     /// Seed of the adapters' and head's initial values.
     pub seed: u64,
+    /// Keep the frozen linear weights in 8 bits (Q8_0).
+    pub use_8bit: bool,
 }
 
 impl DecoderModel {
@@ -170,7 +172,7 @@ impl DecoderModel {
                 }
             };
             Ok(LoraLinear {
-                weight,
+                weight: Frozen::new(weight, trainable.use_8bit)?,
                 bias,
                 adapter,
             })
@@ -198,7 +200,7 @@ impl DecoderModel {
             Init::Normal(0.02),
         )?;
         let model = Self {
-            embed: base.get("embed_tokens.weight", device)?,
+            embed: Frozen::new(base.get("embed_tokens.weight", device)?, trainable.use_8bit)?,
             norm: base.get("norm.weight", device)?,
             blocks,
             head,
@@ -212,35 +214,36 @@ impl DecoderModel {
 
     fn check_shapes(&self) -> Result<()> {
         let a = &self.arch;
-        let expect = |what: &str, t: &Tensor, dims: &[usize]| -> Result<()> {
-            if t.dims() != dims {
-                candle_core::bail!(
-                    "{what} has shape {:?}, but config.json implies {dims:?}",
-                    t.dims()
-                );
+        let expect = |what: &str, got: &[usize], dims: &[usize]| -> Result<()> {
+            if got != dims {
+                candle_core::bail!("{what} has shape {got:?}, but config.json implies {dims:?}");
             }
             Ok(())
         };
-        expect("embed_tokens", &self.embed, &[a.vocab_size, a.hidden_size])?;
+        expect(
+            "embed_tokens",
+            &self.embed.dims(),
+            &[a.vocab_size, a.hidden_size],
+        )?;
         for (i, b) in self.blocks.iter().enumerate() {
             expect(
                 &format!("layer {i} q_proj"),
-                &b.q.weight,
+                &b.q.weight.dims(),
                 &[a.q_width(), a.hidden_size],
             )?;
             expect(
                 &format!("layer {i} k_proj"),
-                &b.k.weight,
+                &b.k.weight.dims(),
                 &[a.kv_width(), a.hidden_size],
             )?;
             expect(
                 &format!("layer {i} v_proj"),
-                &b.v.weight,
+                &b.v.weight.dims(),
                 &[a.kv_width(), a.hidden_size],
             )?;
             expect(
                 &format!("layer {i} gate_proj"),
-                &b.gate.weight,
+                &b.gate.weight.dims(),
                 &[a.intermediate_size, a.hidden_size],
             )?;
         }
@@ -250,6 +253,17 @@ impl DecoderModel {
     /// Labels the head scores.
     pub fn num_labels(&self) -> usize {
         self.head.dims().first().copied().unwrap_or(0)
+    }
+
+    /// Bytes held by the frozen matrices (8-bit ones as stored).
+    pub fn frozen_bytes(&self) -> usize {
+        let linear: usize = self
+            .blocks
+            .iter()
+            .flat_map(|b| [&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down])
+            .map(|l| l.weight.bytes())
+            .sum();
+        linear + self.embed.bytes()
     }
 
     /// The variables (adapters and head).
@@ -286,10 +300,11 @@ impl DecoderModel {
         let (b, s) = batch.input_ids.dims2()?;
         let a = &self.arch;
         let ids = batch.input_ids.flatten_all()?;
-        let mut x = self
-            .embed
-            .index_select(&ids, 0)?
-            .reshape((b, s, a.hidden_size))?;
+        let rows = match &self.embed {
+            Frozen::F32(table) => table.index_select(&ids, 0)?,
+            Frozen::Q8(table) => table.embedding(&ids)?,
+        };
+        let mut x = rows.reshape((b, s, a.hidden_size))?;
         let (cos, sin) = Self::rotary_tables(a, s);
         let cos = Tensor::from_vec(cos, (s, a.head_dim), &self.device)?;
         let sin = Tensor::from_vec(sin, (s, a.head_dim), &self.device)?;

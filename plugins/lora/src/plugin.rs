@@ -106,6 +106,7 @@ impl LoraPlugin {
             lora: &self.lora,
             num_labels,
             seed: self.init.spec.training_config.seed,
+            use_8bit: self.init.spec.model_config.use_8bit,
         };
         DecoderModel::new(base.arch.clone(), &base.weights, &trainable, device)
             .map_err(|e| Error::config(format!("{}: {e}", base.source.display())))
@@ -147,12 +148,6 @@ fn train_error(e: TrainError) -> Error {
 impl Classifier for LoraPlugin {
     fn new(init: PluginInit) -> Result<Self, Error> {
         let lora = LoraSettings::from_spec(&init.spec).map_err(Error::config)?;
-        if init.spec.model_config.use_8bit {
-            return Err(Error::config(
-                "model_config.use_8bit is not available in this version of the lora plugin: \
-                 remove it (the base weights are dequantized to f32)",
-            ));
-        }
         let plugin = Self {
             init,
             lora,
@@ -250,6 +245,9 @@ impl Classifier for LoraPlugin {
             )));
         }
         let (model, fresh) = self.build(&base, job.labels.len(), &device)?;
+        // The f32 copies of the base weights are no longer needed once the model holds its
+        // own (8-bit) ones.
+        drop(base.weights);
         let adapters = fresh.iter().filter(|n| n.contains(".lora_")).count();
         let text = format!(
             "newly initialised: the head ({}) and {adapters} LoRA matrices (r={}, alpha={}, on {})",
@@ -287,6 +285,7 @@ impl Classifier for LoraPlugin {
                 target_modules: self.lora.target_modules.clone(),
             },
             opset: onnx::OPSET,
+            use_8bit: self.init.spec.model_config.use_8bit,
         };
         let mut report = outcome.report;
         report.artifacts = write_artifacts(&model, &prompt, &meta, &self.lora, &job.output_dir)?;

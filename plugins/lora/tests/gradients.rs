@@ -4,7 +4,7 @@
 
 use candle_core::{Device, Tensor};
 use clarity_lora::arch::Family;
-use clarity_lora::lora::LoraSettings;
+use clarity_lora::lora::{Frozen, LoraSettings};
 use clarity_lora::model::{BaseWeights, DecoderModel, Trainable, HEAD};
 use clarity_lora::tiny;
 use clarity_runtime::batch::TensorBatch;
@@ -24,6 +24,37 @@ fn batch() -> TensorBatch {
 
 #[test]
 fn only_adapters_and_head_train_and_every_adapter_gets_a_gradient() {
+    check_training(false);
+}
+
+/// With `use_8bit` the frozen matrices are Q8_0 (candle's quantized matmul has no backward:
+/// ours sends the gradient on) and every adapter, in every layer, still learns.
+#[test]
+fn with_8bit_base_weights_every_adapter_still_gets_a_gradient() {
+    check_training(true);
+}
+
+fn frozen_values(model: &DecoderModel) -> Vec<Vec<f32>> {
+    model
+        .blocks
+        .iter()
+        .flat_map(|b| [&b.q.weight, &b.v.weight, &b.gate.weight, &b.down.weight])
+        .chain([&model.embed])
+        .map(|w| {
+            w.to_f32()
+                .and_then(|t| t.flatten_all()?.to_vec1())
+                .expect("values")
+        })
+        .chain(
+            model
+                .blocks
+                .iter()
+                .map(|b| b.attn_norm.to_vec1().expect("norm")),
+        )
+        .collect()
+}
+
+fn check_training(use_8bit: bool) {
     let arch = tiny::arch(Family::Llama, 120);
     let base = BaseWeights::new(tiny::base_weights(&arch, 3).expect("weights"));
     let settings = LoraSettings {
@@ -36,15 +67,16 @@ fn only_adapters_and_head_train_and_every_adapter_gets_a_gradient() {
         lora: &settings,
         num_labels: 3,
         seed: 1,
+        use_8bit,
     };
     let (model, _) = DecoderModel::new(arch, &base, &trainable, &Device::Cpu).expect("model");
-    let frozen_before: Vec<Vec<f32>> = model
-        .blocks
-        .iter()
-        .flat_map(|b| [&b.q.weight, &b.v.weight, &b.gate.weight, &b.attn_norm])
-        .chain([&model.embed, &model.norm])
-        .map(|t| t.flatten_all().and_then(|t| t.to_vec1()).expect("values"))
-        .collect();
+    if use_8bit {
+        assert!(matches!(model.blocks[0].q.weight, Frozen::Q8(_)));
+        assert!(matches!(model.embed, Frozen::Q8(_)));
+        // 48-wide rows do not split into Q8_0 blocks of 32: kept in f32.
+        assert!(matches!(model.blocks[0].down.weight, Frozen::F32(_)));
+    }
+    let frozen_before = frozen_values(&model);
 
     let vars: Vec<(String, candle_core::Var)> = {
         let data = model.varmap_ref().data().lock().expect("vars");
@@ -93,12 +125,6 @@ fn only_adapters_and_head_train_and_every_adapter_gets_a_gradient() {
             "{name} never received a gradient"
         );
     }
-    let frozen_after: Vec<Vec<f32>> = model
-        .blocks
-        .iter()
-        .flat_map(|b| [&b.q.weight, &b.v.weight, &b.gate.weight, &b.attn_norm])
-        .chain([&model.embed, &model.norm])
-        .map(|t| t.flatten_all().and_then(|t| t.to_vec1()).expect("values"))
-        .collect();
+    let frozen_after = frozen_values(&model);
     assert_eq!(frozen_before, frozen_after, "a base weight changed");
 }

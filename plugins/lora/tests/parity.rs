@@ -83,6 +83,7 @@ fn tiny_model(family: Family) -> DecoderModel {
         lora: &settings,
         num_labels: 3,
         seed: 1,
+        use_8bit: false,
     };
     let (model, fresh) =
         DecoderModel::new(arch, &base, &trainable, &Device::Cpu).expect("tiny model");
@@ -159,6 +160,7 @@ fn smollm2_logits_match_between_candle_and_onnx_runtime() {
         lora: &settings,
         num_labels: 3,
         seed: 1,
+        use_8bit: false,
     };
     let (model, _) = DecoderModel::new(base.arch.clone(), &base.weights, &trainable, &Device::Cpu)
         .expect("SmolLM2");
