@@ -31,12 +31,16 @@ fn write_tiny_decoder(project: &Project, family: &str) {
 }
 
 fn write_yaml(project: &Project, epochs: usize) {
+    write_yaml_with(project, epochs, "false");
+}
+
+fn write_yaml_with(project: &Project, epochs: usize, use_8bit: &str) {
     let yaml = format!(
         r#"- name: tiny
   type: lora
   plugin: {plugin}
   route: /classify/tiny
-  model_config: {{model_name: tiny-decoder, max_length: 64}}
+  model_config: {{model_name: tiny-decoder, max_length: 64, use_8bit: {use_8bit}}}
   lora_config: {{r: 4, alpha: 8, dropout: 0.05, target_modules: [q_proj, v_proj]}}
   training_config:
     batch_size: 8
@@ -150,4 +154,52 @@ fn a_tiny_lora_decoder_trains_exports_serves_and_resumes() {
         "{text}"
     );
     assert_eq!(server.terminate(Duration::from_secs(20)), Some(0));
+}
+
+/// OPT's and GPT-2's checkpoint layouts through the host, one of them with the frozen
+/// weights in 8 bits, each served afterwards.
+#[test]
+fn tiny_opt_in_8_bits_and_gpt2_train_and_serve() {
+    for (family, use_8bit) in [("opt", "true"), ("gpt2", "false")] {
+        let project = Project::new("");
+        write_tiny_decoder(&project, family);
+        write_yaml_with(&project, 1, use_8bit);
+        let out = project.host(&["train", "--model", "tiny"]);
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{family}: train failed:\n{log}");
+        assert!(
+            log.contains(&format!("({}, 2 layers", family_name(family))),
+            "{log}"
+        );
+        let precision = if use_8bit == "true" {
+            "in 8 bits"
+        } else {
+            "in f32"
+        };
+        assert!(
+            log.contains(&format!("frozen weights {precision}")),
+            "{log}"
+        );
+        let mut server = project.serve(&[]);
+        server.wait_ready(Duration::from_secs(120));
+        let (status, body) = server.post_json(
+            "/classify/tiny",
+            &json!({"question": "Will you?", "context": "Q: Will you?\nA: Yes."}),
+        );
+        assert_eq!(status, 200, "{family}: {body}");
+        assert!(
+            LABELS.contains(&body["clarity_label"].as_str().unwrap_or("")),
+            "{body}"
+        );
+        assert_eq!(server.terminate(Duration::from_secs(20)), Some(0));
+    }
+}
+
+/// How the plugin's log names the family.
+fn family_name(family: &str) -> &'static str {
+    match family {
+        "opt" => "Opt",
+        "gpt2" => "Gpt2",
+        _ => "Llama",
+    }
 }

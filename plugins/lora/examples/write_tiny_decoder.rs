@@ -2,7 +2,7 @@
 //! that the lora plugin loads like a real checkpoint. The end-to-end tests run it.
 //!
 //! ```sh
-//! cargo run -p clarity-lora --example write_tiny_decoder -- OUT_DIR llama|qwen2 TOKENIZER_JSON
+//! cargo run -p clarity-lora --example write_tiny_decoder -- OUT_DIR llama|qwen2|opt|gpt2 TOKENIZER_JSON
 //! ```
 
 use anyhow::{bail, Context};
@@ -13,12 +13,14 @@ use std::path::PathBuf;
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [out, family, tokenizer] = args.as_slice() else {
-        bail!("usage: write_tiny_decoder OUT_DIR llama|qwen2 TOKENIZER_JSON");
+        bail!("usage: write_tiny_decoder OUT_DIR llama|qwen2|opt|gpt2 TOKENIZER_JSON");
     };
     let family = match family.as_str() {
         "llama" => Family::Llama,
         "qwen2" => Family::Qwen2,
-        other => bail!("unknown family {other}: llama or qwen2"),
+        "opt" => Family::Opt,
+        "gpt2" => Family::Gpt2,
+        other => bail!("unknown family {other}: llama, qwen2, opt or gpt2"),
     };
     let out = PathBuf::from(out);
     std::fs::create_dir_all(&out).with_context(|| format!("create {}", out.display()))?;

@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// `model_type`s this plugin builds.
-pub const SUPPORTED: &[&str] = &["llama", "qwen2"];
+pub const SUPPORTED: &[&str] = &["llama", "qwen2", "opt", "gpt2"];
 
 /// Why a config cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +48,8 @@ pub enum ArchError {
 }
 
 /// Decoder families. Llama covers SmolLM2, TinyLlama, Llama 2/3 and Mistral-style models
-/// without sliding windows; Qwen2 is Llama with biases on the q/k/v projections.
+/// without sliding windows; Qwen2 is Llama with biases on the q/k/v projections. OPT and GPT-2
+/// are pre-LayerNorm decoders with learned absolute positions and a plain two-layer MLP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
@@ -56,6 +57,54 @@ pub enum Family {
     Llama,
     /// Qwen2.
     Qwen2,
+    /// OPT (`facebook/opt-*`).
+    Opt,
+    /// GPT-2.
+    Gpt2,
+}
+
+impl Family {
+    /// RMSNorm (Llama, Qwen2) rather than LayerNorm with a bias (OPT, GPT-2).
+    pub fn rms_norm(self) -> bool {
+        matches!(self, Self::Llama | Self::Qwen2)
+    }
+
+    /// Rotary positions (Llama, Qwen2) rather than a learned position table.
+    pub fn rotary(self) -> bool {
+        self.rms_norm()
+    }
+
+    /// SwiGLU MLP (gate, up, down) rather than up → activation → down.
+    pub fn gated_mlp(self) -> bool {
+        self.rms_norm()
+    }
+
+    /// Whether every linear layer has a bias (OPT, GPT-2).
+    pub fn linear_bias(self) -> bool {
+        !self.rms_norm()
+    }
+
+    /// The `model_type` of `config.json`.
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Self::Llama => "llama",
+            Self::Qwen2 => "qwen2",
+            Self::Opt => "opt",
+            Self::Gpt2 => "gpt2",
+        }
+    }
+}
+
+/// The MLP's activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// `x·sigmoid(x)` (SwiGLU's gate).
+    Silu,
+    /// `max(x, 0)` (OPT).
+    Relu,
+    /// GELU, tanh approximation (GPT-2's `gelu_new`).
+    GeluTanh,
 }
 
 /// Everything the model, the exporter and the checkpoints need to know about the shape.
@@ -77,8 +126,12 @@ pub struct DecoderArch {
     pub num_kv_heads: usize,
     /// Width of one head.
     pub head_dim: usize,
-    /// RMSNorm epsilon.
-    pub rms_norm_eps: f64,
+    /// Norm epsilon (RMSNorm or LayerNorm).
+    #[serde(alias = "rms_norm_eps")]
+    pub norm_eps: f64,
+    /// The MLP's activation.
+    #[serde(default = "silu")]
+    pub activation: Activation,
     /// Rotary base.
     pub rope_theta: f64,
     /// Longest sequence the positions were trained for.
@@ -89,6 +142,10 @@ pub struct DecoderArch {
     pub pad_token_id: Option<u32>,
     /// End-of-sequence token id.
     pub eos_token_id: Option<u32>,
+}
+
+fn silu() -> Activation {
+    Activation::Silu
 }
 
 impl DecoderArch {
@@ -114,6 +171,8 @@ impl DecoderArch {
         let family = match model_type {
             "llama" | "mistral" => Family::Llama,
             "qwen2" => Family::Qwen2,
+            "opt" => Family::Opt,
+            "gpt2" => Family::Gpt2,
             other => {
                 return Err(ArchError::Unsupported {
                     path: path.to_path_buf(),
@@ -121,57 +180,11 @@ impl DecoderArch {
                 })
             }
         };
-        let size = |field: &'static str| -> Result<usize, ArchError> {
-            config
-                .get(field)
-                .and_then(Value::as_u64)
-                .filter(|&n| n > 0)
-                .map(|n| n as usize)
-                .ok_or_else(|| ArchError::Field {
-                    path: path.to_path_buf(),
-                    field,
-                    expected: "a positive whole number",
-                })
-        };
-        let float = |field: &'static str, default: f64| -> f64 {
-            config.get(field).and_then(Value::as_f64).unwrap_or(default)
-        };
-        // eos may be a list (Llama 3): the first one pads.
-        let token = |field: &str| -> Option<u32> {
-            let v = config.get(field)?;
-            v.as_u64()
-                .or_else(|| v.as_array()?.first()?.as_u64())
-                .map(|n| n as u32)
-        };
-        let hidden_size = size("hidden_size")?;
-        let num_heads = size("num_attention_heads")?;
-        let num_kv_heads = match config.get("num_key_value_heads") {
-            None | Some(Value::Null) => num_heads,
-            Some(_) => size("num_key_value_heads")?,
-        };
-        let head_dim = match config.get("head_dim") {
-            None | Some(Value::Null) => hidden_size / num_heads,
-            Some(_) => size("head_dim")?,
-        };
-        let arch = Self {
-            family,
-            vocab_size: size("vocab_size")?,
-            hidden_size,
-            intermediate_size: size("intermediate_size")?,
-            num_layers: size("num_hidden_layers")?,
-            num_heads,
-            num_kv_heads,
-            head_dim,
-            rms_norm_eps: float("rms_norm_eps", 1e-6),
-            rope_theta: float("rope_theta", 10000.0),
-            max_positions: size("max_position_embeddings").unwrap_or(2048),
-            attention_bias: family == Family::Qwen2
-                || config
-                    .get("attention_bias")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-            pad_token_id: token("pad_token_id"),
-            eos_token_id: token("eos_token_id"),
+        let fields = Fields { config, path };
+        let arch = match family {
+            Family::Llama | Family::Qwen2 => fields.llama(family)?,
+            Family::Opt => fields.opt()?,
+            Family::Gpt2 => fields.gpt2()?,
         };
         arch.check(path)?;
         Ok(arch)
@@ -183,7 +196,12 @@ impl DecoderArch {
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 self.num_heads, self.num_kv_heads
             ))
-        } else if !self.head_dim.is_multiple_of(2) {
+        } else if self.num_heads * self.head_dim != self.hidden_size && !self.family.rotary() {
+            Some(format!(
+                "hidden size {} is not num_heads {} x head_dim {}",
+                self.hidden_size, self.num_heads, self.head_dim
+            ))
+        } else if self.family.rotary() && !self.head_dim.is_multiple_of(2) {
             Some(format!(
                 "head_dim {} is odd: rotary positions need pairs",
                 self.head_dim
@@ -216,23 +234,211 @@ impl DecoderArch {
     }
 
     /// A Hugging Face `config.json` for this shape (for tiny test models and the exported
-    /// folder).
+    /// folder), in the family's own field names.
     pub fn to_hf_config(&self) -> Value {
-        serde_json::json!({
-            "model_type": match self.family { Family::Llama => "llama", Family::Qwen2 => "qwen2" },
-            "vocab_size": self.vocab_size,
-            "hidden_size": self.hidden_size,
-            "intermediate_size": self.intermediate_size,
-            "num_hidden_layers": self.num_layers,
-            "num_attention_heads": self.num_heads,
-            "num_key_value_heads": self.num_kv_heads,
-            "head_dim": self.head_dim,
-            "rms_norm_eps": self.rms_norm_eps,
-            "rope_theta": self.rope_theta,
-            "max_position_embeddings": self.max_positions,
-            "attention_bias": self.attention_bias,
-            "pad_token_id": self.pad_token_id,
-            "eos_token_id": self.eos_token_id,
+        let activation = match self.activation {
+            Activation::Silu => "silu",
+            Activation::Relu => "relu",
+            Activation::GeluTanh => "gelu_new",
+        };
+        match self.family {
+            Family::Llama | Family::Qwen2 => serde_json::json!({
+                "model_type": self.family.model_type(),
+                "vocab_size": self.vocab_size,
+                "hidden_size": self.hidden_size,
+                "intermediate_size": self.intermediate_size,
+                "num_hidden_layers": self.num_layers,
+                "num_attention_heads": self.num_heads,
+                "num_key_value_heads": self.num_kv_heads,
+                "head_dim": self.head_dim,
+                "rms_norm_eps": self.norm_eps,
+                "rope_theta": self.rope_theta,
+                "max_position_embeddings": self.max_positions,
+                "attention_bias": self.attention_bias,
+                "hidden_act": activation,
+                "pad_token_id": self.pad_token_id,
+                "eos_token_id": self.eos_token_id,
+            }),
+            Family::Opt => serde_json::json!({
+                "model_type": "opt",
+                "vocab_size": self.vocab_size,
+                "hidden_size": self.hidden_size,
+                "word_embed_proj_dim": self.hidden_size,
+                "ffn_dim": self.intermediate_size,
+                "num_hidden_layers": self.num_layers,
+                "num_attention_heads": self.num_heads,
+                "max_position_embeddings": self.max_positions,
+                "do_layer_norm_before": true,
+                "activation_function": activation,
+                "layer_norm_eps": self.norm_eps,
+                "pad_token_id": self.pad_token_id,
+                "eos_token_id": self.eos_token_id,
+            }),
+            Family::Gpt2 => serde_json::json!({
+                "model_type": "gpt2",
+                "vocab_size": self.vocab_size,
+                "n_embd": self.hidden_size,
+                "n_inner": self.intermediate_size,
+                "n_layer": self.num_layers,
+                "n_head": self.num_heads,
+                "n_positions": self.max_positions,
+                "activation_function": activation,
+                "layer_norm_epsilon": self.norm_eps,
+                "pad_token_id": self.pad_token_id,
+                "eos_token_id": self.eos_token_id,
+            }),
+        }
+    }
+}
+
+/// Reads typed fields of a config, naming the file in errors.
+struct Fields<'a> {
+    config: &'a Value,
+    path: &'a Path,
+}
+
+impl Fields<'_> {
+    fn size(&self, field: &'static str) -> Result<usize, ArchError> {
+        self.config
+            .get(field)
+            .and_then(Value::as_u64)
+            .filter(|&n| n > 0)
+            .map(|n| n as usize)
+            .ok_or_else(|| ArchError::Field {
+                path: self.path.to_path_buf(),
+                field,
+                expected: "a positive whole number",
+            })
+    }
+
+    /// `field` when present and not null.
+    fn size_or(&self, field: &'static str, default: usize) -> Result<usize, ArchError> {
+        match self.config.get(field) {
+            None | Some(Value::Null) => Ok(default),
+            Some(_) => self.size(field),
+        }
+    }
+
+    fn float(&self, field: &str, default: f64) -> f64 {
+        self.config
+            .get(field)
+            .and_then(Value::as_f64)
+            .unwrap_or(default)
+    }
+
+    fn flag(&self, field: &str, default: bool) -> bool {
+        self.config
+            .get(field)
+            .and_then(Value::as_bool)
+            .unwrap_or(default)
+    }
+
+    /// A token id; eos may be a list (Llama 3): the first one.
+    fn token(&self, field: &str) -> Option<u32> {
+        let v = self.config.get(field)?;
+        v.as_u64()
+            .or_else(|| v.as_array()?.first()?.as_u64())
+            .map(|n| n as u32)
+    }
+
+    fn activation(&self, field: &str, default: &str) -> Result<Activation, ArchError> {
+        let name = self
+            .config
+            .get(field)
+            .and_then(Value::as_str)
+            .unwrap_or(default);
+        match name {
+            "silu" | "swish" => Ok(Activation::Silu),
+            "relu" => Ok(Activation::Relu),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::GeluTanh),
+            other => Err(ArchError::Inconsistent {
+                path: self.path.to_path_buf(),
+                message: format!(
+                    "{field} `{other}` is not supported (silu, relu, gelu_new, gelu_pytorch_tanh)"
+                ),
+            }),
+        }
+    }
+
+    fn llama(&self, family: Family) -> Result<DecoderArch, ArchError> {
+        let hidden_size = self.size("hidden_size")?;
+        let num_heads = self.size("num_attention_heads")?;
+        Ok(DecoderArch {
+            family,
+            vocab_size: self.size("vocab_size")?,
+            hidden_size,
+            intermediate_size: self.size("intermediate_size")?,
+            num_layers: self.size("num_hidden_layers")?,
+            num_heads,
+            num_kv_heads: self.size_or("num_key_value_heads", num_heads)?,
+            head_dim: self.size_or("head_dim", hidden_size / num_heads)?,
+            norm_eps: self.float("rms_norm_eps", 1e-6),
+            activation: self.activation("hidden_act", "silu")?,
+            rope_theta: self.float("rope_theta", 10000.0),
+            max_positions: self.size_or("max_position_embeddings", 2048)?,
+            attention_bias: family == Family::Qwen2 || self.flag("attention_bias", false),
+            pad_token_id: self.token("pad_token_id"),
+            eos_token_id: self.token("eos_token_id"),
+        })
+    }
+
+    fn opt(&self) -> Result<DecoderArch, ArchError> {
+        let hidden_size = self.size("hidden_size")?;
+        let num_heads = self.size("num_attention_heads")?;
+        // opt-350m projects embeddings in and out and normalises after each block.
+        let unsupported = if self.size_or("word_embed_proj_dim", hidden_size)? != hidden_size {
+            Some("word_embed_proj_dim differs from hidden_size (opt-350m's projections)")
+        } else if !self.flag("do_layer_norm_before", true) {
+            Some("do_layer_norm_before is false (opt-350m's post-norm blocks)")
+        } else if !self.flag("enable_bias", true) {
+            Some("enable_bias is false")
+        } else {
+            None
+        };
+        if let Some(what) = unsupported {
+            return Err(ArchError::Inconsistent {
+                path: self.path.to_path_buf(),
+                message: format!("this OPT variant is not supported: {what}"),
+            });
+        }
+        Ok(DecoderArch {
+            family: Family::Opt,
+            vocab_size: self.size("vocab_size")?,
+            hidden_size,
+            intermediate_size: self.size("ffn_dim")?,
+            num_layers: self.size("num_hidden_layers")?,
+            num_heads,
+            num_kv_heads: num_heads,
+            head_dim: hidden_size / num_heads,
+            norm_eps: self.float("layer_norm_eps", 1e-5),
+            activation: self.activation("activation_function", "relu")?,
+            rope_theta: 0.0,
+            max_positions: self.size_or("max_position_embeddings", 2048)?,
+            attention_bias: true,
+            pad_token_id: self.token("pad_token_id"),
+            eos_token_id: self.token("eos_token_id"),
+        })
+    }
+
+    fn gpt2(&self) -> Result<DecoderArch, ArchError> {
+        let hidden_size = self.size("n_embd")?;
+        let num_heads = self.size("n_head")?;
+        Ok(DecoderArch {
+            family: Family::Gpt2,
+            vocab_size: self.size("vocab_size")?,
+            hidden_size,
+            intermediate_size: self.size_or("n_inner", 4 * hidden_size)?,
+            num_layers: self.size("n_layer")?,
+            num_heads,
+            num_kv_heads: num_heads,
+            head_dim: hidden_size / num_heads,
+            norm_eps: self.float("layer_norm_epsilon", 1e-5),
+            activation: self.activation("activation_function", "gelu_new")?,
+            rope_theta: 0.0,
+            max_positions: self.size_or("n_positions", 1024)?,
+            attention_bias: true,
+            pad_token_id: self.token("pad_token_id"),
+            eos_token_id: self.token("eos_token_id"),
         })
     }
 }
@@ -258,6 +464,40 @@ mod tests {
         assert_eq!(arch.group_size(), 3);
         assert_eq!(arch.kv_width(), 192);
         assert!(!arch.attention_bias);
+        let again = DecoderArch::from_value(&arch.to_hf_config(), Path::new("x")).unwrap();
+        assert_eq!(again, arch);
+    }
+
+    #[test]
+    fn reads_opt_and_gpt2_configs_and_refuses_opt_350m() {
+        let opt = serde_json::json!({
+            "model_type": "opt", "vocab_size": 50272, "hidden_size": 2048, "ffn_dim": 8192,
+            "num_hidden_layers": 24, "num_attention_heads": 32, "max_position_embeddings": 2048,
+            "word_embed_proj_dim": 2048, "do_layer_norm_before": true,
+            "activation_function": "relu", "pad_token_id": 1, "eos_token_id": 2
+        });
+        let arch = DecoderArch::from_value(&opt, Path::new("opt-1.3b")).unwrap();
+        assert_eq!(
+            (arch.family, arch.head_dim, arch.num_kv_heads),
+            (Family::Opt, 64, 32)
+        );
+        assert_eq!(arch.activation, Activation::Relu);
+        assert_eq!(arch.pad_token_id, Some(1));
+        let again = DecoderArch::from_value(&arch.to_hf_config(), Path::new("x")).unwrap();
+        assert_eq!(again, arch);
+        let mut small = opt.clone();
+        small["word_embed_proj_dim"] = 512.into();
+        let err = DecoderArch::from_value(&small, Path::new("opt-350m")).unwrap_err();
+        assert!(err.to_string().contains("word_embed_proj_dim"), "{err}");
+
+        let gpt2 = serde_json::json!({
+            "model_type": "gpt2", "vocab_size": 50257, "n_embd": 768, "n_layer": 12,
+            "n_head": 12, "n_positions": 1024, "activation_function": "gelu_new",
+            "eos_token_id": 50256
+        });
+        let arch = DecoderArch::from_value(&gpt2, Path::new("gpt2")).unwrap();
+        assert_eq!((arch.intermediate_size, arch.head_dim), (3072, 64));
+        assert_eq!(arch.activation, Activation::GeluTanh);
         let again = DecoderArch::from_value(&arch.to_hf_config(), Path::new("x")).unwrap();
         assert_eq!(again, arch);
     }

@@ -1,10 +1,12 @@
 //! The trained decoder as an ONNX graph: adapters merged into the base weights, then the
 //! forward pass of [`crate::model::DecoderModel::logits`] op for op in opset-17 operators
-//! (RMSNorm, rotary from precomputed tables, grouped-query attention through `Expand`,
-//! causal and padding masks, the head on the last real token), dynamic batch and sequence.
+//! (RMSNorm or LayerNormalization, rotary from precomputed tables or a learned position
+//! table, grouped-query attention through `Expand`, causal and padding masks, SwiGLU or
+//! ReLU/GELU MLPs, the head on the last real token), dynamic batch and sequence.
 
+use crate::arch::Activation;
 use crate::lora::LoraLinear;
-use crate::model::{Block, DecoderModel, MASK_BIAS};
+use crate::model::{Block, DecoderModel, Norm, MASK_BIAS};
 use candle_core::Tensor;
 use clarity_runtime::onnx::{self, Dim, ElemType, GraphBuilder};
 use std::path::Path;
@@ -83,6 +85,45 @@ impl Writer<'_> {
         }
     }
 
+    fn norm(&mut self, what: &str, n: &Norm, x: &str) -> Result<String, ExportError> {
+        let scale = self.weight(what, &n.weight)?;
+        match &n.bias {
+            None => Ok(self.g.rms_norm(x, &scale, n.eps as f32)),
+            Some(bias) => {
+                let shift = self.weight(&format!("{what}_bias"), bias)?;
+                Ok(self.g.layer_norm(x, &scale, &shift, n.eps as f32, -1))
+            }
+        }
+    }
+
+    /// The activation, written as [`crate::model::activate`] computes it.
+    fn activate(&mut self, x: &str, activation: Activation) -> String {
+        match activation {
+            Activation::Silu => {
+                let sig = self.g.sigmoid(x);
+                self.g.mul(x, &sig)
+            }
+            Activation::Relu => self.g.relu(x),
+            Activation::GeluTanh => {
+                let sq = self.g.mul(x, x);
+                let cube = self.g.mul(&sq, x);
+                let c = self.g.scalar_f32(0.044715);
+                let scaled = self.g.mul(&cube, &c);
+                let sum = self.g.add(x, &scaled);
+                let k = self
+                    .g
+                    .scalar_f32((2.0 / std::f64::consts::PI).sqrt() as f32);
+                let inner = self.g.mul(&sum, &k);
+                let t = self.g.tanh(&inner);
+                let one = self.g.scalar_f32(1.0);
+                let shifted = self.g.add(&t, &one);
+                let prod = self.g.mul(&shifted, x);
+                let half = self.g.scalar_f32(0.5);
+                self.g.mul(&prod, &half)
+            }
+        }
+    }
+
     fn graph(
         &mut self,
         model: &DecoderModel,
@@ -100,18 +141,30 @@ impl Writer<'_> {
         let zero = self.g.scalar_i64(0);
         let seq = self.g.gather(&shape, &one, 0);
         let positions = self.g.range(&zero, &seq, &one);
-        let (cos, sin) = DecoderModel::rotary_tables(a, max_length);
-        let cos = self.g.weight("rope_cos", &[max_length, a.head_dim], &cos);
-        let sin = self.g.weight("rope_sin", &[max_length, a.head_dim], &sin);
-        let cos = self.g.gather(&cos, &positions, 0);
-        let sin = self.g.gather(&sin, &positions, 0);
+        let rotary = match &model.positions {
+            Some(table) => {
+                let rows = max_length.min(table.dim(0)?);
+                let table = self.weight("embed_positions", &table.narrow(0, 0, rows)?)?;
+                let rows = self.g.gather(&table, &positions, 0);
+                x = self.g.add(&x, &rows);
+                None
+            }
+            None => {
+                let (cos, sin) = DecoderModel::rotary_tables(a, max_length);
+                let cos = self.g.weight("rope_cos", &[max_length, a.head_dim], &cos);
+                let sin = self.g.weight("rope_sin", &[max_length, a.head_dim], &sin);
+                Some((
+                    self.g.gather(&cos, &positions, 0),
+                    self.g.gather(&sin, &positions, 0),
+                ))
+            }
+        };
         let bias = self.attention_bias(mask, &positions);
 
         for (i, block) in model.blocks.iter().enumerate() {
-            x = self.block(model, i, block, &x, &cos, &sin, &bias)?;
+            x = self.block(model, i, block, &x, rotary.as_ref(), &bias)?;
         }
-        let norm = self.weight("norm", &model.norm)?;
-        let x = self.g.rms_norm(&x, &norm, a.rms_norm_eps as f32);
+        let x = self.norm("norm", &model.norm, &x)?;
 
         // One-hot of each row's last real token (sum(mask) - 1), times the hidden states.
         let lengths = self.g.reduce_sum(mask, &[1], false);
@@ -143,22 +196,18 @@ impl Writer<'_> {
         self.g.add(&pad, &causal)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn block(
         &mut self,
         model: &DecoderModel,
         i: usize,
         block: &Block,
         x: &str,
-        cos: &str,
-        sin: &str,
+        rotary: Option<&(String, String)>,
         bias: &str,
     ) -> Result<String, ExportError> {
         let a = &model.arch;
         let (nh, kv, hd) = (a.num_heads as i64, a.num_kv_heads as i64, a.head_dim as i64);
-        let eps = a.rms_norm_eps as f32;
-        let norm = self.weight(&format!("l{i}_attn_norm"), &block.attn_norm)?;
-        let h = self.g.rms_norm(x, &norm, eps);
+        let h = self.norm(&format!("l{i}_attn_norm"), &block.attn_norm, x)?;
         let q = self.linear(&format!("l{i}_q"), &block.q, &h)?;
         let k = self.linear(&format!("l{i}_k"), &block.k, &h)?;
         let v = self.linear(&format!("l{i}_v"), &block.v, &h)?;
@@ -170,8 +219,10 @@ impl Writer<'_> {
         let q = heads(self, &q, nh);
         let k = heads(self, &k, kv);
         let v = heads(self, &v, kv);
-        let q = self.rotate(&q, cos, sin, hd);
-        let k = self.rotate(&k, cos, sin, hd);
+        let (q, k) = match rotary {
+            Some((cos, sin)) => (self.rotate(&q, cos, sin, hd), self.rotate(&k, cos, sin, hd)),
+            None => (q, k),
+        };
         let k = self.repeat_kv(&k, a.group_size() as i64, nh, hd);
         let v = self.repeat_kv(&v, a.group_size() as i64, nh, hd);
         let kt = self.g.transpose(&k, &[0, 1, 3, 2]);
@@ -186,14 +237,17 @@ impl Writer<'_> {
         let out = self.linear(&format!("l{i}_o"), &block.o, &attn)?;
         let x = self.g.add(x, &out);
 
-        let norm = self.weight(&format!("l{i}_mlp_norm"), &block.mlp_norm)?;
-        let h = self.g.rms_norm(&x, &norm, eps);
-        let gate = self.linear(&format!("l{i}_gate"), &block.gate, &h)?;
+        let h = self.norm(&format!("l{i}_mlp_norm"), &block.mlp_norm, &x)?;
         let up = self.linear(&format!("l{i}_up"), &block.up, &h)?;
-        let sig = self.g.sigmoid(&gate);
-        let act = self.g.mul(&gate, &sig);
-        let prod = self.g.mul(&act, &up);
-        let down = self.linear(&format!("l{i}_down"), &block.down, &prod)?;
+        let hidden = match &block.gate {
+            Some(gate) => {
+                let gate = self.linear(&format!("l{i}_gate"), gate, &h)?;
+                let act = self.activate(&gate, a.activation);
+                self.g.mul(&act, &up)
+            }
+            None => self.activate(&up, a.activation),
+        };
+        let down = self.linear(&format!("l{i}_down"), &block.down, &hidden)?;
         Ok(self.g.add(&x, &down))
     }
 

@@ -18,6 +18,7 @@ pub mod gguf;
 pub mod lora;
 pub mod meta;
 pub mod model;
+pub mod names;
 pub mod plugin;
 pub mod prompt;
 pub mod tiny;

@@ -88,6 +88,8 @@ impl LoraMeta {
         let class = match self.arch.family {
             crate::arch::Family::Llama => "LlamaForSequenceClassification",
             crate::arch::Family::Qwen2 => "Qwen2ForSequenceClassification",
+            crate::arch::Family::Opt => "OPTForSequenceClassification",
+            crate::arch::Family::Gpt2 => "GPT2ForSequenceClassification",
         };
         if let Some(obj) = config.as_object_mut() {
             obj.insert("architectures".into(), serde_json::json!([class]));

@@ -1,13 +1,15 @@
-//! The decoder in candle: Llama-style blocks (RMSNorm, rotary positions, grouped-query
-//! attention with causal and padding masks, SwiGLU), LoRA adapters on the target modules, and
-//! a classification head on the hidden state of the last real token.
+//! The decoder in candle: pre-norm blocks (RMSNorm or LayerNorm; rotary or learned positions;
+//! grouped-query attention with causal and padding masks; SwiGLU or a plain MLP), LoRA
+//! adapters on the target modules, and a classification head on the hidden state of the last
+//! real token. Llama and Qwen2 use RMSNorm, rotary and SwiGLU; OPT and GPT-2 LayerNorm,
+//! learned positions and up → ReLU/GELU → down.
 //!
 //! Only the adapters and the head are variables (in the [`VarMap`] the training loop and the
 //! checkpoints see); the base weights are plain tensors. Every op used here has a backward
 //! pass (RMSNorm and rotary written out, `candle_nn::ops::softmax`): candle's fused
 //! `rms_norm`, `rope` and `softmax_last_dim` have none and would cut the gradient silently.
 
-use crate::arch::DecoderArch;
+use crate::arch::{Activation, DecoderArch};
 use crate::lora::{Adapter, Frozen, LoraLinear, LoraSettings};
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use candle_nn::VarMap;
@@ -22,11 +24,40 @@ pub const MASK_BIAS: f32 = -1.0e9;
 /// `*ForSequenceClassification.score`).
 pub const HEAD: &str = "score.weight";
 
+/// RMSNorm (no bias) or LayerNorm (with one) over the last axis.
+#[derive(Debug, Clone)]
+pub struct Norm {
+    /// Scale.
+    pub weight: Tensor,
+    /// Shift: `Some` for LayerNorm.
+    pub bias: Option<Tensor>,
+    /// Epsilon.
+    pub eps: f64,
+}
+
+impl Norm {
+    /// Normalise `x`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.bias {
+            None => rms_norm(x, &self.weight, self.eps),
+            Some(bias) => {
+                let mean = x.mean_keepdim(D::Minus1)?;
+                let centered = x.broadcast_sub(&mean)?;
+                let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
+                centered
+                    .broadcast_div(&(var + self.eps)?.sqrt()?)?
+                    .broadcast_mul(&self.weight)?
+                    .broadcast_add(bias)
+            }
+        }
+    }
+}
+
 /// One decoder block.
 #[derive(Debug, Clone)]
 pub struct Block {
-    /// RMSNorm before attention.
-    pub attn_norm: Tensor,
+    /// Norm before attention.
+    pub attn_norm: Norm,
     /// Query projection.
     pub q: LoraLinear,
     /// Key projection.
@@ -35,13 +66,13 @@ pub struct Block {
     pub v: LoraLinear,
     /// Output projection.
     pub o: LoraLinear,
-    /// RMSNorm before the feed-forward block.
-    pub mlp_norm: Tensor,
-    /// SwiGLU gate.
-    pub gate: LoraLinear,
-    /// SwiGLU up.
+    /// Norm before the feed-forward block.
+    pub mlp_norm: Norm,
+    /// SwiGLU gate (Llama, Qwen2).
+    pub gate: Option<LoraLinear>,
+    /// Up projection (OPT's `fc1`, GPT-2's `c_fc`).
     pub up: LoraLinear,
-    /// SwiGLU down.
+    /// Down projection (OPT's `fc2`, GPT-2's `mlp.c_proj`).
     pub down: LoraLinear,
 }
 
@@ -51,47 +82,57 @@ pub struct DecoderModel {
     pub arch: DecoderArch,
     /// Token embedding `[vocab, hidden]`.
     pub embed: Frozen,
+    /// Learned positions `[max_positions, hidden]` (OPT, GPT-2; row p is position p).
+    pub positions: Option<Tensor>,
     /// Blocks.
     pub blocks: Vec<Block>,
-    /// Final RMSNorm.
-    pub norm: Tensor,
+    /// Final norm.
+    pub norm: Norm,
     /// Head `[labels, hidden]` (a variable).
     pub head: Tensor,
     varmap: VarMap,
     device: Device,
 }
 
-/// Base weights by their transformers names, with or without the `model.` prefix.
+/// Base weights under canonical names (see [`crate::names`]).
 pub struct BaseWeights {
     tensors: HashMap<String, Tensor>,
-    prefix: &'static str,
 }
 
 impl BaseWeights {
-    /// Wrap `tensors` (converted to f32 on use).
-    pub fn new(tensors: HashMap<String, Tensor>) -> Self {
-        let prefix = if tensors.contains_key("model.embed_tokens.weight") {
-            "model."
-        } else {
-            ""
-        };
-        Self { tensors, prefix }
+    /// Rename a checkpoint of `arch`'s family to canonical names (converted to f32 on use).
+    pub fn new(arch: &DecoderArch, tensors: HashMap<String, Tensor>) -> Result<Self> {
+        Ok(Self {
+            tensors: crate::names::canonical(arch, tensors)?,
+        })
     }
 
-    /// The f32 tensor `name` (without the `model.` prefix), on `device`.
+    /// The f32 tensor with canonical `name`, on `device`.
     pub fn get(&self, name: &str, device: &Device) -> Result<Tensor> {
-        let full = format!("{}{name}", self.prefix);
-        let t = self.tensors.get(&full).ok_or_else(|| {
-            candle_core::Error::Msg(format!("the base weights have no tensor `{full}`"))
+        let t = self.tensors.get(name).ok_or_else(|| {
+            candle_core::Error::Msg(format!(
+                "the base weights have no tensor `{name}` (canonical name; see names.rs)"
+            ))
         })?;
         t.to_dtype(DType::F32)?.to_device(device)
     }
 
     fn optional(&self, name: &str, device: &Device) -> Result<Option<Tensor>> {
-        match self.tensors.contains_key(&format!("{}{name}", self.prefix)) {
+        match self.tensors.contains_key(name) {
             true => self.get(name, device).map(Some),
             false => Ok(None),
         }
+    }
+
+    fn norm(&self, name: &str, layer_norm: bool, eps: f64, device: &Device) -> Result<Norm> {
+        Ok(Norm {
+            weight: self.get(&format!("{name}.weight"), device)?,
+            bias: match layer_norm {
+                true => Some(self.get(&format!("{name}.bias"), device)?),
+                false => None,
+            },
+            eps,
+        })
     }
 }
 
@@ -178,19 +219,31 @@ impl DecoderModel {
             })
         };
         let qkv_bias = arch.attention_bias;
+        let bias = arch.family.linear_bias();
+        let layer_norm = !arch.family.rms_norm();
+        let eps = arch.norm_eps;
         let mut blocks = Vec::with_capacity(arch.num_layers);
         for i in 0..arch.num_layers {
             let p = format!("layers.{i}");
+            let gate = match arch.family.gated_mlp() {
+                true => Some(linear(format!("{p}.mlp.gate_proj"), "gate_proj", false)?),
+                false => None,
+            };
             blocks.push(Block {
-                attn_norm: base.get(&format!("{p}.input_layernorm.weight"), device)?,
+                attn_norm: base.norm(&format!("{p}.input_layernorm"), layer_norm, eps, device)?,
                 q: linear(format!("{p}.self_attn.q_proj"), "q_proj", qkv_bias)?,
                 k: linear(format!("{p}.self_attn.k_proj"), "k_proj", qkv_bias)?,
                 v: linear(format!("{p}.self_attn.v_proj"), "v_proj", qkv_bias)?,
-                o: linear(format!("{p}.self_attn.o_proj"), "o_proj", false)?,
-                mlp_norm: base.get(&format!("{p}.post_attention_layernorm.weight"), device)?,
-                gate: linear(format!("{p}.mlp.gate_proj"), "gate_proj", false)?,
-                up: linear(format!("{p}.mlp.up_proj"), "up_proj", false)?,
-                down: linear(format!("{p}.mlp.down_proj"), "down_proj", false)?,
+                o: linear(format!("{p}.self_attn.o_proj"), "o_proj", bias)?,
+                mlp_norm: base.norm(
+                    &format!("{p}.post_attention_layernorm"),
+                    layer_norm,
+                    eps,
+                    device,
+                )?,
+                gate,
+                up: linear(format!("{p}.mlp.up_proj"), "up_proj", bias)?,
+                down: linear(format!("{p}.mlp.down_proj"), "down_proj", bias)?,
             });
         }
         let head = var(
@@ -201,7 +254,11 @@ impl DecoderModel {
         )?;
         let model = Self {
             embed: Frozen::new(base.get("embed_tokens.weight", device)?, trainable.use_8bit)?,
-            norm: base.get("norm.weight", device)?,
+            positions: match arch.family.rotary() {
+                true => None,
+                false => Some(base.get("embed_positions.weight", device)?),
+            },
+            norm: base.norm("norm", layer_norm, eps, device)?,
             blocks,
             head,
             arch,
@@ -242,8 +299,8 @@ impl DecoderModel {
                 &[a.kv_width(), a.hidden_size],
             )?;
             expect(
-                &format!("layer {i} gate_proj"),
-                &b.gate.weight.dims(),
+                &format!("layer {i} up_proj"),
+                &b.up.weight.dims(),
                 &[a.intermediate_size, a.hidden_size],
             )?;
         }
@@ -260,7 +317,18 @@ impl DecoderModel {
         let linear: usize = self
             .blocks
             .iter()
-            .flat_map(|b| [&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down])
+            .flat_map(|b| {
+                [
+                    Some(&b.q),
+                    Some(&b.k),
+                    Some(&b.v),
+                    Some(&b.o),
+                    b.gate.as_ref(),
+                    Some(&b.up),
+                    Some(&b.down),
+                ]
+            })
+            .flatten()
             .map(|l| l.weight.bytes())
             .sum();
         linear + self.embed.bytes()
@@ -305,14 +373,28 @@ impl DecoderModel {
             Frozen::Q8(table) => table.embedding(&ids)?,
         };
         let mut x = rows.reshape((b, s, a.hidden_size))?;
-        let (cos, sin) = Self::rotary_tables(a, s);
-        let cos = Tensor::from_vec(cos, (s, a.head_dim), &self.device)?;
-        let sin = Tensor::from_vec(sin, (s, a.head_dim), &self.device)?;
+        let rotary = match &self.positions {
+            // Rows are right-padded, so real tokens sit at positions 0..len.
+            Some(table) => {
+                if s > table.dim(0)? {
+                    candle_core::bail!("{s} tokens but the model has {} positions", table.dim(0)?);
+                }
+                x = x.broadcast_add(&table.narrow(0, 0, s)?)?;
+                None
+            }
+            None => {
+                let (cos, sin) = Self::rotary_tables(a, s);
+                Some((
+                    Tensor::from_vec(cos, (s, a.head_dim), &self.device)?,
+                    Tensor::from_vec(sin, (s, a.head_dim), &self.device)?,
+                ))
+            }
+        };
         let bias = self.attention_bias(&batch.attention_mask, s)?;
         for block in &self.blocks {
-            x = self.block(block, &x, &cos, &sin, &bias, train)?;
+            x = self.block(block, &x, rotary.as_ref(), &bias, train)?;
         }
-        let x = rms_norm(&x, &self.norm, a.rms_norm_eps)?;
+        let x = self.norm.forward(&x)?;
         // The last real token of row i sits at sum(mask_i) - 1.
         let lengths = batch.attention_mask.sum(1)?.to_vec1::<f32>()?;
         let rows: Vec<u32> = lengths
@@ -341,14 +423,13 @@ impl DecoderModel {
         &self,
         block: &Block,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
+        rotary: Option<&(Tensor, Tensor)>,
         bias: &Tensor,
         train: bool,
     ) -> Result<Tensor> {
         let a = &self.arch;
         let (b, s, _) = x.dims3()?;
-        let h = rms_norm(x, &block.attn_norm, a.rms_norm_eps)?;
+        let h = block.attn_norm.forward(x)?;
         let heads = |t: Tensor, n: usize| -> Result<Tensor> {
             t.reshape((b, s, n, a.head_dim))?
                 .transpose(1, 2)?
@@ -357,8 +438,10 @@ impl DecoderModel {
         let q = heads(block.q.forward(&h, train)?, a.num_heads)?;
         let k = heads(block.k.forward(&h, train)?, a.num_kv_heads)?;
         let v = heads(block.v.forward(&h, train)?, a.num_kv_heads)?;
-        let q = rotate(&q, cos, sin)?;
-        let k = rotate(&k, cos, sin)?;
+        let (q, k) = match rotary {
+            Some((cos, sin)) => (rotate(&q, cos, sin)?, rotate(&k, cos, sin)?),
+            None => (q, k),
+        };
         let k = repeat_kv(&k, a.group_size())?;
         let v = repeat_kv(&v, a.group_size())?;
         let scale = 1.0 / (a.head_dim as f64).sqrt();
@@ -369,11 +452,13 @@ impl DecoderModel {
             .transpose(1, 2)?
             .reshape((b, s, a.q_width()))?;
         let x = (x + block.o.forward(&attn, train)?)?;
-        let h = rms_norm(&x, &block.mlp_norm, a.rms_norm_eps)?;
-        let gate = block.gate.forward(&h, train)?;
+        let h = block.mlp_norm.forward(&x)?;
         let up = block.up.forward(&h, train)?;
-        let act = (candle_nn::ops::sigmoid(&gate)? * &gate)?;
-        x + block.down.forward(&(act * up)?, train)?
+        let hidden = match &block.gate {
+            Some(gate) => (activate(&gate.forward(&h, train)?, a.activation)? * up)?,
+            None => activate(&up, a.activation)?,
+        };
+        x + block.down.forward(&hidden, train)?
     }
 }
 
@@ -387,6 +472,20 @@ enum Init {
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
     let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
     x.broadcast_div(&(ms + eps)?.sqrt()?)?.broadcast_mul(weight)
+}
+
+/// The MLP activation, from differentiable ops (the exporter writes the same formulas).
+pub fn activate(x: &Tensor, activation: Activation) -> Result<Tensor> {
+    match activation {
+        Activation::Silu => candle_nn::ops::sigmoid(x)? * x,
+        Activation::Relu => x.relu(),
+        // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+        Activation::GeluTanh => {
+            let cube = (x.sqr()? * x)?;
+            let inner = ((x + (cube * 0.044715)?)? * (2.0 / std::f64::consts::PI).sqrt())?;
+            ((inner.tanh()? + 1.0)? * x)? * 0.5
+        }
+    }
 }
 
 /// transformers' rotary: `x·cos + rotate_half(x)·sin`, `rotate_half(x) = [-x₂, x₁]`.

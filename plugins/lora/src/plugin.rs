@@ -259,14 +259,21 @@ impl Classifier for LoraPlugin {
         clarity_sdk::info!("{text}");
         ctx.message(text);
         ctx.message(format!(
-            "LoRA fine-tuning {} [{}] ({:?}, {} layers, hidden {}) on {} with max_length {}",
+            "LoRA fine-tuning {} [{}] ({:?}, {} layers, hidden {}) on {} with max_length {}; \
+             frozen weights {} ({:.1} MB)",
             base.source.display(),
             base.format,
             base.arch.family,
             base.arch.num_layers,
             base.arch.hidden_size,
             kind.name(),
-            max_length
+            max_length,
+            if self.init.spec.model_config.use_8bit {
+                "in 8 bits"
+            } else {
+                "in f32"
+            },
+            model.frozen_bytes() as f64 / 1e6
         ));
         let outcome = trainer::fit(&model, &prompt, &job, &self.init.spec.training_config, ctx)
             .map_err(train_error)?;

@@ -1,13 +1,15 @@
-//! Tiny random decoders for tests and examples: a config and base weights under the names
-//! transformers uses, so they go through the same loading code as real checkpoints.
+//! Tiny random decoders for tests and examples: a config and base weights in the family's own
+//! checkpoint layout, so they go through the same loading code as real checkpoints.
 
-use crate::arch::{DecoderArch, Family};
+use crate::arch::{Activation, DecoderArch, Family};
 use candle_core::{Device, Result, Tensor};
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 
-/// A two-layer model of `family` with grouped-query attention (4 query heads, 2 kv heads).
+/// A two-layer model of `family`: 4 query heads of 8, grouped-query attention (2 kv heads)
+/// where the family has it.
 pub fn arch(family: Family, vocab_size: usize) -> DecoderArch {
+    let rotary = family.rotary();
     DecoderArch {
         family,
         vocab_size,
@@ -15,65 +17,90 @@ pub fn arch(family: Family, vocab_size: usize) -> DecoderArch {
         intermediate_size: 48,
         num_layers: 2,
         num_heads: 4,
-        num_kv_heads: 2,
+        num_kv_heads: if rotary { 2 } else { 4 },
         head_dim: 8,
-        rms_norm_eps: 1e-5,
-        rope_theta: 10000.0,
+        norm_eps: 1e-5,
+        activation: match family {
+            Family::Llama | Family::Qwen2 => Activation::Silu,
+            Family::Opt => Activation::Relu,
+            Family::Gpt2 => Activation::GeluTanh,
+        },
+        rope_theta: if rotary { 10000.0 } else { 0.0 },
         max_positions: 512,
-        attention_bias: family == Family::Qwen2,
+        attention_bias: family != Family::Llama,
         pad_token_id: Some(0),
         eos_token_id: Some(0),
     }
 }
 
-/// Random base weights for `arch` (`model.`-prefixed transformers names), seeded.
+/// Random base weights for `arch` in its family's checkpoint layout, seeded.
 pub fn base_weights(arch: &DecoderArch, seed: u64) -> Result<HashMap<String, Tensor>> {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let dev = Device::Cpu;
-    let mut out = HashMap::new();
-    let mut put = |name: String, dims: &[usize], around: f32, spread: f32| -> Result<()> {
-        let n: usize = dims.iter().product();
-        let values: Vec<f32> = (0..n)
-            .map(|_| around + rng.random_range(-spread..spread))
-            .collect();
-        out.insert(name, Tensor::from_vec(values, dims, &dev)?);
-        Ok(())
-    };
+    crate::names::to_checkpoint(arch, &canonical_weights(arch, seed)?)
+}
+
+/// Random base weights under canonical names (see [`crate::names`]).
+pub fn canonical_weights(arch: &DecoderArch, seed: u64) -> Result<HashMap<String, Tensor>> {
+    // (name, shape, centre, spread), then filled in this order from one seeded stream.
+    let mut specs: Vec<(String, Vec<usize>, f32, f32)> = Vec::new();
     let (h, q, kv, f) = (
         arch.hidden_size,
         arch.q_width(),
         arch.kv_width(),
         arch.intermediate_size,
     );
-    put(
-        "model.embed_tokens.weight".into(),
-        &[arch.vocab_size, h],
+    let family = arch.family;
+    let norm = |specs: &mut Vec<_>, name: String| {
+        specs.push((format!("{name}.weight"), vec![h], 1.0, 0.2));
+        if !family.rms_norm() {
+            specs.push((format!("{name}.bias"), vec![h], 0.0, 0.1));
+        }
+    };
+    specs.push((
+        "embed_tokens.weight".into(),
+        vec![arch.vocab_size, h],
         0.0,
         1.0,
-    )?;
-    put("model.norm.weight".into(), &[h], 1.0, 0.2)?;
+    ));
+    if !family.rotary() {
+        specs.push((
+            "embed_positions.weight".into(),
+            vec![arch.max_positions, h],
+            0.0,
+            0.5,
+        ));
+    }
+    norm(&mut specs, "norm".into());
     for i in 0..arch.num_layers {
-        let p = format!("model.layers.{i}");
-        let s = 0.3;
-        put(format!("{p}.input_layernorm.weight"), &[h], 1.0, 0.2)?;
-        put(
-            format!("{p}.post_attention_layernorm.weight"),
-            &[h],
-            1.0,
-            0.2,
-        )?;
-        put(format!("{p}.self_attn.q_proj.weight"), &[q, h], 0.0, s)?;
-        put(format!("{p}.self_attn.k_proj.weight"), &[kv, h], 0.0, s)?;
-        put(format!("{p}.self_attn.v_proj.weight"), &[kv, h], 0.0, s)?;
-        put(format!("{p}.self_attn.o_proj.weight"), &[h, q], 0.0, s)?;
-        put(format!("{p}.mlp.gate_proj.weight"), &[f, h], 0.0, s)?;
-        put(format!("{p}.mlp.up_proj.weight"), &[f, h], 0.0, s)?;
-        put(format!("{p}.mlp.down_proj.weight"), &[h, f], 0.0, s)?;
-        if arch.attention_bias {
-            put(format!("{p}.self_attn.q_proj.bias"), &[q], 0.0, 0.1)?;
-            put(format!("{p}.self_attn.k_proj.bias"), &[kv], 0.0, 0.1)?;
-            put(format!("{p}.self_attn.v_proj.bias"), &[kv], 0.0, 0.1)?;
+        let p = format!("layers.{i}");
+        norm(&mut specs, format!("{p}.input_layernorm"));
+        norm(&mut specs, format!("{p}.post_attention_layernorm"));
+        let mut linears = vec![
+            ("self_attn.q_proj", q, h, arch.attention_bias),
+            ("self_attn.k_proj", kv, h, arch.attention_bias),
+            ("self_attn.v_proj", kv, h, arch.attention_bias),
+            ("self_attn.o_proj", h, q, family.linear_bias()),
+            ("mlp.up_proj", f, h, family.linear_bias()),
+            ("mlp.down_proj", h, f, family.linear_bias()),
+        ];
+        if family.gated_mlp() {
+            linears.push(("mlp.gate_proj", f, h, false));
+        }
+        for (name, rows, cols, bias) in linears {
+            specs.push((format!("{p}.{name}.weight"), vec![rows, cols], 0.0, 0.3));
+            if bias {
+                specs.push((format!("{p}.{name}.bias"), vec![rows], 0.0, 0.1));
+            }
         }
     }
-    Ok(out)
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    specs
+        .into_iter()
+        .map(|(name, dims, around, spread)| {
+            let n: usize = dims.iter().product();
+            let values: Vec<f32> = (0..n)
+                .map(|_| around + rng.random_range(-spread..spread))
+                .collect();
+            Ok((name, Tensor::from_vec(values, dims, &Device::Cpu)?))
+        })
+        .collect()
 }

@@ -84,9 +84,13 @@ pub fn load_base(path: &Path, device: &Device) -> Result<Base, LoadError> {
         let mut kinds: Vec<&str> = model.dtypes.values().map(String::as_str).collect();
         kinds.sort_unstable();
         kinds.dedup();
+        let weights = BaseWeights::new(&arch, model.tensors).map_err(|e| LoadError::Read {
+            path: file.clone(),
+            message: e.to_string(),
+        })?;
         return Ok(Base {
             arch,
-            weights: BaseWeights::new(model.tensors),
+            weights,
             tokenizer: model.tokenizer,
             source: file,
             format: format!("gguf ({})", kinds.join(", ")),
@@ -137,9 +141,13 @@ pub fn load_base(path: &Path, device: &Device) -> Result<Base, LoadError> {
         })?;
         tensors.extend(shard);
     }
+    let weights = BaseWeights::new(&arch, tensors).map_err(|e| LoadError::Read {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
     Ok(Base {
         arch,
-        weights: BaseWeights::new(tensors),
+        weights,
         tokenizer,
         source: path.to_path_buf(),
         format: "safetensors".into(),

@@ -38,7 +38,7 @@ fn frozen_values(model: &DecoderModel) -> Vec<Vec<f32>> {
     model
         .blocks
         .iter()
-        .flat_map(|b| [&b.q.weight, &b.v.weight, &b.gate.weight, &b.down.weight])
+        .flat_map(|b| [&b.q.weight, &b.v.weight, &b.up.weight, &b.down.weight])
         .chain([&model.embed])
         .map(|w| {
             w.to_f32()
@@ -49,14 +49,15 @@ fn frozen_values(model: &DecoderModel) -> Vec<Vec<f32>> {
             model
                 .blocks
                 .iter()
-                .map(|b| b.attn_norm.to_vec1().expect("norm")),
+                .map(|b| b.attn_norm.weight.to_vec1().expect("norm")),
         )
         .collect()
 }
 
 fn check_training(use_8bit: bool) {
     let arch = tiny::arch(Family::Llama, 120);
-    let base = BaseWeights::new(tiny::base_weights(&arch, 3).expect("weights"));
+    let base =
+        BaseWeights::new(&arch, tiny::base_weights(&arch, 3).expect("weights")).expect("names");
     let settings = LoraSettings {
         r: 4,
         alpha: 8.0,

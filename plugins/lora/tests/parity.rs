@@ -1,6 +1,7 @@
 //! candle and ONNX Runtime agree on the same weights: for every supported family (tiny random
-//! decoders with grouped-query attention, adapters given non-zero updates so the merge is
-//! exercised), logits match to 1e-4 on a right-padded batch of different lengths.
+//! Llama, Qwen2, OPT and GPT-2 checkpoints in their own tensor layouts, adapters given
+//! non-zero updates so the merge is exercised) and for SmolLM2-135M, logits match to 1e-4 on
+//! a right-padded batch of different lengths.
 
 use candle_core::{Device, Tensor};
 use clarity_lora::arch::Family;
@@ -58,7 +59,12 @@ fn lora() -> LoraSettings {
         r: 4,
         alpha: 8.0,
         dropout: 0.0,
-        target_modules: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
+        target_modules: vec![
+            "q_proj".into(),
+            "v_proj".into(),
+            "o_proj".into(),
+            "down_proj".into(),
+        ],
     }
 }
 
@@ -77,7 +83,8 @@ fn perturb_adapters(model: &DecoderModel, spread: f32) {
 /// merge).
 fn tiny_model(family: Family) -> DecoderModel {
     let arch = tiny::arch(family, 120);
-    let base = BaseWeights::new(tiny::base_weights(&arch, 7).expect("weights"));
+    let base =
+        BaseWeights::new(&arch, tiny::base_weights(&arch, 7).expect("weights")).expect("names");
     let settings = lora();
     let trainable = Trainable {
         lora: &settings,
@@ -135,6 +142,18 @@ fn compare(model: &DecoderModel, what: &str) {
 fn llama_logits_match_between_candle_and_onnx_runtime() {
     start_ort();
     compare(&tiny_model(Family::Llama), "llama");
+}
+
+#[test]
+fn opt_logits_match_between_candle_and_onnx_runtime() {
+    start_ort();
+    compare(&tiny_model(Family::Opt), "opt");
+}
+
+#[test]
+fn gpt2_logits_match_between_candle_and_onnx_runtime() {
+    start_ort();
+    compare(&tiny_model(Family::Gpt2), "gpt2");
 }
 
 #[test]
