@@ -5,18 +5,21 @@
 //! ```sh
 //! cargo build --release -p clarity-lora --example bench_lora
 //! target/release/examples/bench_lora artifacts/smollm2-lora [--data data/sample/valid.json]
-//!     [--reps 10] [--threads 2]
+//!     [--reps 10] [--threads 2] [--int8]
 //! ```
 //!
 //! Prompts are real question/context pairs in the model's template, cut to 128 tokens
-//! (`SEQ`). Prints batch-1 latency and batch-32 throughput (medians) as a table.
+//! (`SEQ`). Prints batch-1 latency and batch-32 throughput (medians) as a table, and how much
+//! the process's resident memory grew when the ONNX Runtime session loaded. `--int8` serves an
+//! int8 export of the same merged weights (what `use_8bit: true` writes) instead of
+//! `model.onnx`.
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clarity_lora::meta::LoraMeta;
 use clarity_lora::model::{DecoderModel, Trainable};
 use clarity_lora::prompt::PromptTokenizer;
-use clarity_lora::{lora::LoraSettings, weights};
+use clarity_lora::{export, lora::LoraSettings, weights};
 use clarity_runtime::batch::TensorBatch;
 use clarity_runtime::resolve;
 use clarity_runtime::serve::{self, OrtClassifier};
@@ -35,6 +38,7 @@ struct Args {
     data: PathBuf,
     reps: usize,
     threads: usize,
+    int8: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -48,8 +52,13 @@ fn parse_args() -> Result<Args> {
         data: PathBuf::from("data/sample/valid.json"),
         reps: 10,
         threads: 2,
+        int8: false,
     };
     while let Some(flag) = args.next() {
+        if flag == "--int8" {
+            out.int8 = true;
+            continue;
+        }
         let value = args
             .next()
             .with_context(|| format!("{flag} needs a value"))?;
@@ -82,6 +91,17 @@ fn pairs(path: &PathBuf) -> Result<Vec<(String, String)>> {
     Ok(pairs)
 }
 
+/// This process's resident set, in MB (Linux).
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 /// Median seconds of `reps` runs of `f`, after one warm-up.
 fn median_secs(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     f()?;
@@ -110,14 +130,6 @@ fn main() -> Result<()> {
     let batch = prompt.encode(&refs)?;
     let one = prompt.encode(&refs[..1])?;
 
-    let library = resolve::ort_library(&std::env::current_dir()?)?;
-    serve::init_ort(&library)?;
-    let session = OrtClassifier::load(
-        &args.dir.join("model.onnx"),
-        DeviceChoice::Cpu,
-        Some(args.threads),
-    )?;
-
     let base = weights::load_base(&PathBuf::from(&meta.base_model), &Device::Cpu)?;
     let lora = LoraSettings {
         r: meta.lora.r,
@@ -132,8 +144,30 @@ fn main() -> Result<()> {
         use_8bit: meta.use_8bit,
     };
     let (model, _) = DecoderModel::new(meta.arch.clone(), &base.weights, &trainable, &Device::Cpu)?;
+    drop(base);
     let mut varmap = model.varmap_ref().clone();
     weights::load_adapters(&mut varmap, &args.dir).map_err(anyhow::Error::msg)?;
+
+    let scratch = tempfile::tempdir()?;
+    let onnx = if args.int8 {
+        let path = scratch.path().join("model-int8.onnx");
+        let options = export::ExportOptions {
+            max_length: meta.max_length,
+            int8: true,
+        };
+        export::export(&model, options, &path)?;
+        path
+    } else {
+        args.dir.join("model.onnx")
+    };
+    let file_mb = std::fs::metadata(&onnx)?.len() as f64 / 1e6;
+    let library = resolve::ort_library(&std::env::current_dir()?)?;
+    serve::init_ort(&library)?;
+    let before = rss_mb();
+    let session = OrtClassifier::load(&onnx, DeviceChoice::Cpu, Some(args.threads))?;
+    session.logits(&one)?;
+    let session_mb = rss_mb() - before;
+
     let candle = |e: &Encoded| -> Result<()> {
         let t = TensorBatch::from_encoded(e, &Device::Cpu)?;
         model.logits(&t, false)?.to_vec2::<f32>()?;
@@ -154,10 +188,15 @@ fn main() -> Result<()> {
         batch.seq,
         args.threads
     );
+    println!(
+        "ONNX file {file_mb:.0} MB ({}); the session added {session_mb:.0} MB of resident memory",
+        if args.int8 { "int8" } else { "f32" }
+    );
     println!("| runtime | b1 latency (ms) | b32 throughput (pairs/s) |");
     println!("|---|---|---|");
     println!(
-        "| ONNX Runtime (ours, merged) | {:.1} | {:.1} |",
+        "| ONNX Runtime (ours, merged, {}) | {:.1} | {:.1} |",
+        if args.int8 { "int8" } else { "f32" },
         ort_b1 * 1e3,
         BATCH as f64 / ort_b32
     );

@@ -29,14 +29,29 @@ pub const ATTENTION_MASK: &str = "attention_mask";
 /// The output.
 pub const LOGITS: &str = "logits";
 
-/// Write `model` to `path`; sequences up to `max_length` tokens (the rotary tables' length).
-pub fn export(model: &DecoderModel, max_length: usize, path: &Path) -> Result<(), ExportError> {
-    let graph = build(model, max_length)?;
+/// How to write the graph.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportOptions {
+    /// Longest sequence (the rotary tables' length).
+    pub max_length: usize,
+    /// Store the (merged) linear weights and the embedding as int8 with per-channel scales,
+    /// dequantized at run time, so serving holds them in 8 bits too.
+    pub int8: bool,
+}
+
+/// Write `model` to `path`.
+pub fn export(
+    model: &DecoderModel,
+    options: ExportOptions,
+    path: &Path,
+) -> Result<(), ExportError> {
+    let graph = build(model, options)?;
     onnx::save(graph.finish(onnx::OPSET), path).map_err(|e| ExportError::Write(e.to_string()))
 }
 
 /// The graph, before it is serialised.
-pub fn build(model: &DecoderModel, max_length: usize) -> Result<GraphBuilder, ExportError> {
+pub fn build(model: &DecoderModel, options: ExportOptions) -> Result<GraphBuilder, ExportError> {
+    let max_length = options.max_length;
     let mut g = GraphBuilder::new("clarity_decoder");
     let dims = [
         Dim::Symbolic("batch".into()),
@@ -44,7 +59,11 @@ pub fn build(model: &DecoderModel, max_length: usize) -> Result<GraphBuilder, Ex
     ];
     let ids = g.input(INPUT_IDS, ElemType::Int64, &dims);
     let mask = g.input(ATTENTION_MASK, ElemType::Int64, &dims);
-    let mut w = Writer { g: &mut g, n: 0 };
+    let mut w = Writer {
+        g: &mut g,
+        n: 0,
+        int8: options.int8,
+    };
     let logits = w.graph(model, max_length, &ids, &mask)?;
     g.output(
         &logits,
@@ -62,6 +81,7 @@ pub fn build(model: &DecoderModel, max_length: usize) -> Result<GraphBuilder, Ex
 struct Writer<'a> {
     g: &'a mut GraphBuilder,
     n: usize,
+    int8: bool,
 }
 
 impl Writer<'_> {
@@ -72,9 +92,21 @@ impl Writer<'_> {
         Ok(self.g.weight(&name, t.dims(), &data))
     }
 
-    /// `x Wᵀ + b` with the adapter folded into W, stored transposed (no Transpose node).
+    /// `x Wᵀ + b` with the adapter folded into W, stored transposed (no Transpose node);
+    /// in int8 with one scale per output channel when asked.
     fn linear(&mut self, what: &str, l: &LoraLinear, x: &str) -> Result<String, ExportError> {
-        let wt = self.weight(what, &l.merged_weight()?.t()?.contiguous()?)?;
+        let merged = l.merged_weight()?.t()?.contiguous()?;
+        let wt = if self.int8 {
+            let (rows, cols) = merged.dims2()?;
+            self.n += 1;
+            let data = merged.flatten_all()?.to_vec1::<f32>()?;
+            let (q, scale) =
+                self.g
+                    .weight_int8(&format!("w{}_{what}", self.n), [rows, cols], &data, 1);
+            self.g.dequantize_linear(&q, &scale, 1)
+        } else {
+            self.weight(what, &merged)?
+        };
         let y = self.g.matmul(x, &wt);
         match &l.bias {
             Some(b) => {
@@ -132,8 +164,21 @@ impl Writer<'_> {
         mask: &str,
     ) -> Result<String, ExportError> {
         let a = &model.arch;
-        let embed = self.weight("embed_tokens", &model.embed.to_f32()?)?;
-        let mut x = self.g.gather(&embed, ids, 0);
+        let table = model.embed.to_f32()?;
+        let mut x = if self.int8 {
+            // Gather int8 rows, then scale them: only the rows used are dequantized.
+            let (rows, cols) = table.dims2()?;
+            let data = table.flatten_all()?.to_vec1::<f32>()?;
+            let (q, scale) = self.g.weight_int8("embed_tokens", [rows, cols], &data, 0);
+            let picked = self.g.gather(&q, ids, 0);
+            let picked = self.g.cast(&picked, ElemType::Float);
+            let scales = self.g.gather(&scale, ids, 0);
+            let scales = self.g.unsqueeze(&scales, &[-1]);
+            self.g.mul(&picked, &scales)
+        } else {
+            let embed = self.weight("embed_tokens", &table)?;
+            self.g.gather(&embed, ids, 0)
+        };
 
         // Positions 0..seq: rows of the rotary tables, and the causal mask.
         let shape = self.g.shape(ids);

@@ -307,9 +307,21 @@ impl Classifier for LoraPlugin {
         let (model, _) = self.build(&base, meta.labels.len(), &device)?;
         let mut varmap = model.varmap_ref().clone();
         weights::load_adapters(&mut varmap, out_dir).map_err(Error::other)?;
-        export::export(&model, meta.max_length, &out_dir.join(meta::ONNX_FILE))
-            .map_err(|e| Error::other(e.to_string()))?;
+        export::export(
+            &model,
+            export_options(&meta),
+            &out_dir.join(meta::ONNX_FILE),
+        )
+        .map_err(|e| Error::other(e.to_string()))?;
         Ok(vec![meta::ONNX_FILE.to_string()])
+    }
+}
+
+/// `use_8bit` models are served in 8 bits too.
+fn export_options(meta: &LoraMeta) -> export::ExportOptions {
+    export::ExportOptions {
+        max_length: meta.max_length,
+        int8: meta.use_8bit,
     }
 }
 
@@ -324,7 +336,7 @@ fn write_artifacts(
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     weights::save_adapters(model.varmap_ref(), lora, &meta.base_model, out)
         .map_err(Error::other)?;
-    export::export(model, meta.max_length, &out.join(meta::ONNX_FILE))
+    export::export(model, export_options(meta), &out.join(meta::ONNX_FILE))
         .map_err(|e| Error::other(e.to_string()))?;
     let tokenizer_path = out.join(meta::TOKENIZER_FILE);
     prompt

@@ -100,10 +100,19 @@ fn tiny_model(family: Family) -> DecoderModel {
 }
 
 fn compare(model: &DecoderModel, what: &str) {
+    compare_with(model, what, false, TOLERANCE);
+}
+
+/// The ONNX file's size; logits of candle and ORT within `tolerance`.
+fn compare_with(model: &DecoderModel, what: &str, int8: bool, tolerance: f32) -> u64 {
     let encoded = batch();
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("model.onnx");
-    export::export(model, 64, &path).expect("export");
+    let options = export::ExportOptions {
+        max_length: 64,
+        int8,
+    };
+    export::export(model, options, &path).expect("export");
     let session = OrtClassifier::load(&path, DeviceChoice::Cpu, Some(2)).expect("load ONNX");
     assert!(!session.wants_token_type_ids());
     let ort = session.logits(&encoded).expect("ORT logits");
@@ -121,7 +130,7 @@ fn compare(model: &DecoderModel, what: &str) {
     }
     eprintln!("{what}: max |ORT - candle| = {worst:.2e}");
     assert!(
-        worst < TOLERANCE,
+        worst < tolerance,
         "{what}: max |ORT - candle| = {worst}\nORT {ort:?}\ncandle {candle:?}"
     );
     // Padding must not leak: row 2 alone gives the same logits as in the batch.
@@ -136,6 +145,7 @@ fn compare(model: &DecoderModel, what: &str) {
     for (x, y) in single[0].iter().zip(&ort[1]) {
         assert!((x - y).abs() < TOLERANCE, "{what}: padding changed row 2");
     }
+    std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0)
 }
 
 #[test]
@@ -185,4 +195,34 @@ fn smollm2_logits_match_between_candle_and_onnx_runtime() {
         .expect("SmolLM2");
     perturb_adapters(&model, 0.02);
     compare(&model, "SmolLM2-135M");
+}
+
+/// `use_8bit`: candle with Q8_0 frozen weights against ONNX Runtime with int8 per-channel
+/// weights (two different 8-bit roundings of the same merged model, so a looser bound), and
+/// the int8 file far smaller than the f32 one.
+#[test]
+fn eight_bit_models_agree_closely_and_export_in_8_bits() {
+    start_ort();
+    let arch = tiny::arch(Family::Llama, 120);
+    let settings = lora();
+    let build = |use_8bit: bool| {
+        let base =
+            BaseWeights::new(&arch, tiny::base_weights(&arch, 7).expect("weights")).expect("names");
+        let trainable = Trainable {
+            lora: &settings,
+            num_labels: 3,
+            seed: 1,
+            use_8bit,
+        };
+        let (model, _) =
+            DecoderModel::new(arch.clone(), &base, &trainable, &Device::Cpu).expect("model");
+        perturb_adapters(&model, 0.5);
+        model
+    };
+    let f32_size = compare_with(&build(false), "llama f32", false, TOLERANCE);
+    let int8_size = compare_with(&build(true), "llama 8-bit", true, 0.1);
+    assert!(
+        int8_size * 2 < f32_size,
+        "int8 {int8_size} B vs f32 {f32_size} B"
+    );
 }

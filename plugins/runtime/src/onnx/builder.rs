@@ -241,6 +241,40 @@ impl GraphBuilder {
         out
     }
 
+    /// A 2-D weight `[rows, cols]` stored as int8 with one symmetric scale per slice along
+    /// `axis` (0: per row, 1: per column). Returns `(int8 values, f32 scales)` initializer names:
+    /// `dequantize_linear` or a gathered `Cast · scale` turns them back into f32 at run time,
+    /// so the weight stays 8-bit in ONNX Runtime's memory (it does not constant-fold
+    /// `DequantizeLinear`).
+    pub fn weight_int8(
+        &mut self,
+        name: &str,
+        dims: [usize; 2],
+        data: &[f32],
+        axis: usize,
+    ) -> (String, String) {
+        let (scales, values) = quantize_int8(dims, data, axis);
+        let raw = values.iter().map(|&q| q as u8).collect();
+        let stored = self.initializer(
+            &format!("{name}_int8"),
+            raw_tensor(DataType::Int8, &to_i64(&dims), raw),
+        );
+        let scale = self.initializer(
+            &format!("{name}_scale"),
+            f32_tensor(&[scales.len()], &scales),
+        );
+        (stored, scale)
+    }
+
+    /// `DequantizeLinear(x, scale)` along `axis` (zero point 0).
+    pub fn dequantize_linear(&mut self, x: &str, scale: &str, axis: i64) -> String {
+        self.node(
+            "DequantizeLinear",
+            &[x, scale],
+            vec![Attr::int("axis", axis)],
+        )
+    }
+
     /// A 1-D int64 constant (shapes, axes, indices), auto-named.
     pub fn const_i64(&mut self, values: &[i64]) -> String {
         let id = self.next();
@@ -336,6 +370,33 @@ impl GraphBuilder {
             ..Default::default()
         }
     }
+}
+
+/// Symmetric int8 quantization of a row-major `[rows, cols]` matrix, one scale per slice
+/// along `axis`: `(scales, values)` with `value = round(x / scale)`, `scale = max|x| / 127`.
+pub fn quantize_int8(dims: [usize; 2], data: &[f32], axis: usize) -> (Vec<f32>, Vec<i8>) {
+    let [rows, cols] = dims;
+    let slices = if axis == 0 { rows } else { cols };
+    let index = |r: usize, c: usize| if axis == 0 { r } else { c };
+    let mut max = vec![0f32; slices];
+    for r in 0..rows {
+        for c in 0..cols {
+            let m = &mut max[index(r, c)];
+            *m = m.max(data[r * cols + c].abs());
+        }
+    }
+    let scales: Vec<f32> = max
+        .iter()
+        .map(|&m| if m > 0.0 { m / 127.0 } else { 1.0 })
+        .collect();
+    let mut values = Vec::with_capacity(rows * cols);
+    for r in 0..rows {
+        for c in 0..cols {
+            let q = (data[r * cols + c] / scales[index(r, c)]).round();
+            values.push(q.clamp(-127.0, 127.0) as i8);
+        }
+    }
+    (scales, values)
 }
 
 fn to_i64(dims: &[usize]) -> Vec<i64> {
