@@ -7,7 +7,7 @@ use crate::model::EncoderModel;
 use crate::weights;
 use clarity_runtime::serve::OrtClassifier;
 use clarity_runtime::tokenize::PairTokenizer;
-use clarity_runtime::train::{self as trainer, TrainError};
+use clarity_runtime::train as trainer;
 use clarity_runtime::{device, onnx, resolve, serve};
 use clarity_sdk::config::Device;
 use clarity_sdk::{
@@ -209,19 +209,6 @@ fn check_vocabulary(
     Ok(())
 }
 
-fn train_error(e: TrainError) -> Error {
-    match e {
-        TrainError::Cancelled { checkpoint } => Error::new(
-            ErrorKind::Cancelled,
-            match checkpoint {
-                Some(path) => format!("training stopped; checkpoint saved at {}", path.display()),
-                None => "training stopped".to_string(),
-            },
-        ),
-        other => Error::other(other.to_string()),
-    }
-}
-
 impl Classifier for EncoderPlugin {
     fn new(init: PluginInit) -> Result<Self, Error> {
         let plugin = Self {
@@ -313,7 +300,7 @@ impl Classifier for EncoderPlugin {
             &self.init.spec.training_config,
             ctx,
         )
-        .map_err(train_error)?;
+        .map_err(Error::from)?;
         let out = &job.output_dir;
         let artifacts = write_artifacts(&model, &tokenizer, &pretrained_dir, &job.labels, out)?;
         let mut report = outcome.report;

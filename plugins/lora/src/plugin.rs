@@ -9,7 +9,7 @@ use crate::weights::{self, Base};
 use crate::{export, model};
 use clarity_runtime::serve::OrtClassifier;
 use clarity_runtime::tokenize::EncodePairs;
-use clarity_runtime::train::{self as trainer, TrainError};
+use clarity_runtime::train as trainer;
 use clarity_runtime::{device, onnx, resolve, serve};
 use clarity_sdk::config::Device;
 use clarity_sdk::{
@@ -129,19 +129,6 @@ impl LoraPlugin {
             prompt,
             meta,
         })
-    }
-}
-
-fn train_error(e: TrainError) -> Error {
-    match e {
-        TrainError::Cancelled { checkpoint } => Error::new(
-            ErrorKind::Cancelled,
-            match checkpoint {
-                Some(path) => format!("training stopped; checkpoint saved at {}", path.display()),
-                None => "training stopped".to_string(),
-            },
-        ),
-        other => Error::other(other.to_string()),
     }
 }
 
@@ -276,7 +263,7 @@ impl Classifier for LoraPlugin {
             model.frozen_bytes() as f64 / 1e6
         ));
         let outcome = trainer::fit(&model, &prompt, &job, &self.init.spec.training_config, ctx)
-            .map_err(train_error)?;
+            .map_err(Error::from)?;
         let meta = LoraMeta {
             format: LoraMeta::FORMAT,
             labels: job.labels.clone(),
