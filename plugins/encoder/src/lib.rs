@@ -13,6 +13,7 @@
 
 pub mod arch;
 pub mod export;
+pub mod fused;
 pub mod meta;
 pub mod model;
 pub mod names;

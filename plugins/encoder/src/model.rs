@@ -1,12 +1,13 @@
 //! The encoder in candle, built from ordinary differentiable ops so every parameter trains.
 //!
 //! candle's own BERT takes fused LayerNorm/softmax paths that have no backward pass (see
-//! RECIPES): only the head would learn. Here LayerNorm is written out, softmax is
-//! `candle_nn::ops::softmax`, and dropout is real.
+//! RECIPES): only the head would learn. Here LayerNorm, softmax and GELU are our own fused
+//! ops with a backward pass ([`fused`]), and dropout is real.
 
 use crate::arch::{Activation, Arch, Family};
+use crate::fused;
 use crate::names;
-use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarMap};
 use clarity_runtime::batch::{TensorBatch, TrainableModel};
 
@@ -26,13 +27,7 @@ pub struct Norm {
 
 impl Norm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let centered = x.broadcast_sub(&mean)?;
-        let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
-        let normed = centered.broadcast_div(&(var + self.eps)?.sqrt()?)?;
-        normed
-            .broadcast_mul(&self.weight)?
-            .broadcast_add(&self.bias)
+        fused::layer_norm(x, &self.weight, &self.bias, self.eps)
     }
 }
 
@@ -200,10 +195,7 @@ impl EncoderModel {
             let k = heads(layer.key.forward(&x)?)?;
             let v = heads(layer.value.forward(&x)?)?;
             let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&bias)?;
-            let probs = dropout(
-                candle_nn::ops::softmax(&scores, D::Minus1)?,
-                arch.attention_dropout,
-            )?;
+            let probs = dropout(fused::softmax_last_dim(&scores)?, arch.attention_dropout)?;
             let context = probs
                 .matmul(&v)?
                 .transpose(1, 2)?
@@ -212,7 +204,7 @@ impl EncoderModel {
             x = layer.attn_norm.forward(&(attn + &x)?)?;
             let up = layer.ffn_in.forward(&x)?;
             let up = match arch.activation {
-                Activation::Gelu => up.gelu_erf()?,
+                Activation::Gelu => fused::gelu_erf(&up)?,
                 Activation::Relu => up.relu()?,
             };
             let down = dropout(layer.ffn_out.forward(&up)?, arch.hidden_dropout)?;
