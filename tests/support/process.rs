@@ -58,13 +58,45 @@ impl CapturedLog {
     }
 }
 
+/// A started `clarity-host`, killed when dropped so that a test failing half-way leaves no
+/// `serve` running behind it (the host's own drop then takes TensorBoard down as well).
+pub struct HostProcess(Child);
+
+impl std::ops::Deref for HostProcess {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for HostProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            // SIGTERM first: the host's shutdown stops the processes it started.
+            let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+            if wait_exit(&mut self.0, Duration::from_secs(10)).is_none() {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+    }
+}
+
 /// `clarity-host <args> --config <config>` started with piped output, in `dir`.
-pub fn spawn_host(config: &Path, dir: &Path, args: &[&str]) -> Child {
-    crate::host_command(config, dir, args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start clarity-host")
+pub fn spawn_host(config: &Path, dir: &Path, args: &[&str]) -> HostProcess {
+    HostProcess(
+        crate::host_command(config, dir, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start clarity-host"),
+    )
 }
 
 /// Send `signal` (e.g. "INT") to `pid` with kill(1).
