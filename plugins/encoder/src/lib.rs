@@ -13,6 +13,7 @@
 
 pub mod arch;
 pub mod export;
+pub mod fastmath;
 pub mod fused;
 pub mod meta;
 pub mod model;

@@ -7,9 +7,14 @@
 use crate::arch::{Activation, Arch, Family};
 use crate::fused;
 use crate::names;
-use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{Linear, VarMap};
 use clarity_runtime::batch::{TensorBatch, TrainableModel};
+
+/// A linear layer through [`fused::linear`].
+fn project(layer: &Linear, x: &Tensor) -> Result<Tensor> {
+    fused::linear(x, layer.weight(), layer.bias())
+}
 
 /// Added to attention scores of padding positions (the exporter uses the same value).
 pub const MASK_BIAS: f32 = -10000.0;
@@ -191,39 +196,39 @@ impl EncoderModel {
         let scale = 1.0 / (hd as f64).sqrt();
         for layer in &self.layers {
             let heads = |t: Tensor| t.reshape((b, s, nh, hd))?.transpose(1, 2)?.contiguous();
-            let q = heads(layer.query.forward(&x)?)?;
-            let k = heads(layer.key.forward(&x)?)?;
-            let v = heads(layer.value.forward(&x)?)?;
+            let q = heads(project(&layer.query, &x)?)?;
+            let k = heads(project(&layer.key, &x)?)?;
+            let v = heads(project(&layer.value, &x)?)?;
             let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&bias)?;
             let probs = dropout(fused::softmax_last_dim(&scores)?, arch.attention_dropout)?;
             let context = probs
                 .matmul(&v)?
                 .transpose(1, 2)?
                 .reshape((b, s, arch.hidden_size))?;
-            let attn = dropout(layer.attn_out.forward(&context)?, arch.hidden_dropout)?;
+            let attn = dropout(project(&layer.attn_out, &context)?, arch.hidden_dropout)?;
             x = layer.attn_norm.forward(&(attn + &x)?)?;
-            let up = layer.ffn_in.forward(&x)?;
+            let up = project(&layer.ffn_in, &x)?;
             let up = match arch.activation {
                 Activation::Gelu => fused::gelu_erf(&up)?,
                 Activation::Relu => up.relu()?,
             };
-            let down = dropout(layer.ffn_out.forward(&up)?, arch.hidden_dropout)?;
+            let down = dropout(project(&layer.ffn_out, &up)?, arch.hidden_dropout)?;
             x = layer.ffn_norm.forward(&(down + &x)?)?;
         }
         let first = x.narrow(1, 0, 1)?.squeeze(1)?;
         let p = arch.classifier_dropout;
         match arch.family {
             Family::Bert => {
-                let pooled = self.head.dense.forward(&first)?.tanh()?;
-                self.head.output.forward(&dropout(pooled, p)?)
+                let pooled = project(&self.head.dense, &first)?.tanh()?;
+                project(&self.head.output, &dropout(pooled, p)?)
             }
             Family::Roberta => {
-                let hidden = self.head.dense.forward(&dropout(first, p)?)?.tanh()?;
-                self.head.output.forward(&dropout(hidden, p)?)
+                let hidden = project(&self.head.dense, &dropout(first, p)?)?.tanh()?;
+                project(&self.head.output, &dropout(hidden, p)?)
             }
             Family::DistilBert => {
-                let hidden = self.head.dense.forward(&first)?.relu()?;
-                self.head.output.forward(&dropout(hidden, p)?)
+                let hidden = project(&self.head.dense, &first)?.relu()?;
+                project(&self.head.output, &dropout(hidden, p)?)
             }
         }
     }
