@@ -176,7 +176,8 @@ fn run() -> Result<()> {
         filled.initialised.len(),
         filled.initialised.join(", ")
     );
-    let model = EncoderModel::from_varmap(arch.clone(), filled.varmap, device.clone())?;
+    let model = EncoderModel::from_varmap(arch.clone(), filled.varmap, device.clone())?
+        .with_dropout_seed(args.seed);
 
     // Same weights for PyTorch: our safetensors plus a transformers config.
     let weights_path = workdir.join("model.safetensors");

@@ -55,7 +55,11 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
 }
 
 /// The contiguous f32 slice behind a CPU storage.
-fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
+pub(crate) fn f32_slice<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> Result<&'a [f32]> {
     let CpuStorage::F32(data) = storage else {
         candle_core::bail!("{op}: expected f32, got {:?}", storage.dtype());
     };
@@ -67,7 +71,7 @@ fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&
 
 /// A CPU tensor's f32 values in order: borrowed from its storage when contiguous (the usual
 /// case for activations and gradients), copied otherwise.
-enum Values<'a> {
+pub(crate) enum Values<'a> {
     Borrowed(StorageRef<'a>, std::ops::Range<usize>),
     Owned(Vec<f32>),
 }
@@ -87,7 +91,7 @@ impl std::ops::Deref for Values<'_> {
 }
 
 /// The values of `t` (see [`Values`]).
-fn values(t: &Tensor) -> Result<Values<'_>> {
+pub(crate) fn values(t: &Tensor) -> Result<Values<'_>> {
     let (storage, layout) = t.storage_and_layout();
     if let (Storage::Cpu(CpuStorage::F32(_)), Some((start, end))) =
         (&*storage, layout.contiguous_offsets())

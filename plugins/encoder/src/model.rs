@@ -2,9 +2,11 @@
 //!
 //! candle's own BERT takes fused LayerNorm/softmax paths that have no backward pass (see
 //! RECIPES): only the head would learn. Here LayerNorm, softmax and GELU are our own fused
-//! ops with a backward pass ([`fused`]), and dropout is real.
+//! ops with a backward pass ([`fused`]), and dropout is real, seeded from the training seed
+//! ([`crate::dropout`]).
 
 use crate::arch::{Activation, Arch, Family};
+use crate::dropout::{self, DropoutSeeds};
 use crate::fused;
 use crate::names;
 use candle_core::{DType, Device, Result, Tensor};
@@ -92,6 +94,7 @@ pub struct EncoderModel {
     pub head: Head,
     varmap: VarMap,
     device: Device,
+    dropout_seeds: DropoutSeeds,
 }
 
 impl EncoderModel {
@@ -153,7 +156,14 @@ impl EncoderModel {
             head,
             varmap,
             device,
+            dropout_seeds: DropoutSeeds::default(),
         })
+    }
+
+    /// Draw dropout masks from `seed` (the run's training seed) instead of seed 0.
+    pub fn with_dropout_seed(mut self, seed: u64) -> Self {
+        self.dropout_seeds = DropoutSeeds::new(seed);
+        self
     }
 
     /// Every variable with its name, sorted by name.
@@ -179,10 +189,18 @@ impl EncoderModel {
     /// Logits `[batch, num_labels]`; `train` turns dropout on.
     pub fn logits(&self, batch: &TensorBatch, train: bool) -> Result<Tensor> {
         let dropout = |x: Tensor, p: f32| -> Result<Tensor> {
-            if train && p > 0.0 {
-                candle_nn::ops::dropout(&x, p)
+            if train {
+                dropout::dropout(&x, p, self.dropout_seeds.next())
             } else {
                 Ok(x)
+            }
+        };
+        // `dropout(y) + x`, the residual connection, in one pass.
+        let residual = |y: Tensor, x: &Tensor, p: f32| -> Result<Tensor> {
+            if train {
+                dropout::dropout_add(&y, x, p, self.dropout_seeds.next())
+            } else {
+                y + x
             }
         };
         let arch = &self.arch;
@@ -205,15 +223,19 @@ impl EncoderModel {
                 .matmul(&v)?
                 .transpose(1, 2)?
                 .reshape((b, s, arch.hidden_size))?;
-            let attn = dropout(project(&layer.attn_out, &context)?, arch.hidden_dropout)?;
-            x = layer.attn_norm.forward(&(attn + &x)?)?;
+            let attn = project(&layer.attn_out, &context)?;
+            x = layer
+                .attn_norm
+                .forward(&residual(attn, &x, arch.hidden_dropout)?)?;
             let up = project(&layer.ffn_in, &x)?;
             let up = match arch.activation {
                 Activation::Gelu => fused::gelu_erf(&up)?,
                 Activation::Relu => up.relu()?,
             };
-            let down = dropout(project(&layer.ffn_out, &up)?, arch.hidden_dropout)?;
-            x = layer.ffn_norm.forward(&(down + &x)?)?;
+            let down = project(&layer.ffn_out, &up)?;
+            x = layer
+                .ffn_norm
+                .forward(&residual(down, &x, arch.hidden_dropout)?)?;
         }
         let first = x.narrow(1, 0, 1)?.squeeze(1)?;
         let p = arch.classifier_dropout;

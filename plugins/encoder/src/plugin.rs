@@ -184,7 +184,8 @@ impl EncoderPlugin {
             ctx.message(text);
         }
         let model = EncoderModel::from_varmap(arch, filled.varmap, device)
-            .map_err(|e| Error::other(e.to_string()))?;
+            .map_err(|e| Error::other(e.to_string()))?
+            .with_dropout_seed(seed);
         Ok((model, tokenizer, dir, kind))
     }
 }

@@ -24,12 +24,17 @@ fn tokenizer() -> PairTokenizer {
     PairTokenizer::from_file(&dir.join("tokenizer.json"), 32).expect("tokenizer")
 }
 
-/// A 1-layer BERT over MiniLM's vocabulary, without dropout so runs are deterministic.
+/// A 1-layer BERT over MiniLM's vocabulary, without dropout (so a resumed run, whose
+/// dropout calls count from 0 again, matches an uninterrupted one).
 fn model(seed: u64) -> EncoderModel {
+    model_with_dropout(seed, 0.0)
+}
+
+fn model_with_dropout(seed: u64, dropout: f64) -> EncoderModel {
     let config = json!({"model_type": "bert", "vocab_size": 30522, "hidden_size": 16,
         "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
-        "max_position_embeddings": 64, "type_vocab_size": 2, "hidden_dropout_prob": 0.0,
-        "attention_probs_dropout_prob": 0.0});
+        "max_position_embeddings": 64, "type_vocab_size": 2, "hidden_dropout_prob": dropout,
+        "attention_probs_dropout_prob": dropout});
     let arch = Arch::from_json(&config, "test").expect("arch");
     let filled = weights::random(&arch, 3, &Device::Cpu, seed).expect("weights");
     EncoderModel::from_varmap(arch, filled.varmap, Device::Cpu).expect("model")
@@ -233,4 +238,21 @@ fn a_fresh_run_clears_old_checkpoints_and_early_stopping_keeps_the_best() {
             .is_some_and(|t| t.contains("removed 1 checkpoint"))));
     // save_strategy: no, but early stopping leaves a final checkpoint to resume from.
     assert_eq!(checkpoint::list(&dir.path().join("checkpoints")).len(), 1);
+}
+
+#[test]
+fn dropout_follows_the_seed_so_a_run_repeats_exactly() {
+    let train = |dropout_seed: u64| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let model = model_with_dropout(5, 0.2).with_dropout_seed(dropout_seed);
+        let (result, _) = run(&model, &job(dir.path(), false), &config(1), None);
+        result.expect("training");
+        weights_of(&model)
+    };
+    let (first, again, other) = (train(1), train(1), train(2));
+    assert_eq!(first, again, "same seeds, same weights");
+    assert_ne!(
+        first, other,
+        "another dropout seed, other masks, other weights"
+    );
 }
