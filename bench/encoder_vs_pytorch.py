@@ -9,8 +9,11 @@ the Rust half into a temporary WORKDIR, where it writes MiniLM with a seeded 3-l
 (safetensors + config.json, and our ONNX export), 32 tokenized rows of 128 tokens and
 candle's logits, and measures ONNX Runtime and candle; run the PyTorch half
 (`encoder_pytorch_half.py`) in the venv on the same files, which checks its logits against
-candle's and measures the same things with the same repetitions. Prints one table and writes
-every number to bench/results-encoder.json.
+candle's and measures the same things with the same repetitions. With `--rounds N` the two
+halves run N times in turn (Rust, PyTorch, Rust, ...) and the table gives each number's
+median over the rounds and each ratio's median over the rounds' own ratios, so that a drift
+in the shared machine's load hits both sides. Prints one table and writes every number to
+bench/results-encoder.json.
 
 Standard library only; the venv holds the PyTorch side.
 """
@@ -62,11 +65,16 @@ def parse_args():
     parser.add_argument("--cuda-libs", action="store_true",
                         help="install torch's real CUDA dependencies (nvidia-* wheels and "
                              "triton, 4 GB more) instead of stand-in libraries")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run both halves this many times in turn and report medians "
+                             "(default 1; 3 gives ratios that shared-machine noise moves less)")
     parser.add_argument("--keep-workdir", action="store_true",
                         help="keep the temporary WORKDIR (model, inputs) and print its path")
     args = parser.parse_args()
     if args.threads < 1:
         parser.error("--threads must be at least 1")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     return args
 
 
@@ -269,6 +277,26 @@ def comparison(rust: dict, torch: dict) -> list[dict]:
     ]
 
 
+def median(values: list) -> float | None:
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def combined_table(rounds: list[list[dict]]) -> list[dict]:
+    """One table from the rounds' tables: each number's median, each ratio's median of the
+    per-round ratios (each round pairs runs close in time), and the per-round ratios."""
+    table = []
+    for i, row in enumerate(rounds[0]):
+        rows = [r[i] for r in rounds]
+        table.append({**row, **{k: median([r[k] for r in rows])
+                                for k in ("ort", "candle", "pytorch", "ratio")},
+                      "ratio_per_round": [r["ratio"] for r in rows]})
+    return table
+
+
 def parity(rust: dict, torch: dict) -> dict:
     out = {"ort_vs_candle": rust["ort_vs_candle_max_abs_diff"],
            "pytorch_vs_candle": torch["pytorch_vs_candle_max_abs_diff"],
@@ -291,6 +319,12 @@ def render(results: dict) -> str:
     for row in results["table"]:
         lines.append(f"| {row['metric']} | {fmt(row['ort'])} | {fmt(row['candle'])} | "
                      f"{fmt(row['pytorch'])} | {row['ratio_name']} = {fmt(row['ratio'])} |")
+    if len(results["rounds"]) > 1:
+        lines.append("")
+        lines.append(f"{len(results['rounds'])} rounds (medians above); ratio in each round: "
+                     + "; ".join(f"{row['ratio_name']} "
+                                 + ", ".join(fmt(r) for r in row["ratio_per_round"])
+                                 for row in results["table"]))
     p = results["parity"]
     pairs = [("ORT vs candle", p["ort_vs_candle"]), ("PyTorch vs candle", p["pytorch_vs_candle"]),
              ("PyTorch vs ORT", p["pytorch_vs_ort"])]
@@ -324,7 +358,10 @@ def machine() -> dict:
             "python": platform.python_version()}
 
 
-def collect(args, rust, rust_rss, torch, torch_rss, loadavg, venv_info, reps) -> dict:
+def collect(args, rounds, loadavg, venv_info, reps) -> dict:
+    """All results; `rounds` holds (rust, rust_rss, torch, torch_rss) per round, and the
+    top-level `rust`/`pytorch` are the last round's."""
+    rust, rust_rss, torch, torch_rss = rounds[-1]
     return {
         "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(), "threads": args.threads, "quick": args.quick, "reps": reps,
@@ -334,8 +371,11 @@ def collect(args, rust, rust_rss, torch, torch_rss, loadavg, venv_info, reps) ->
                      "cuda": "real wheels" if args.cuda_libs else "stand-ins",
                      "ort_provider": rust.get("ort_provider"),
                      "ort_library": rust.get("ort_library")},
-        "table": comparison(rust, torch), "parity": parity(rust, torch),
-        "peak_rss_mb": {"rust_process": rust_rss, "pytorch_process": torch_rss,
+        "table": combined_table([comparison(r, t) for r, _, t, _ in rounds]),
+        "rounds": [{"table": comparison(r, t), "rust": r, "pytorch": t} for r, _, t, _ in rounds],
+        "parity": parity(rust, torch),
+        "peak_rss_mb": {"rust_process": max(r[1] for r in rounds),
+                        "pytorch_process": max(r[3] for r in rounds),
                         "pytorch_inference": torch["peak_rss_inference_mb"]},
         "rust": rust, "pytorch": torch,
     }
@@ -355,19 +395,24 @@ def main():
     venv_info = {"path": str(args.venv.resolve()), "size_mb": round(directory_mb(args.venv), 1),
                  "requirements": str(REQUIREMENTS.relative_to(REPO))}
     workdir = Path(tempfile.mkdtemp(prefix="encoder-bench-"))
+    rounds = []
     try:
         loadavg["before"] = os.getloadavg()
-        rust, rust_rss = run_rust(binary, workdir, args.threads, args.quick)
-        reps = normalize_reps(rust.get("reps")) or REPS[args.quick]
-        loadavg["between"] = os.getloadavg()
-        torch, torch_rss = run_pytorch(python, workdir, args.threads, reps)
+        for round_index in range(args.rounds):
+            if args.rounds > 1:
+                log(f"round {round_index + 1} of {args.rounds}")
+            rust, rust_rss = run_rust(binary, workdir, args.threads, args.quick)
+            reps = normalize_reps(rust.get("reps")) or REPS[args.quick]
+            loadavg.setdefault("between", os.getloadavg())
+            torch, torch_rss = run_pytorch(python, workdir, args.threads, reps)
+            rounds.append((rust, rust_rss, torch, torch_rss))
         loadavg["after"] = os.getloadavg()
     finally:
         if args.keep_workdir:
             log(f"WORKDIR kept: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    results = collect(args, rust, rust_rss, torch, torch_rss, loadavg, venv_info, reps)
+    results = collect(args, rounds, loadavg, venv_info, reps)
     write_results(args.out, results)
     print(render(results))
     if not results["parity"]["ok"]:
