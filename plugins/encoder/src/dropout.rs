@@ -60,7 +60,7 @@ fn mix32(mut x: u32) -> u32 {
 
 /// The mask: which elements are kept and how kept ones are scaled.
 #[derive(Debug, Clone, Copy)]
-struct Mask {
+pub(crate) struct Mask {
     seed: u64,
     /// Kept when the hash is at least this (`p · 2³²`).
     threshold: u32,
@@ -69,7 +69,7 @@ struct Mask {
 }
 
 impl Mask {
-    fn new(p: f32, seed: u64) -> Result<Self> {
+    pub(crate) fn new(p: f32, seed: u64) -> Result<Self> {
         if !(0.0..1.0).contains(&p) {
             candle_core::bail!("dropout probability must be in [0, 1), got {p}");
         }
@@ -94,9 +94,17 @@ impl Mask {
 
 /// `out[i] = x[i] · factor(first + i)`.
 #[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
-fn apply_mask(mask: Mask, first: u32, x: &[f32], out: &mut [f32]) {
+pub(crate) fn apply_mask(mask: Mask, first: u32, x: &[f32], out: &mut [f32]) {
     for (i, (o, v)) in out.iter_mut().zip(x).enumerate() {
         *o = v * mask.factor(first.wrapping_add(i as u32));
+    }
+}
+
+/// `x[i] *= factor(first + i)`.
+#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+pub(crate) fn apply_mask_in_place(mask: Mask, first: u32, x: &mut [f32]) {
+    for (i, v) in x.iter_mut().enumerate() {
+        *v *= mask.factor(first.wrapping_add(i as u32));
     }
 }
 

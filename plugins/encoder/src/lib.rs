@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod arch;
+pub mod attention;
 pub mod dropout;
 pub mod export;
 pub mod fastmath;

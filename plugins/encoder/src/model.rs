@@ -6,6 +6,7 @@
 //! ([`crate::dropout`]).
 
 use crate::arch::{Activation, Arch, Family};
+use crate::attention;
 use crate::dropout::{self, DropoutSeeds};
 use crate::fused;
 use crate::names;
@@ -210,19 +211,14 @@ impl EncoderModel {
         x = dropout(x, arch.hidden_dropout)?;
         // [b, 1, 1, s]: 0 for real tokens, MASK_BIAS for padding.
         let bias = ((mask.ones_like()? - mask)? * f64::from(MASK_BIAS))?.reshape((b, 1, 1, s))?;
-        let (nh, hd) = (arch.num_heads, arch.head_dim());
-        let scale = 1.0 / (hd as f64).sqrt();
         for layer in &self.layers {
-            let heads = |t: Tensor| t.reshape((b, s, nh, hd))?.transpose(1, 2)?.contiguous();
-            let q = heads(project(&layer.query, &x)?)?;
-            let k = heads(project(&layer.key, &x)?)?;
-            let v = heads(project(&layer.value, &x)?)?;
-            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&bias)?;
-            let probs = dropout(fused::softmax_last_dim(&scores)?, arch.attention_dropout)?;
-            let context = probs
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .reshape((b, s, arch.hidden_size))?;
+            let q = project(&layer.query, &x)?;
+            let k = project(&layer.key, &x)?;
+            let v = project(&layer.value, &x)?;
+            let attention_dropout = (train && arch.attention_dropout > 0.0)
+                .then(|| (arch.attention_dropout, self.dropout_seeds.next()));
+            let context =
+                attention::attention(&q, &k, &v, &bias, arch.num_heads, attention_dropout)?;
             let attn = project(&layer.attn_out, &context)?;
             x = layer
                 .attn_norm

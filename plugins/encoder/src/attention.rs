@@ -1,0 +1,448 @@
+//! Multi-head self-attention as one CPU op with its own backward pass.
+//!
+//! Composed from candle ops, attention copies Q, K and V into head-major order, runs each
+//! batched product as `batch × heads` separate gemm calls that each fan out over the thread
+//! pool (3456 small dispatches per MiniLM training step), and makes a full pass over the
+//! `[batch, heads, seq, seq]` scores for the scale, the mask, softmax and dropout, each with
+//! its own backward pass. Here one rayon task handles one (sequence, head) pair: it reads its
+//! head's columns of Q, K and V in place through gemm's strides, keeps the scores in its own
+//! block, and writes its columns of the output. The probabilities are kept for the backward
+//! pass; the dropout mask is recomputed from its seed ([`crate::dropout`]).
+
+use crate::dropout::{self, Mask};
+use crate::fastmath;
+use crate::fused::{dot, f32_slice, sum, values};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, D};
+use multiversion::multiversion;
+use rayon::prelude::*;
+use std::sync::Mutex;
+
+/// The shape of one attention call.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    batch: usize,
+    seq: usize,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl Dims {
+    fn hidden(self) -> usize {
+        self.heads * self.head_dim
+    }
+
+    /// Elements of one (sequence, head) score block.
+    fn block(self) -> usize {
+        self.seq * self.seq
+    }
+
+    /// Q, K, V, the output and their gradients as `[batch, seq, hidden]`: head `h` of
+    /// sequence `b` is a `seq × head_dim` matrix with row stride `hidden`.
+    fn head(self, base: *const f32, task: usize) -> Mat {
+        let (b, h) = (task / self.heads, task % self.heads);
+        Mat {
+            // SAFETY (for callers): the offset stays inside a `[batch, seq, hidden]` buffer.
+            ptr: base.wrapping_add(b * self.seq * self.hidden() + h * self.head_dim),
+            rows: self.seq,
+            cols: self.head_dim,
+            row_stride: self.hidden() as isize,
+            col_stride: 1,
+        }
+    }
+
+    /// One `seq × seq` block, row-major.
+    fn square(self, base: *const f32) -> Mat {
+        Mat {
+            ptr: base,
+            rows: self.seq,
+            cols: self.seq,
+            row_stride: self.seq as isize,
+            col_stride: 1,
+        }
+    }
+}
+
+/// A strided matrix view for gemm.
+#[derive(Debug, Clone, Copy)]
+struct Mat {
+    ptr: *const f32,
+    rows: usize,
+    cols: usize,
+    row_stride: isize,
+    col_stride: isize,
+}
+
+impl Mat {
+    fn t(self) -> Mat {
+        Mat {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+}
+
+/// `dst = scale · a b`, single-threaded (the parallelism is over heads).
+///
+/// # Safety
+/// `a`, `b` and `dst` must describe memory valid for their shapes and strides, `dst` must
+/// not overlap `a` or `b`, and no other thread may touch `dst`'s elements meanwhile.
+unsafe fn matmul(dst: Mat, a: Mat, b: Mat, scale: f32) {
+    debug_assert!(a.cols == b.rows && dst.rows == a.rows && dst.cols == b.cols);
+    // SAFETY: the caller's contract; gemm reads `a` and `b` and writes only `dst`.
+    unsafe {
+        gemm::gemm(
+            dst.rows,
+            dst.cols,
+            a.cols,
+            dst.ptr as *mut f32,
+            dst.col_stride,
+            dst.row_stride,
+            false,
+            a.ptr,
+            a.col_stride,
+            a.row_stride,
+            b.ptr,
+            b.col_stride,
+            b.row_stride,
+            0.0,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// A pointer the rayon tasks share; each task writes only its own head's elements.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32);
+// SAFETY: tasks write disjoint elements (their head's columns of their sequence's rows).
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// The pointer (a method, so closures capture the whole `Shared`, not its field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// A softmax row in place, after adding the padding bias.
+#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+fn softmax_biased(row: &mut [f32], bias: &[f32]) {
+    for (v, b) in row.iter_mut().zip(bias) {
+        *v += b;
+    }
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for v in row.iter_mut() {
+        *v = fastmath::exp(*v - max);
+    }
+    let inv = 1.0 / sum(row);
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// Softmax backward in place: `g ← y (g - Σ g y)`.
+#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+fn softmax_backward_in_place(y: &[f32], g: &mut [f32]) {
+    let dot = dot(y, g);
+    for (g, y) in g.iter_mut().zip(y) {
+        *g = y * (*g - dot);
+    }
+}
+
+/// Self-attention over `q`, `k`, `v` (`[batch, seq, hidden]`, the projections' outputs):
+/// `softmax(q kᵀ · scale + bias) v` per head, with `bias` (`[batch, 1, 1, seq]`) added to
+/// every row of scores and dropout `p` on the probabilities when `dropout` is given as
+/// `(p, seed)`. Returns `[batch, seq, hidden]`.
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: &Tensor,
+    heads: usize,
+    dropout: Option<(f32, u64)>,
+) -> Result<Tensor> {
+    let (batch, seq, hidden) = q.dims3()?;
+    if heads == 0 || hidden % heads != 0 {
+        candle_core::bail!("attention: hidden size {hidden} is not a multiple of {heads} heads");
+    }
+    let dims = Dims {
+        batch,
+        seq,
+        heads,
+        head_dim: hidden / heads,
+    };
+    let dropout = dropout.filter(|(p, _)| *p > 0.0);
+    if q.device().is_cpu() && q.dtype() == candle_core::DType::F32 {
+        let op = Attention {
+            dims,
+            scale: 1.0 / (dims.head_dim as f32).sqrt(),
+            bias: bias.flatten_all()?.to_vec1::<f32>()?,
+            dropout: dropout.map(|(p, seed)| Mask::new(p, seed)).transpose()?,
+            probs: Mutex::new(Vec::new()),
+        };
+        if op.bias.len() != batch * seq {
+            candle_core::bail!("attention: bias {:?} for {batch}x{seq}", bias.dims());
+        }
+        q.contiguous()?
+            .apply_op3(&k.contiguous()?, &v.contiguous()?, op)
+    } else {
+        composed(q, k, v, bias, dims, dropout)
+    }
+}
+
+/// The same computation from candle ops (other devices and dtypes, and the reference in
+/// the tests).
+fn composed(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: &Tensor,
+    dims: Dims,
+    dropout: Option<(f32, u64)>,
+) -> Result<Tensor> {
+    let Dims {
+        batch: b,
+        seq: s,
+        heads: nh,
+        head_dim: hd,
+    } = dims;
+    let heads = |t: &Tensor| t.reshape((b, s, nh, hd))?.transpose(1, 2)?.contiguous();
+    let (q, k, v) = (heads(q)?, heads(k)?, heads(v)?);
+    let scale = 1.0 / (hd as f64).sqrt();
+    let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(bias)?;
+    let mut probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+    if let Some((p, seed)) = dropout {
+        probs = dropout::dropout(&probs, p, seed)?;
+    }
+    probs
+        .matmul(&v)?
+        .transpose(1, 2)?
+        .reshape((b, s, dims.hidden()))
+}
+
+struct Attention {
+    dims: Dims,
+    scale: f32,
+    /// `[batch, seq]`: added to each sequence's scores, column by column.
+    bias: Vec<f32>,
+    dropout: Option<Mask>,
+    /// `[batch, heads, seq, seq]` probabilities from the forward pass, for the backward.
+    probs: Mutex<Vec<f32>>,
+}
+
+impl Attention {
+    /// Probabilities with dropout applied, for block `task` (a copy in `scratch`), or the
+    /// probabilities themselves without dropout.
+    fn dropped<'a>(&self, probs: &'a [f32], task: usize, scratch: &'a mut [f32]) -> &'a [f32] {
+        match self.dropout {
+            Some(mask) => {
+                let first = (task * self.dims.block()) as u32;
+                dropout::apply_mask(mask, first, probs, scratch);
+                scratch
+            }
+            None => probs,
+        }
+    }
+}
+
+impl CustomOp3 for Attention {
+    fn name(&self) -> &'static str {
+        "clarity-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let d = self.dims;
+        let (q, k, v) = (
+            f32_slice(s1, l1, self.name())?,
+            f32_slice(s2, l2, self.name())?,
+            f32_slice(s3, l3, self.name())?,
+        );
+        let size = d.batch * d.seq * d.hidden();
+        if [q.len(), k.len(), v.len()] != [size; 3] {
+            candle_core::bail!(
+                "{}: q {:?}, k {:?}, v {:?}",
+                self.name(),
+                l1.dims(),
+                l2.dims(),
+                l3.dims()
+            );
+        }
+        let mut probs = vec![0f32; d.batch * d.heads * d.block()];
+        let mut out = vec![0f32; size];
+        let out_ptr = Shared(out.as_mut_ptr());
+        probs.par_chunks_mut(d.block()).enumerate().for_each_init(
+            || vec![0f32; d.block()],
+            |scratch, (task, block)| {
+                let bias = &self.bias[(task / d.heads) * d.seq..][..d.seq];
+                let (qh, kh, vh) = (
+                    d.head(q.as_ptr(), task),
+                    d.head(k.as_ptr(), task),
+                    d.head(v.as_ptr(), task),
+                );
+                // SAFETY: q, k, v hold `size` elements each (checked above); `block` is
+                // this task's own seq × seq slice.
+                unsafe { matmul(d.square(block.as_ptr()), qh, kh.t(), self.scale) };
+                for row in block.chunks_mut(d.seq) {
+                    softmax_biased(row, bias);
+                }
+                let p = self.dropped(block, task, scratch);
+                let oh = d.head(out_ptr.get(), task);
+                // SAFETY: `oh` is this task's head in `out`, written by no other task.
+                unsafe { matmul(oh, d.square(p.as_ptr()), vh, 1.0) };
+            },
+        );
+        *self.probs.lock().map_err(|_| {
+            candle_core::Error::Msg("attention: probabilities lock poisoned".into())
+        })? = probs;
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let d = self.dims;
+        let probs = self.probs.lock().map_err(|_| {
+            candle_core::Error::Msg("attention: probabilities lock poisoned".into())
+        })?;
+        if probs.len() != d.batch * d.heads * d.block() {
+            candle_core::bail!("attention: backward pass without a forward pass");
+        }
+        let (qv, kv, vv, g) = (values(q)?, values(k)?, values(v)?, values(grad)?);
+        let size = d.batch * d.seq * d.hidden();
+        if [qv.len(), kv.len(), vv.len(), g.len()] != [size; 4] {
+            candle_core::bail!("attention: backward shapes differ from the forward pass");
+        }
+        let (mut dq, mut dk, mut dv) = (vec![0f32; size], vec![0f32; size], vec![0f32; size]);
+        let (dq_ptr, dk_ptr, dv_ptr) = (
+            Shared(dq.as_mut_ptr()),
+            Shared(dk.as_mut_ptr()),
+            Shared(dv.as_mut_ptr()),
+        );
+        probs.par_chunks(d.block()).enumerate().for_each_init(
+            || (vec![0f32; d.block()], vec![0f32; d.block()]),
+            |(dropped, dp), (task, p)| {
+                let (qh, kh, vh, gh) = (
+                    d.head(qv.as_ptr(), task),
+                    d.head(kv.as_ptr(), task),
+                    d.head(vv.as_ptr(), task),
+                    d.head(g.as_ptr(), task),
+                );
+                let pd = self.dropped(p, task, dropped);
+                // SAFETY (all four products): inputs hold `size` elements (checked above) or
+                // are this task's blocks; each output is this task's own head of dq, dk,
+                // dv, or its own `dp` scratch block.
+                // dV = P_dropᵀ dO
+                unsafe {
+                    matmul(
+                        d.head(dv_ptr.get(), task),
+                        d.square(pd.as_ptr()).t(),
+                        gh,
+                        1.0,
+                    )
+                };
+                // dP = (dO Vᵀ) ∘ mask, then through the softmax.
+                unsafe { matmul(d.square(dp.as_ptr()), gh, vh.t(), 1.0) };
+                if let Some(mask) = self.dropout {
+                    dropout::apply_mask_in_place(mask, (task * d.block()) as u32, dp);
+                }
+                for (dp, p) in dp.chunks_mut(d.seq).zip(p.chunks(d.seq)) {
+                    softmax_backward_in_place(p, dp);
+                }
+                // dQ = dS K · scale, dK = dSᵀ Q · scale.
+                let ds = d.square(dp.as_ptr());
+                unsafe { matmul(d.head(dq_ptr.get(), task), ds, kh, self.scale) };
+                unsafe { matmul(d.head(dk_ptr.get(), task), ds.t(), qh, self.scale) };
+            },
+        );
+        let device = q.device();
+        Ok((
+            Some(Tensor::from_vec(dq, q.shape(), device)?),
+            Some(Tensor::from_vec(dk, k.shape(), device)?),
+            Some(Tensor::from_vec(dv, v.shape(), device)?),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// Forward and the gradients of q, k and v of `sum(attention · r)`, fused against the
+    /// composed candle form, with padding in the second sequence and optional dropout.
+    fn compare(dropout: Option<(f32, u64)>) -> Result<()> {
+        let dev = Device::Cpu;
+        let (b, s, heads, hd) = (2, 7, 3, 4);
+        let var = |scale| Var::from_tensor(&Tensor::randn(0f32, scale, (b, s, heads * hd), &dev)?);
+        let (q, k, v) = (var(1.0)?, var(1.0)?, var(1.0)?);
+        let mask = Tensor::new(
+            &[[1f32, 1., 1., 1., 1., 1., 1.], [1., 1., 1., 1., 0., 0., 0.]],
+            &dev,
+        )?;
+        let bias = ((mask.ones_like()? - mask)? * -10000.0)?.reshape((b, 1, 1, s))?;
+        let r = Tensor::randn(0f32, 1.0, (b, s, heads * hd), &dev)?;
+        let dims = Dims {
+            batch: b,
+            seq: s,
+            heads,
+            head_dim: hd,
+        };
+        let (qt, kt, vt) = (q.as_tensor(), k.as_tensor(), v.as_tensor());
+        let fused = attention(qt, kt, vt, &bias, heads, dropout)?;
+        let reference = composed(qt, kt, vt, &bias, dims, dropout)?;
+        let diff = (&fused - &reference)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "forward differs by {diff}");
+        let gf = (fused * &r)?.sum_all()?.backward()?;
+        let gc = (reference * &r)?.sum_all()?.backward()?;
+        for (name, var) in [("q", &q), ("k", &k), ("v", &v)] {
+            let (Some(a), Some(c)) = (gf.get(var), gc.get(var)) else {
+                panic!("no gradient for {name}");
+            };
+            let diff = (a - c)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff < 1e-4, "gradient of {name} differs by {diff}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn matches_the_composed_form_forward_and_backward() -> Result<()> {
+        compare(None)
+    }
+
+    #[test]
+    fn matches_the_composed_form_with_the_same_dropout_mask() -> Result<()> {
+        compare(Some((0.3, 17)))
+    }
+
+    #[test]
+    fn a_hidden_size_that_heads_do_not_divide_is_an_error() -> Result<()> {
+        let x = Tensor::zeros((1, 2, 10), candle_core::DType::F32, &Device::Cpu)?;
+        let bias = Tensor::zeros((1, 1, 1, 2), candle_core::DType::F32, &Device::Cpu)?;
+        let err = attention(&x, &x, &x, &bias, 3, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a multiple of 3 heads"), "{err}");
+        Ok(())
+    }
+}
