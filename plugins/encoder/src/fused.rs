@@ -1,4 +1,4 @@
-//! LayerNorm, softmax and erf-GELU as single CPU ops with their own backward pass.
+//! LayerNorm, erf-GELU and bias addition as single CPU ops with their own backward pass.
 //!
 //! Written out of candle's elementary ops, each of these is 5-10 tensors forward and 15-25
 //! backward, every one a full pass over memory with a fresh allocation; in the training step
@@ -33,15 +33,6 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Resul
             .broadcast_div(&(var + eps)?.sqrt()?)?
             .broadcast_mul(weight)?
             .broadcast_add(bias)
-    }
-}
-
-/// Softmax over the last axis.
-pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
-        x.contiguous()?.apply_op1(Softmax)
-    } else {
-        candle_nn::ops::softmax(x, D::Minus1)
     }
 }
 
@@ -310,47 +301,6 @@ impl CustomOp3 for LayerNorm {
     }
 }
 
-struct Softmax;
-
-impl CustomOp1 for Softmax {
-    fn name(&self) -> &'static str {
-        "clarity-softmax"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(storage, layout, self.name())?;
-        let dim = layout.dims().last().copied().unwrap_or(0);
-        if dim == 0 {
-            candle_core::bail!("{}: empty last axis", self.name());
-        }
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(dim * ROWS_PER_TASK)
-            .zip(x.par_chunks(dim * ROWS_PER_TASK))
-            .for_each(|(out, x)| {
-                for (out, row) in out.chunks_mut(dim).zip(x.chunks(dim)) {
-                    softmax_row(row, out);
-                }
-            });
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
-    }
-
-    /// dx = y * (g - sum(g * y)) per row.
-    fn bwd(&self, arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let dim = arg.dim(D::Minus1)?;
-        let (y, g) = (values(res)?, values(grad)?);
-        let mut dx = vec![0f32; y.len()];
-        dx.par_chunks_mut(dim * ROWS_PER_TASK)
-            .zip(y.par_chunks(dim * ROWS_PER_TASK))
-            .zip(g.par_chunks(dim * ROWS_PER_TASK))
-            .for_each(|((dx, y), g)| {
-                for ((dx, y), g) in dx.chunks_mut(dim).zip(y.chunks(dim)).zip(g.chunks(dim)) {
-                    softmax_backward_row(y, g, dx);
-                }
-            });
-        Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
-    }
-}
-
 struct GeluErf;
 
 impl CustomOp1 for GeluErf {
@@ -416,26 +366,6 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// One softmax row: `out = exp(row - max) / Σ`.
-#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
-fn softmax_row(row: &[f32], out: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    for (o, v) in out.iter_mut().zip(row) {
-        *o = fastmath::exp(v - max);
-    }
-    let inv = 1.0 / sum(out);
-    out.iter_mut().for_each(|o| *o *= inv);
-}
-
-/// One softmax row backward: `dx = y (g - Σ g y)`.
-#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
-fn softmax_backward_row(y: &[f32], g: &[f32], dx: &mut [f32]) {
-    let dot = dot(y, g);
-    for ((d, y), g) in dx.iter_mut().zip(y).zip(g) {
-        *d = y * (g - dot);
-    }
-}
-
 /// `x Φ(x)` elementwise.
 #[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
 fn gelu_forward(x: &[f32], out: &mut [f32]) {
@@ -485,10 +415,7 @@ mod tests {
     }
 
     #[test]
-    fn softmax_and_gelu_match_candle_forward_and_backward() -> Result<()> {
-        check(&[3, 5, 37], softmax_last_dim, |x| {
-            candle_nn::ops::softmax(x, D::Minus1)
-        })?;
+    fn gelu_matches_candle_forward_and_backward() -> Result<()> {
         check(&[7, 300], gelu_erf, |x| x.gelu_erf())
     }
 

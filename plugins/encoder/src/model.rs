@@ -1,9 +1,10 @@
-//! The encoder in candle, built from ordinary differentiable ops so every parameter trains.
+//! The encoder in candle, built from ops that all have a backward pass, so every parameter
+//! trains.
 //!
 //! candle's own BERT takes fused LayerNorm/softmax paths that have no backward pass (see
-//! RECIPES): only the head would learn. Here LayerNorm, softmax and GELU are our own fused
-//! ops with a backward pass ([`fused`]), and dropout is real, seeded from the training seed
-//! ([`crate::dropout`]).
+//! RECIPES): only the head would learn. Here attention ([`attention`]), LayerNorm, GELU and
+//! the bias additions ([`fused`]) are our own CPU ops with their backward passes, and
+//! dropout is real, seeded from the training seed ([`crate::dropout`]).
 
 use crate::arch::{Activation, Arch, Family};
 use crate::attention;
