@@ -169,7 +169,7 @@ fn shipped_project() -> Project {
     project
 }
 
-/// Real fine-tuning of the shipped MiniLM entry (about 4 minutes on 2 cores): run it in release,
+/// Real fine-tuning of the shipped MiniLM entry (about a minute on 2 cores): run it in release,
 /// `./scripts/test.sh --release -- --ignored minilm`.
 #[test]
 #[ignore = "real MiniLM fine-tuning; run with --release -- --ignored minilm"]

@@ -177,7 +177,7 @@ pub fn attention(
         head_dim: hidden / heads,
     };
     let dropout = dropout.filter(|(p, _)| *p > 0.0);
-    if q.device().is_cpu() && q.dtype() == candle_core::DType::F32 {
+    if crate::fused::use_fused(q) {
         let op = Attention {
             dims,
             scale: 1.0 / (dims.head_dim as f32).sqrt(),
@@ -388,15 +388,22 @@ mod tests {
 
     /// Forward and the gradients of q, k and v of `sum(attention · r)`, fused against the
     /// composed candle form, with padding in the second sequence and optional dropout.
-    fn compare(dropout: Option<(f32, u64)>) -> Result<()> {
+    fn compare(shape: (usize, usize, usize, usize), dropout: Option<(f32, u64)>) -> Result<()> {
         let dev = Device::Cpu;
-        let (b, s, heads, hd) = (2, 7, 3, 4);
+        let (b, s, heads, hd) = shape;
         let var = |scale| Var::from_tensor(&Tensor::randn(0f32, scale, (b, s, heads * hd), &dev)?);
         let (q, k, v) = (var(1.0)?, var(1.0)?, var(1.0)?);
-        let mask = Tensor::new(
-            &[[1f32, 1., 1., 1., 1., 1., 1.], [1., 1., 1., 1., 0., 0., 0.]],
-            &dev,
-        )?;
+        // The second sequence's last three positions are padding.
+        let mask: Vec<f32> = (0..b * s)
+            .map(|i| {
+                if i / s == 1 && i % s >= s - 3 {
+                    0.0
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, (b, s), &dev)?;
         let bias = ((mask.ones_like()? - mask)? * -10000.0)?.reshape((b, 1, 1, s))?;
         let r = Tensor::randn(0f32, 1.0, (b, s, heads * hd), &dev)?;
         let dims = Dims {
@@ -427,12 +434,17 @@ mod tests {
 
     #[test]
     fn matches_the_composed_form_forward_and_backward() -> Result<()> {
-        compare(None)
+        compare((2, 7, 3, 4), None)
     }
 
     #[test]
     fn matches_the_composed_form_with_the_same_dropout_mask() -> Result<()> {
-        compare(Some((0.3, 17)))
+        compare((2, 7, 3, 4), Some((0.3, 17)))
+    }
+
+    #[test]
+    fn matches_the_composed_form_at_minilm_size() -> Result<()> {
+        compare((2, 128, 12, 32), Some((0.1, 5)))
     }
 
     #[test]

@@ -126,17 +126,12 @@ fn masked(mask: Mask, x: &[f32]) -> Vec<f32> {
     out
 }
 
-/// Whether the fused CPU path applies to `x`.
-fn fused_path(x: &Tensor) -> bool {
-    x.device().is_cpu() && x.dtype() == candle_core::DType::F32
-}
-
 /// Inverted dropout with probability `p`, its mask drawn from `seed`.
 pub fn dropout(x: &Tensor, p: f32, seed: u64) -> Result<Tensor> {
     if p == 0.0 {
         return Ok(x.clone());
     }
-    if fused_path(x) {
+    if crate::fused::use_fused(x) {
         x.contiguous()?.apply_op1(Dropout(Mask::new(p, seed)?))
     } else {
         candle_nn::ops::dropout(x, p)
@@ -149,7 +144,7 @@ pub fn dropout_add(x: &Tensor, residual: &Tensor, p: f32, seed: u64) -> Result<T
     if p == 0.0 {
         return x + residual;
     }
-    if fused_path(x) && x.dims() == residual.dims() {
+    if crate::fused::use_fused(x) && x.dims() == residual.dims() {
         x.contiguous()?
             .apply_op2(&residual.contiguous()?, DropoutAdd(Mask::new(p, seed)?))
     } else {

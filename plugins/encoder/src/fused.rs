@@ -17,12 +17,32 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 use std::f32::consts::FRAC_1_SQRT_2;
 
+thread_local! {
+    /// Set by tests to run the composed candle forms on the CPU too, as a reference.
+    static COMPOSED_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the fused CPU ops handle `x` (f32 on the CPU), or the composed candle forms
+/// (other devices and dtypes, and the reference in tests).
+pub(crate) fn use_fused(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && !COMPOSED_ONLY.get()
+}
+
+/// Run `f` with every op in its composed candle form (on this thread).
+#[cfg(test)]
+pub(crate) fn with_composed_ops<R>(f: impl FnOnce() -> R) -> R {
+    COMPOSED_ONLY.set(true);
+    let result = f();
+    COMPOSED_ONLY.set(false);
+    result
+}
+
 /// Rows handed to one rayon task: large enough that scheduling is noise.
 const ROWS_PER_TASK: usize = 16;
 
 /// `LayerNorm(x) * weight + bias` over the last axis.
 pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+    if use_fused(x) {
         x.contiguous()?
             .apply_op3(weight, bias, LayerNorm { eps: eps as f32 })
     } else {
@@ -38,7 +58,7 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Resul
 
 /// GELU with the exact erf form (BERT's `gelu`).
 pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+    if use_fused(x) {
         x.contiguous()?.apply_op1(GeluErf)
     } else {
         x.gelu_erf()
@@ -114,7 +134,7 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
 /// with a strided single-threaded reduction over the leading axes (8% of a training step);
 /// here each task sums its own rows and the partial sums are added.
 pub fn add_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+    if use_fused(x) {
         x.contiguous()?.apply_op2(bias, AddBias)
     } else {
         x.broadcast_add(bias)

@@ -96,3 +96,45 @@ fn padding_does_not_change_a_rows_logits() {
         }
     }
 }
+
+/// Loss and the gradient of every parameter, eval mode (no dropout: the composed form's
+/// candle dropout draws other masks).
+fn loss_and_gradients(model: &EncoderModel) -> (f32, Vec<(String, Vec<f32>)>) {
+    let batch = TensorBatch::from_encoded(&tiny_batch(), &Device::Cpu).unwrap();
+    let labels = Tensor::new(&[0u32, 2], &Device::Cpu).unwrap();
+    let loss = cross_entropy(&model.logits(&batch, false).unwrap(), &labels).unwrap();
+    let grads = loss.backward().unwrap();
+    let gradients = model
+        .varmap_vars()
+        .into_iter()
+        .map(|(name, var)| {
+            let g = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("no gradient: {name}"));
+            (name, g.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        })
+        .collect();
+    (loss.to_scalar::<f32>().unwrap(), gradients)
+}
+
+#[test]
+fn the_fused_ops_give_the_composed_candle_gradients_for_every_parameter() {
+    for family in ["bert", "roberta", "distilbert"] {
+        let model = tiny_model(family, 3, 4);
+        let (loss, fused) = loss_and_gradients(&model);
+        let (reference_loss, composed) =
+            crate::fused::with_composed_ops(|| loss_and_gradients(&model));
+        assert!(
+            (loss - reference_loss).abs() < 1e-5,
+            "{family}: loss {loss} vs {reference_loss}"
+        );
+        for ((name, a), (_, b)) in fused.iter().zip(&composed) {
+            let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+            let worst = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(
+                worst / scale < 1e-4,
+                "{family} {name}: off by {worst} (largest {scale})"
+            );
+        }
+    }
+}
