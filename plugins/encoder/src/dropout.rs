@@ -15,11 +15,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Elements per rayon task.
 const CHUNK: usize = 8192;
 
-/// Per-call seeds for one model's dropout layers: call `n` of a run gets a seed derived from
-/// (run seed, n), so a run with the same seed and data draws the same masks.
+/// Per-call seeds for one model's dropout layers: call `n` after [`DropoutSeeds::restart`]
+/// with key `k` gets a seed derived from (run seed, k, n), so a run with the same seed and
+/// data draws the same masks, and so does a resumed one (the training loop restarts the
+/// stream with each micro-batch's key).
 #[derive(Debug, Default)]
 pub struct DropoutSeeds {
     seed: u64,
+    stream: AtomicU64,
     calls: AtomicU64,
 }
 
@@ -28,14 +31,21 @@ impl DropoutSeeds {
     pub fn new(seed: u64) -> Self {
         Self {
             seed,
-            calls: AtomicU64::new(0),
+            ..Self::default()
         }
+    }
+
+    /// Start the seeds of the micro-batch `key`.
+    pub fn restart(&self, key: u64) {
+        self.stream.store(key, Ordering::Relaxed);
+        self.calls.store(0, Ordering::Relaxed);
     }
 
     /// The seed for the next dropout call.
     pub fn next(&self) -> u64 {
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
-        splitmix64(self.seed ^ call.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        let stream = splitmix64(self.stream.load(Ordering::Relaxed));
+        splitmix64(self.seed ^ stream ^ call.wrapping_mul(0x9E37_79B9_7F4A_7C15))
     }
 }
 

@@ -314,4 +314,8 @@ impl TrainableModel for EncoderModel {
     fn device(&self) -> &Device {
         &self.device
     }
+
+    fn begin_micro_batch(&self, key: u64) {
+        self.dropout_seeds.restart(key);
+    }
 }

@@ -54,4 +54,9 @@ pub trait TrainableModel {
 
     /// The device the model lives on.
     fn device(&self) -> &Device;
+
+    /// Called before each training micro-batch with a key unique to it in the run (epoch and
+    /// position): a model whose training draws random numbers (dropout) reseeds them from
+    /// it, so a resumed run draws what an uninterrupted one would have.
+    fn begin_micro_batch(&self, _key: u64) {}
 }

@@ -319,6 +319,7 @@ impl<'a, M: TrainableModel> Trainer<'a, M> {
         let mut epoch_losses: Vec<f64> = Vec::new();
         for (i, indices) in micro.iter().enumerate().skip(skip) {
             let examples: Vec<&Example> = indices.iter().map(|&j| &self.job.train[j]).collect();
+            self.model.begin_micro_batch((epoch << 32) | i as u64);
             let (loss, grads) = self.forward_backward(&examples)?;
             pending_losses.push(loss);
             match pending.as_mut() {
