@@ -158,7 +158,7 @@ pub fn dropout_add(x: &Tensor, residual: &Tensor, p: f32, seed: u64) -> Result<T
         x.contiguous()?
             .apply_op2(&residual.contiguous()?, DropoutAdd(Mask::new(p, seed)?))
     } else {
-        candle_nn::ops::dropout(x, p)? + residual
+        dropout(x, p, seed)? + residual
     }
 }
 

@@ -3,11 +3,37 @@
 use crate::arch::Arch;
 use crate::model::EncoderModel;
 use crate::weights;
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Tensor, Var};
 use candle_nn::loss::cross_entropy;
 use clarity_runtime::batch::TensorBatch;
 use clarity_runtime::tokenize::Encoded;
 use serde_json::json;
+
+/// Checks a fused op's output against its composed candle form: forward to 1e-5 (max abs),
+/// and the gradient of every one of `inputs` through `sum(output · r)` for a random `r` to
+/// 1e-4.
+pub(crate) fn assert_matches_composed(
+    fused: &Tensor,
+    composed: &Tensor,
+    inputs: &[(&str, &Var)],
+) -> candle_core::Result<()> {
+    let max_abs_diff = |a: &Tensor, b: &Tensor| -> candle_core::Result<f32> {
+        (a - b)?.abs()?.max_all()?.to_scalar::<f32>()
+    };
+    let diff = max_abs_diff(fused, composed)?;
+    assert!(diff < 1e-5, "forward differs by {diff}");
+    let r = Tensor::randn(0f32, 1.0, fused.shape(), fused.device())?;
+    let gf = (fused * &r)?.sum_all()?.backward()?;
+    let gc = (composed * &r)?.sum_all()?.backward()?;
+    for (name, var) in inputs {
+        let (Some(a), Some(c)) = (gf.get(var), gc.get(var)) else {
+            panic!("no gradient for {name}");
+        };
+        let diff = max_abs_diff(a, c)?;
+        assert!(diff < 1e-4, "gradient of {name} differs by {diff}");
+    }
+    Ok(())
+}
 
 pub(crate) fn tiny_config(model_type: &str) -> serde_json::Value {
     match model_type {
