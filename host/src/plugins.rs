@@ -4,6 +4,8 @@
 //! (never `RootModule::load_from_file`, which caches one library per process). Failures
 //! become one clear line naming the path and the fix. Libraries are never unloaded.
 
+use crate::backend::{Classify, LoadedModel};
+use crate::config::Config;
 use abi_stable::library::{lib_header_from_path, LibraryError, RootModule};
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::sabi_types::{VersionNumber, VersionStrings};
@@ -115,6 +117,24 @@ impl Plugin {
     }
 }
 
+/// Why a model's backend could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The plugin library could not be used.
+    #[error(transparent)]
+    Library(#[from] PluginLoadError),
+    /// The plugin refused the model's entry.
+    #[error("model `{model}`: plugin {path} refused its entry: {source}")]
+    Refused {
+        /// The model.
+        model: String,
+        /// The plugin library.
+        path: PathBuf,
+        /// What the plugin said.
+        source: SdkError,
+    },
+}
+
 /// Opens plugin libraries, each path once, and remembers the outcome.
 #[derive(Default)]
 pub struct Registry {
@@ -122,6 +142,37 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// Build `spec`'s backend (not yet loaded) with the entry as `models.yaml` gives it.
+    pub fn model_for(&self, config: &Config, spec: &ModelSpec) -> Result<Model, OpenError> {
+        self.model_with(config, spec, &config.plugin_init(spec, None))
+    }
+
+    /// Build `spec`'s backend from `init` (training passes the data's labels; staging and
+    /// export point `artifact_dir` elsewhere).
+    pub fn model_with(
+        &self,
+        config: &Config,
+        spec: &ModelSpec,
+        init: &PluginInit,
+    ) -> Result<Model, OpenError> {
+        let path = plugin_path(spec, &config.dir);
+        let plugin = self.open_for(&path, spec)?;
+        tracing::debug!(
+            "Model `{}`: plugin {} {} from {}",
+            spec.name,
+            plugin.name(),
+            plugin.version(),
+            path.display()
+        );
+        plugin
+            .instantiate(init)
+            .map_err(|source| OpenError::Refused {
+                model: spec.name.clone(),
+                path,
+                source,
+            })
+    }
+
     /// Open the library at `path` (or return the earlier outcome for that path).
     pub fn open(&self, path: &Path) -> Result<Plugin, PluginLoadError> {
         let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
@@ -355,12 +406,10 @@ impl Model {
         decode(self.backend.load())
     }
 
-    /// Score a batch of pairs.
-    pub fn classify(&self, pairs: &[TextPair]) -> Result<Vec<Vec<f32>>, SdkError> {
-        match self.backend.classify_batch(RSlice::from_slice(pairs)) {
-            RResult::ROk(scores) => Ok(scores.into_iter().map(|s| s.into_vec()).collect()),
-            RResult::RErr(e) => Err(e.into()),
-        }
+    /// Load the trained model and hand it over for scoring.
+    pub fn into_loaded(mut self) -> Result<LoadedModel, SdkError> {
+        let info = self.load()?;
+        Ok(LoadedModel::new(Box::new(self), info))
     }
 
     /// Train, passing every event to `on_event`; it returns `false` to ask for a stop.
@@ -380,6 +429,15 @@ impl Model {
     pub fn export(&mut self, out_dir: &std::path::Path) -> Result<Vec<String>, SdkError> {
         let dir = out_dir.to_string_lossy();
         decode(self.backend.export(RStr::from_str(&dir)))
+    }
+}
+
+impl Classify for Model {
+    fn classify(&self, pairs: &[TextPair]) -> Result<Vec<Vec<f32>>, SdkError> {
+        match self.backend.classify_batch(RSlice::from_slice(pairs)) {
+            RResult::ROk(scores) => Ok(scores.into_iter().map(|s| s.into_vec()).collect()),
+            RResult::RErr(e) => Err(e.into()),
+        }
     }
 }
 

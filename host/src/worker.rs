@@ -1,13 +1,13 @@
-//! One thread per served model: it owns the plugin backend, loads it, and runs requests in
-//! batches.
+//! One thread per served model: it owns the model's backend (a [`LoadedModel`], so any
+//! [`crate::backend::Classify`]), loads it, and runs requests in batches.
 //!
 //! Async handlers never call into a plugin. They queue a [`Job`] and await a oneshot reply;
 //! the worker drains whatever is queued (up to `max_batch_size` pairs) into one
 //! `classify_batch` call, so concurrent requests share a forward pass. The queue is bounded
 //! in pairs: when it is full a request fails at once with [`ClassifyError::Overloaded`].
 
+use crate::backend::LoadedModel;
 use crate::metrics;
-use crate::plugins::Model;
 use clarity_sdk::config::ServingConfig;
 use clarity_sdk::{Error as SdkError, ModelInfo, ModelSpec, TextPair};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -67,8 +67,13 @@ pub enum ClassifyError {
         capacity: usize,
     },
     /// The plugin returned an error (a caught panic included).
-    #[error(transparent)]
-    Plugin(#[from] SdkError),
+    #[error("model `{model}`: {source}")]
+    Plugin {
+        /// Model name.
+        model: String,
+        /// What the plugin said.
+        source: SdkError,
+    },
     /// The worker thread is gone.
     #[error("model `{0}` worker stopped")]
     WorkerGone(String),
@@ -99,7 +104,7 @@ pub struct ModelWorker {
 
 /// What the worker thread runs first: open the plugin and produce a loaded model. It gets
 /// a callback to report that it is training before it can serve.
-pub type Startup = Box<dyn FnOnce(&dyn Fn(Status)) -> Result<(Model, ModelInfo), String> + Send>;
+pub type Startup = Box<dyn FnOnce(&dyn Fn(Status)) -> Result<LoadedModel, String> + Send>;
 
 impl ModelWorker {
     /// Start the worker thread for `spec`; `startup` loads the model on that thread.
@@ -121,7 +126,8 @@ impl ModelWorker {
             .spawn(move || {
                 let set_status = |s: Status| write(&thread_state).status = s;
                 match startup(&set_status) {
-                    Ok((model, info)) => {
+                    Ok(model) => {
+                        let info = model.info().clone();
                         tracing::info!(
                             "Model `{name}` ready: {} on {}, labels {:?}",
                             info.backend,
@@ -134,7 +140,7 @@ impl ModelWorker {
                             st.info = Some(info);
                             st.status = Status::Ready;
                         }
-                        run_batches(&model, &jobs, &thread_queued, max_batch);
+                        run_batches(&name, &model, &jobs, &thread_queued, max_batch);
                     }
                     Err(reason) => {
                         tracing::error!("Model `{name}` failed to load: {reason}");
@@ -180,6 +186,20 @@ impl ModelWorker {
     /// What the loaded model reported about itself.
     pub fn info(&self) -> Option<ModelInfo> {
         read(&self.state).info.clone()
+    }
+
+    /// Wait while the model trains before it serves (at most `limit`); `true` when it is
+    /// not (or no longer) training. Shutdown uses it so a stopped auto-train can write its
+    /// checkpoint before the process exits.
+    pub fn wait_while_training(&self, limit: std::time::Duration) -> bool {
+        let started = Instant::now();
+        while self.status() == Status::Training {
+            if started.elapsed() >= limit {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        true
     }
 
     /// Pairs waiting in the queue.
@@ -228,7 +248,10 @@ impl ModelWorker {
             return Err(ClassifyError::WorkerGone(self.spec.name.clone()));
         }
         match answer.await {
-            Ok(result) => result.map_err(ClassifyError::from),
+            Ok(result) => result.map_err(|source| ClassifyError::Plugin {
+                model: self.spec.name.clone(),
+                source,
+            }),
             Err(_) => Err(ClassifyError::WorkerGone(self.spec.name.clone())),
         }
     }
@@ -236,7 +259,13 @@ impl ModelWorker {
 
 /// The worker loop: take one job, add whatever else is already queued up to `max_batch`
 /// pairs, run them together, and answer each job with its own slice of the scores.
-fn run_batches(model: &Model, jobs: &mpsc::Receiver<Job>, queued: &AtomicUsize, max_batch: usize) {
+fn run_batches(
+    name: &str,
+    model: &LoadedModel,
+    jobs: &mpsc::Receiver<Job>,
+    queued: &AtomicUsize,
+    max_batch: usize,
+) {
     let max_batch = max_batch.max(1);
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
@@ -253,15 +282,15 @@ fn run_batches(model: &Model, jobs: &mpsc::Receiver<Job>, queued: &AtomicUsize, 
         let left = queued
             .fetch_sub(size, Ordering::SeqCst)
             .saturating_sub(size);
-        metrics::set_queued(model.name(), left);
+        metrics::set_queued(name, left);
         // A caller that gave up (client disconnected) does not cost a forward pass.
         batch.retain(|job| !job.reply.is_closed());
         for job in &batch {
-            metrics::record_queue_wait(model.name(), job.enqueued.elapsed());
+            metrics::record_queue_wait(name, job.enqueued.elapsed());
         }
         if batch.len() > 1 {
             let pairs: Vec<TextPair> = batch.iter().flat_map(|j| j.pairs.iter().cloned()).collect();
-            match classify_chunked(model, &pairs, max_batch) {
+            match classify_chunked(name, model, &pairs, max_batch) {
                 Ok(scores) => {
                     let mut scores = scores.into_iter();
                     for job in batch {
@@ -273,15 +302,14 @@ fn run_batches(model: &Model, jobs: &mpsc::Receiver<Job>, queued: &AtomicUsize, 
                 // One bad request must not fail the others it was batched with: rerun each
                 // alone below so only the culprit gets the error.
                 Err(err) => tracing::debug!(
-                    "Model `{}`: batch failed ({err}); retrying requests one by one",
-                    model.name()
+                    "Model `{name}`: batch failed ({err}); retrying requests one by one"
                 ),
             }
         }
         for job in batch {
-            let result = classify_chunked(model, &job.pairs, max_batch);
+            let result = classify_chunked(name, model, &job.pairs, max_batch);
             if let Err(e) = &result {
-                metrics::record_failure(model.name(), e.kind.as_str());
+                metrics::record_failure(name, e.kind.as_str());
             }
             let _ = job.reply.send(result);
         }
@@ -290,7 +318,8 @@ fn run_batches(model: &Model, jobs: &mpsc::Receiver<Job>, queued: &AtomicUsize, 
 
 /// Run `pairs` through the plugin in calls of at most `chunk` pairs.
 fn classify_chunked(
-    model: &Model,
+    name: &str,
+    model: &LoadedModel,
     pairs: &[TextPair],
     chunk: usize,
 ) -> Result<Vec<Vec<f32>>, SdkError> {
@@ -298,7 +327,7 @@ fn classify_chunked(
     for part in pairs.chunks(chunk) {
         let started = Instant::now();
         out.extend(model.classify(part)?);
-        metrics::record_batch(model.name(), part.len(), started.elapsed());
+        metrics::record_batch(name, part.len(), started.elapsed());
     }
     Ok(out)
 }

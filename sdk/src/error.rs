@@ -51,8 +51,11 @@ impl fmt::Display for ErrorKind {
 }
 
 /// A plugin error: a kind and a message for people.
+///
+/// `Display` shows both (`invalid_input: question is empty`), so an error that travels up
+/// through `anyhow` contexts still says what kind it was; HTTP bodies use `message` alone.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
+#[error("{kind}: {message}")]
 pub struct Error {
     /// What went wrong.
     pub kind: ErrorKind,

@@ -1,5 +1,6 @@
 //! Ctrl-C during `train`: the plugin checkpoints, nothing half-written is left, the exit
-//! says how to resume, and `train --resume` goes on from the checkpoint.
+//! says how to resume, and `train --resume` goes on from the checkpoint. SIGTERM during
+//! `serve`'s auto-training does the same before the server exits.
 
 use clarity_tests::encoder::write_tiny_encoder;
 use clarity_tests::process::{signal, spawn_host, wait_exit, CapturedLog};
@@ -114,4 +115,43 @@ fn sigint_checkpoints_leaves_no_model_and_resume_goes_on() {
     let first_step = report["history"]["steps"][0]["step"].as_u64();
     assert_eq!(first_step, Some(step + 1), "{report}");
     assert!(artifacts.join("tiny/model.onnx").is_file());
+}
+
+#[test]
+fn sigterm_during_serve_auto_training_checkpoints_and_leaves_no_model() {
+    let project = tiny_project();
+    let mut child = spawn_host(
+        &project.config(),
+        project.path(),
+        &["serve", "--host", "127.0.0.1", "--port", "0"],
+    );
+    let log = CapturedLog::attach(&mut child, |_| {});
+    log.wait_for(Duration::from_secs(120), |l| l.contains(" step 3/"))
+        .unwrap_or_else(|| panic!("auto-training never reached step 3:\n{}", log.text()));
+    signal(child.id(), "TERM");
+    let code = wait_exit(&mut child, Duration::from_secs(120));
+    std::thread::sleep(Duration::from_millis(200));
+    let text = log.text();
+    // A clean stop: the server drained, the training wrote its checkpoint first.
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("interrupted at step"), "{text}");
+
+    let artifacts = project.path().join("artifacts");
+    assert_eq!(
+        names(&artifacts.join("tiny")),
+        vec!["checkpoints"],
+        "{text}"
+    );
+    assert!(
+        names(&artifacts).iter().all(|n| n == "tiny"),
+        "leftovers: {:?}",
+        names(&artifacts)
+    );
+    let checkpoints = names(&artifacts.join("tiny/checkpoints"));
+    let step = checkpoints
+        .iter()
+        .filter_map(|n| n.strip_prefix("step-")?.parse::<u64>().ok())
+        .max()
+        .unwrap_or_else(|| panic!("no checkpoint: {checkpoints:?}\n{text}"));
+    assert!((3..EPOCHS * STEPS_PER_EPOCH).contains(&step), "{step}");
 }

@@ -7,8 +7,8 @@
 use crate::artifacts::{self, Staging, CHECKPOINTS};
 use crate::cli::ExportArgs;
 use crate::config::Config;
-use crate::plugins::{self, Registry};
-use anyhow::{anyhow, bail, Context};
+use crate::plugins::Registry;
+use anyhow::{bail, Context};
 use clarity_sdk::TextPair;
 use std::path::Path;
 use std::process::ExitCode;
@@ -30,44 +30,25 @@ pub fn run(config: &Config, args: &ExportArgs) -> anyhow::Result<ExitCode> {
     copy_model_files(&source, staging.path())?;
 
     let registry = Registry::default();
-    let plugin_path = plugins::plugin_path(spec, &config.dir);
-    let plugin = registry.open_for(&plugin_path, spec)?;
     let mut init = config.plugin_init(spec, None);
     init.artifact_dir = staging.path().to_path_buf();
-    let mut model = plugin
-        .instantiate(&init)
-        .with_context(|| format!("model `{}`: the plugin refused its entry", spec.name))?;
-    let files = model.export(staging.path()).map_err(|e| {
-        anyhow!(
-            "export of `{}` failed ({}): {}",
-            spec.name,
-            e.kind,
-            e.message
-        )
-    })?;
+    let mut model = registry.model_with(config, spec, &init)?;
+    let files = model
+        .export(staging.path())
+        .with_context(|| format!("export of `{}` failed", spec.name))?;
     drop(model);
 
     // The exported model must load and score before it replaces anything.
-    let mut check = plugin.instantiate(&init)?;
-    check.load().map_err(|e| {
-        anyhow!(
-            "the exported model does not load ({}): {}",
-            e.kind,
-            e.message
-        )
-    })?;
+    let check = registry
+        .model_with(config, spec, &init)?
+        .into_loaded()
+        .context("the exported model does not load")?;
     check
         .classify(&[TextPair::new(
             "Is the export complete?",
             "It loads and scores.",
         )])
-        .map_err(|e| {
-            anyhow!(
-                "the exported model fails to score ({}): {}",
-                e.kind,
-                e.message
-            )
-        })?;
+        .context("the exported model fails to score")?;
     drop(check);
 
     let dir = staging

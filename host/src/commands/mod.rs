@@ -1,4 +1,5 @@
-//! One module per subcommand.
+//! One module per subcommand: each parses nothing and decides little, it calls the
+//! library ([`crate::training`], [`crate::plugins::Registry`], [`crate::http`]) and prints.
 
 mod export;
 mod list;
@@ -7,13 +8,12 @@ mod serve;
 mod test;
 mod train;
 
-pub use train::Interrupted;
-
+use crate::backend::LoadedModel;
 use crate::cli::{Args, Command};
 use crate::config::{self, Config};
-use crate::plugins::{self, Model, Registry};
+use crate::plugins::Registry;
 use anyhow::Context;
-use clarity_sdk::{ErrorKind, ModelInfo, ModelSpec};
+use clarity_sdk::{ErrorKind, ModelSpec};
 use std::process::ExitCode;
 
 /// Run the chosen subcommand.
@@ -28,51 +28,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Open `spec`'s plugin and build its backend (not yet loaded).
-pub fn instantiate(
-    registry: &Registry,
-    config: &Config,
-    spec: &ModelSpec,
-    labels: Option<Vec<String>>,
-) -> anyhow::Result<Model> {
-    let path = plugins::plugin_path(spec, &config.dir);
-    let plugin = registry.open_for(&path, spec)?;
-    tracing::debug!(
-        "Model `{}`: plugin {} {} from {}",
-        spec.name,
-        plugin.name(),
-        plugin.version(),
-        path.display()
-    );
-    let init = config.plugin_init(spec, labels);
-    plugin.instantiate(&init).with_context(|| {
-        format!(
-            "model `{}`: plugin {} refused its entry",
-            spec.name,
-            path.display()
-        )
-    })
-}
-
 /// Open, build and load `spec` for inference, with a hint when it is not trained yet.
-pub fn load_model(
+fn load_model(
     registry: &Registry,
     config: &Config,
     spec: &ModelSpec,
-) -> anyhow::Result<(Model, ModelInfo)> {
-    let mut model = instantiate(registry, config, spec, None)?;
-    match model.load() {
-        Ok(info) => Ok((model, info)),
-        Err(e) if e.kind == ErrorKind::NotTrained => Err(anyhow::anyhow!(
-            "model `{}` is not trained yet ({}): run `clarity-host train --model {}`",
-            spec.name,
-            e.message,
-            spec.name
-        )),
-        Err(e) => Err(anyhow::anyhow!(
-            "model `{}` failed to load: {}",
-            spec.name,
-            e.message
-        )),
+) -> anyhow::Result<LoadedModel> {
+    let model = registry.model_for(config, spec)?;
+    match model.into_loaded() {
+        Ok(loaded) => Ok(loaded),
+        Err(e) if e.kind == ErrorKind::NotTrained => Err(e).with_context(|| {
+            format!(
+                "model `{}` is not trained yet: run `clarity-host train --model {}`",
+                spec.name, spec.name
+            )
+        }),
+        Err(e) => Err(e).with_context(|| format!("model `{}` failed to load", spec.name)),
     }
 }

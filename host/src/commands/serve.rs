@@ -3,21 +3,28 @@
 //! The listener opens at once; each model loads on its own thread, so `/health` answers
 //! while models load and `/ready` turns 200 when all have. A model that fails to load (a
 //! missing plugin, an ABI mismatch, no trained model) is reported and the others serve.
+//!
+//! A model with no trained artifact is trained first (auto-train). Ctrl-C or SIGTERM asks
+//! such a run to checkpoint and stop, and the process waits for it before exiting, so a
+//! stop never leaves half a model behind.
 
-use super::{instantiate, train::train_model};
+use crate::backend::LoadedModel;
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::http::{self, AppState, Limits};
 use crate::plugins::{self, Registry};
 use crate::tensorboard;
-use crate::training::ProgressMode;
+use crate::training::{self, ProgressMode, TrainOptions};
 use crate::worker::{ModelWorker, Startup, Status};
 use anyhow::{bail, Context};
 use clarity_sdk::{ErrorKind, ModelSpec};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Longest the process waits, after a stop signal, for an auto-train to checkpoint.
+const TRAINING_STOP_WAIT: Duration = Duration::from_secs(300);
 
 pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let specs = selected_models(&config, &args.models)?;
@@ -36,6 +43,8 @@ pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
     );
     let config = Arc::new(config);
     let registry = Arc::new(Registry::default());
+    // Set when the server is told to stop: auto-trains checkpoint and stop at their next step.
+    let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::with_capacity(specs.len());
     for spec in specs {
         let path = plugins::plugin_path(&spec, &config.dir);
@@ -43,14 +52,15 @@ pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
             Arc::clone(&config),
             Arc::clone(&registry),
             spec.clone(),
-            !args.no_auto_train,
+            (!args.no_auto_train).then(|| Arc::clone(&stop)),
         );
         let worker = ModelWorker::spawn(spec, path.display().to_string(), startup)
             .context("cannot start a model thread")?;
         workers.push(Arc::new(worker));
     }
+    let models = Arc::new(workers);
     let state = AppState {
-        models: Arc::new(workers),
+        models: Arc::clone(&models),
         metrics,
     };
     let limits = Limits {
@@ -61,7 +71,24 @@ pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(state, limits, &args.host, args.port))?;
+    let served = runtime.block_on(serve(state, limits, &args.host, args.port));
+    stop.store(true, Ordering::SeqCst);
+    for worker in models.iter() {
+        if worker.status() == Status::Training {
+            tracing::info!(
+                "Waiting for `{}` to checkpoint its training",
+                worker.spec().name
+            );
+            if !worker.wait_while_training(TRAINING_STOP_WAIT) {
+                tracing::warn!(
+                    "`{}` did not stop training within {} s; exiting without its checkpoint",
+                    worker.spec().name,
+                    TRAINING_STOP_WAIT.as_secs()
+                );
+            }
+        }
+    }
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -110,54 +137,61 @@ fn selected_models(config: &Config, names: &[String]) -> anyhow::Result<Vec<Mode
 }
 
 /// What a model's thread does before serving: open the plugin, load the model, and, when
-/// it was never trained and `auto_train` is on, train it on its configured data first.
+/// it was never trained and auto-train is on (`stop` is its stop flag), train it on its
+/// configured data first.
 fn startup_for(
     config: Arc<Config>,
     registry: Arc<Registry>,
     spec: ModelSpec,
-    auto_train: bool,
+    auto_train: Option<Arc<AtomicBool>>,
 ) -> Startup {
     Box::new(move |set_status| {
         let fail = |e: anyhow::Error| format!("{e:#}");
-        let mut model = instantiate(&registry, &config, &spec, None).map_err(fail)?;
-        match model.load() {
-            Ok(info) => return Ok((model, info)),
-            Err(e)
-                if e.kind == ErrorKind::NotTrained
-                    && auto_train
-                    && spec.data_config.train_file.is_some() =>
+        let model = registry
+            .model_for(&config, &spec)
+            .map_err(|e| e.to_string())?;
+        let stop = match (model.into_loaded(), auto_train) {
+            (Ok(loaded), _) => return Ok(loaded),
+            (Err(e), Some(stop))
+                if e.kind == ErrorKind::NotTrained && spec.data_config.train_file.is_some() =>
             {
                 tracing::info!(
                     "Model `{}` has no trained model yet: training it first ({})",
                     spec.name,
                     e.message
                 );
+                stop
             }
-            Err(e) if e.kind == ErrorKind::NotTrained => {
+            (Err(e), _) if e.kind == ErrorKind::NotTrained => {
                 return Err(format!(
                     "not trained yet ({}): run `clarity-host train --model {}`",
                     e.message, spec.name
                 ))
             }
-            Err(e) => return Err(format!("load failed ({}): {}", e.kind, e.message)),
-        }
+            (Err(e), _) => return Err(format!("load failed: {e}")),
+        };
         set_status(Status::Training);
-        let never = AtomicBool::new(false);
-        train_model(
-            &registry,
-            &config,
-            &spec,
-            false,
-            &never,
-            ProgressMode::Lines,
-        )
-        .map_err(fail)?;
-        let mut model = instantiate(&registry, &config, &spec, None).map_err(fail)?;
-        let info = model
-            .load()
-            .map_err(|e| format!("load after training failed ({}): {}", e.kind, e.message))?;
-        Ok((model, info))
+        let options = TrainOptions {
+            resume: false,
+            stop: &stop,
+            progress: ProgressMode::Lines,
+        };
+        training::run(&registry, &config, &spec, options).map_err(fail)?;
+        load_trained(&registry, &config, &spec)
     })
+}
+
+/// The model `training::run` just committed, loaded.
+fn load_trained(
+    registry: &Registry,
+    config: &Config,
+    spec: &ModelSpec,
+) -> Result<LoadedModel, String> {
+    registry
+        .model_for(config, spec)
+        .map_err(|e| e.to_string())?
+        .into_loaded()
+        .map_err(|e| format!("load after training failed: {e}"))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

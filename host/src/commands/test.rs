@@ -1,11 +1,12 @@
 //! `clarity-host test`: classify one pair, or score a labelled file.
 
-use super::{load_model, report, train::classify_examples};
+use super::{load_model, report};
 use crate::cli::TestArgs;
 use crate::config::Config;
 use crate::data;
 use crate::http::types::Prediction;
 use crate::plugins::Registry;
+use crate::training::classify_examples;
 use anyhow::{anyhow, Context};
 use clarity_sdk::metrics::{majority_label, Evaluation};
 use clarity_sdk::TextPair;
@@ -15,16 +16,17 @@ use std::process::ExitCode;
 pub fn run(config: &Config, args: &TestArgs) -> anyhow::Result<ExitCode> {
     let spec = config.model(&args.model)?;
     let registry = Registry::default();
-    let (model, info) = load_model(&registry, config, spec)?;
+    let model = load_model(&registry, config, spec)?;
+    let labels = model.labels();
 
     if let (Some(question), Some(context)) = (&args.question, &args.context) {
         let scores = model
             .classify(&[TextPair::new(question.clone(), context.clone())])
-            .map_err(|e| classify_failed(&spec.name, e))?;
+            .with_context(|| format!("model `{}` failed to classify", spec.name))?;
         let first = scores
             .first()
             .ok_or_else(|| anyhow!("model returned no scores"))?;
-        let prediction = Prediction::from_scores(&info.labels, first);
+        let prediction = Prediction::from_scores(labels, first);
         println!("{}", serde_json::to_string_pretty(&prediction)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -39,14 +41,19 @@ pub fn run(config: &Config, args: &TestArgs) -> anyhow::Result<ExitCode> {
             ))
         }
     };
-    let examples = data::load_labelled(&file, spec, &info.labels)?;
+    let examples = data::load_labelled(&file, spec, labels)?;
     let scores = classify_examples(&model, &examples, spec.serving_config.max_batch_size)
-        .map_err(|e| classify_failed(&spec.name, e))
-        .with_context(|| format!("scoring {}", file.display()))?;
+        .with_context(|| {
+            format!(
+                "model `{}` failed to classify {}",
+                spec.name,
+                file.display()
+            )
+        })?;
     let gold: Vec<usize> = examples.iter().map(|e| e.label).collect();
-    let eval = Evaluation::from_scores(&info.labels, &gold, &scores);
-    let majority = majority_label(&gold, info.labels.len());
-    let baseline = Evaluation::compute(&info.labels, &gold, &vec![majority; gold.len()]);
+    let eval = Evaluation::from_scores(labels, &gold, &scores);
+    let majority = majority_label(&gold, labels.len());
+    let baseline = Evaluation::compute(labels, &gold, &vec![majority; gold.len()]);
     if args.json {
         let out = json!({ "model": spec.name, "file": file, "metrics": eval, "majority_baseline": baseline });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -58,12 +65,4 @@ pub fn run(config: &Config, args: &TestArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn classify_failed(model: &str, e: clarity_sdk::Error) -> anyhow::Error {
-    anyhow!(
-        "model `{model}` failed to classify ({}): {}",
-        e.kind,
-        e.message
-    )
 }

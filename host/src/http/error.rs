@@ -1,11 +1,17 @@
-//! API errors: every failure is JSON `{"error": "...", "kind": "..."}` with a fitting status.
+//! API errors: every failure is JSON `{"error": "...", "kind": "...", "request_id": "..."}`
+//! with a fitting status. This is the one place that maps an error to a status.
+//!
+//! A 4xx says what was wrong with the request. A 5xx says what failed and gives the request
+//! id; its detail (a plugin's message, a panic's text, a path on this machine) goes to the
+//! log under that id, never to the client. [`ApiError::into_response`] attaches an
+//! [`ErrorReport`]; the [`super::request_id`] middleware logs it and writes the final body.
 
 use crate::worker::ClassifyError;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use clarity_sdk::ErrorKind;
+use clarity_sdk::{Error as SdkError, ErrorKind};
 use serde::Serialize;
 
 /// An error answered to an HTTP client.
@@ -32,27 +38,58 @@ pub enum ApiError {
     /// Too much queued work.
     #[error("{0}")]
     Overloaded(String),
-    /// The model is loading or failed to load.
-    #[error("{0}")]
-    Unavailable(String),
-    /// The plugin failed (a caught panic included).
+    /// The model is loading or failed to load (`detail`: why, for the log).
     #[error("{message}")]
-    Plugin {
-        /// What the plugin said.
+    Unavailable {
+        /// What the client is told.
         message: String,
-        /// Its error kind.
-        kind: ErrorKind,
+        /// What only the log gets.
+        detail: Option<String>,
+    },
+    /// The plugin failed on this request (a caught panic included).
+    #[error("model `{model}`: {source}")]
+    Plugin {
+        /// The model.
+        model: String,
+        /// What the plugin said.
+        source: SdkError,
     },
 }
 
+/// What [`ApiError::into_response`] leaves on the response for the request-id middleware.
+#[derive(Debug, Clone)]
+pub struct ErrorReport {
+    /// What the client is told.
+    pub public: String,
+    /// Machine-readable kind.
+    pub kind: &'static str,
+    /// The full story, for the log only.
+    pub detail: String,
+}
+
+/// The JSON error body.
 #[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-    kind: &'a str,
+pub struct ErrorBody<'a> {
+    /// What went wrong.
+    pub error: &'a str,
+    /// Machine-readable kind.
+    pub kind: &'a str,
+    /// The request's id, to find its log lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<&'a str>,
 }
 
 impl ApiError {
-    fn status(&self) -> StatusCode {
+    /// A model that is not ready; `detail` (e.g. why loading failed) goes to the log only.
+    pub fn unavailable(message: impl Into<String>, detail: Option<String>) -> Self {
+        ApiError::Unavailable {
+            message: message.into(),
+            detail,
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
         match self {
             ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -60,8 +97,10 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Overloaded(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Plugin { kind, .. } => match kind {
+            ApiError::Overloaded(_) | ApiError::Unavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Plugin { source, .. } => match source.kind {
                 ErrorKind::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
                 ErrorKind::NotLoaded | ErrorKind::NotTrained => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -79,32 +118,60 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Overloaded(_) => "overloaded",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::Plugin { kind, .. } => match kind {
+            ApiError::Unavailable { .. } => "unavailable",
+            ApiError::Plugin { source, .. } => match source.kind {
                 ErrorKind::InvalidInput => "validation",
+                ErrorKind::NotLoaded | ErrorKind::NotTrained => "unavailable",
                 ErrorKind::Panic => "plugin_panic",
                 _ => "plugin_error",
             },
+        }
+    }
+
+    /// What the client is told: the whole message for a 4xx, only what failed for a 5xx.
+    pub fn public_message(&self) -> String {
+        match self {
+            ApiError::Plugin { model, source } if self.status().is_server_error() => {
+                let what = match source.kind {
+                    ErrorKind::Panic => "panicked",
+                    ErrorKind::NotLoaded | ErrorKind::NotTrained => "is not loaded",
+                    _ => "failed",
+                };
+                format!("model `{model}` {what} on this request")
+            }
+            ApiError::Plugin { source, .. } => source.message.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The report the middleware logs.
+    pub fn report(&self) -> ErrorReport {
+        let detail = match self {
+            ApiError::Unavailable {
+                message,
+                detail: Some(detail),
+            } => format!("{message}: {detail}"),
+            other => other.to_string(),
+        };
+        ErrorReport {
+            public: self.public_message(),
+            kind: self.kind(),
+            detail,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!("{} {}: {self}", status.as_u16(), self.kind());
-        } else if status.is_server_error() {
-            tracing::warn!("{} {}: {self}", status.as_u16(), self.kind());
-        } else {
-            tracing::debug!("{} {}: {self}", status.as_u16(), self.kind());
-        }
-        let message = self.to_string();
+        let report = self.report();
         let body = ErrorBody {
-            error: &message,
-            kind: self.kind(),
+            error: &report.public,
+            kind: report.kind,
+            request_id: None,
         };
-        (status, Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        response.extensions_mut().insert(report);
+        response
     }
 }
 
@@ -129,13 +196,16 @@ impl From<ClassifyError> for ApiError {
     fn from(err: ClassifyError) -> Self {
         match err {
             ClassifyError::Overloaded { .. } => ApiError::Overloaded(err.to_string()),
-            ClassifyError::NotReady { .. } | ClassifyError::WorkerGone(_) => {
-                ApiError::Unavailable(err.to_string())
-            }
-            ClassifyError::Plugin(e) => ApiError::Plugin {
-                message: e.message,
-                kind: e.kind,
-            },
+            ClassifyError::NotReady {
+                ref model,
+                status,
+                ref reason,
+            } => ApiError::unavailable(
+                format!("model `{model}` is not ready ({status})"),
+                reason.clone(),
+            ),
+            ClassifyError::WorkerGone(_) => ApiError::unavailable(err.to_string(), None),
+            ClassifyError::Plugin { model, source } => ApiError::Plugin { model, source },
         }
     }
 }

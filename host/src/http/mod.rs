@@ -1,8 +1,12 @@
 //! The HTTP API (axum): one `POST` route per served model, plus `/`, `/health`, `/ready` and
 //! `/metrics`, `/openapi.json` and `/docs`.
+//!
+//! [`router`] builds the whole application from an [`AppState`], so tests drive it
+//! in-process (`router(...).oneshot(request)`) over workers with fake backends.
 
-mod error;
+pub mod error;
 mod openapi;
+pub mod request_id;
 mod routes;
 pub mod types;
 
@@ -58,5 +62,9 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             limits.timeout,
         ))
+        .layer(middleware::from_fn(request_id::assign))
         .with_state(state)
 }
+
+#[cfg(test)]
+mod tests;

@@ -25,21 +25,12 @@ pub async fn classify(
 ) -> Result<Response, ApiError> {
     let (pairs, batch) = parse_pairs(body, worker.max_request_pairs())?;
     let scores = worker.classify(pairs).await?;
+    // The worker's model checked that every row has one score per label.
     let labels = worker.labels();
-    let mut predictions = Vec::with_capacity(scores.len());
-    for s in &scores {
-        if s.len() != labels.len() {
-            return Err(ApiError::Plugin {
-                message: format!(
-                    "model returned {} scores for {} labels",
-                    s.len(),
-                    labels.len()
-                ),
-                kind: clarity_sdk::ErrorKind::Other,
-            });
-        }
-        predictions.push(Prediction::from_scores(&labels, s));
-    }
+    let mut predictions: Vec<Prediction> = scores
+        .iter()
+        .map(|s| Prediction::from_scores(&labels, s))
+        .collect();
     Ok(if batch {
         Json(predictions).into_response()
     } else {
@@ -178,8 +169,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             handle.render(),
         )
             .into_response(),
-        None => ApiError::Unavailable("metrics are not available in this process".into())
-            .into_response(),
+        None => {
+            ApiError::unavailable("metrics are not available in this process", None).into_response()
+        }
     }
 }
 

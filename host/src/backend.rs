@@ -1,0 +1,107 @@
+//! The seam between the host and whatever scores pairs (TEI's `Backend`): a small
+//! object-safe [`Classify`] trait, and [`LoadedModel`], which checks every answer's shape.
+//!
+//! The server's worker and the CLI both hold a [`LoadedModel`], so a plugin that answers
+//! with the wrong number of rows or scores is an error on every path, never a response
+//! built from a misaligned vector. Tests put a fake [`Classify`] behind the real router.
+
+use clarity_sdk::{Error as SdkError, ModelInfo, TextPair};
+
+/// Anything that scores question/context pairs: a plugin's backend, or a test's fake.
+pub trait Classify: Send {
+    /// One probability vector per pair, in the model's label order.
+    fn classify(&self, pairs: &[TextPair]) -> Result<Vec<Vec<f32>>, SdkError>;
+}
+
+/// A loaded model: its backend and what it reported about itself when it loaded.
+pub struct LoadedModel {
+    backend: Box<dyn Classify + Send>,
+    info: ModelInfo,
+}
+
+impl LoadedModel {
+    /// Wrap `backend`, loaded with `info` (whose labels every answer must match).
+    pub fn new(backend: Box<dyn Classify + Send>, info: ModelInfo) -> Self {
+        Self { backend, info }
+    }
+
+    /// What the model reported when it loaded.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// Its labels, in output order.
+    pub fn labels(&self) -> &[String] {
+        &self.info.labels
+    }
+
+    /// Score `pairs`: one row per pair, one score per label, or an error saying which
+    /// count was wrong.
+    pub fn classify(&self, pairs: &[TextPair]) -> Result<Vec<Vec<f32>>, SdkError> {
+        let scores = self.backend.classify(pairs)?;
+        if scores.len() != pairs.len() {
+            return Err(SdkError::other(format!(
+                "the model returned {} score vectors for {} pairs",
+                scores.len(),
+                pairs.len()
+            )));
+        }
+        let labels = self.labels().len();
+        if let Some(row) = scores.iter().find(|row| row.len() != labels) {
+            return Err(SdkError::other(format!(
+                "the model returned {} scores for {labels} labels",
+                row.len()
+            )));
+        }
+        Ok(scores)
+    }
+
+    /// Score `pairs` in calls of at most `chunk` pairs.
+    pub fn classify_chunked(
+        &self,
+        pairs: &[TextPair],
+        chunk: usize,
+    ) -> Result<Vec<Vec<f32>>, SdkError> {
+        let mut out = Vec::with_capacity(pairs.len());
+        for part in pairs.chunks(chunk.max(1)) {
+            out.extend(self.classify(part)?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed(Vec<Vec<f32>>);
+
+    impl Classify for Fixed {
+        fn classify(&self, _pairs: &[TextPair]) -> Result<Vec<Vec<f32>>, SdkError> {
+            Ok(self.0.clone())
+        }
+    }
+
+    fn model(rows: Vec<Vec<f32>>) -> LoadedModel {
+        let labels = vec!["a".to_string(), "b".to_string()];
+        LoadedModel::new(Box::new(Fixed(rows)), ModelInfo::new("fixed", labels))
+    }
+
+    #[test]
+    fn answers_of_the_right_shape_pass() {
+        let pairs = [TextPair::new("q", "c")];
+        let scores = model(vec![vec![0.25, 0.75]]).classify(&pairs);
+        assert_eq!(scores, Ok(vec![vec![0.25, 0.75]]));
+    }
+
+    #[test]
+    fn wrong_row_or_score_counts_are_errors() {
+        let pairs = [TextPair::new("q", "c")];
+        let too_few = model(vec![vec![1.0]]).classify(&pairs);
+        let err = too_few.expect_err("one score for two labels");
+        assert!(err.message.contains("1 scores for 2 labels"), "{err}");
+        let no_rows = model(Vec::new()).classify(&pairs);
+        let err = no_rows.expect_err("no rows for one pair");
+        assert!(err.message.contains("0 score vectors for 1 pairs"), "{err}");
+    }
+}
