@@ -228,6 +228,7 @@ impl CustomOp2 for DropoutAdd {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::seeded;
     use candle_core::{Device, Var};
 
     #[test]
@@ -266,29 +267,34 @@ mod tests {
 
     #[test]
     fn gradients_pass_through_the_same_mask() -> Result<()> {
-        let dev = Device::Cpu;
-        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (5, 300), &dev)?)?;
-        let r = Var::from_tensor(&Tensor::randn(0f32, 1.0, (5, 300), &dev)?)?;
-        let g = Tensor::randn(0f32, 1.0, (5, 300), &dev)?;
-        let y = dropout_add(x.as_tensor(), r.as_tensor(), 0.3, 11)?;
+        let (p, seed, shape) = (0.3, 11, (5, 300));
+        let x = Var::from_tensor(&seeded(shape, 0.0, 1.0, 1)?)?;
+        let r = Var::from_tensor(&seeded(shape, 0.0, 1.0, 2)?)?;
+        let g = seeded(shape, 0.0, 1.0, 3)?;
+        // The op's own mask: on ones it gives each element's factor, 0 or 1 / (1 - p),
+        // exactly (recovering it as (y - r) / x instead amplifies rounding where x is tiny).
+        let mask = dropout(&x.ones_like()?, p, seed)?;
+        let y = dropout_add(x.as_tensor(), r.as_tensor(), p, seed)?;
         let grads = (&y * &g)?.sum_all()?.backward()?;
         let (Some(dx), Some(dr)) = (grads.get(&x), grads.get(&r)) else {
             panic!("missing gradient");
         };
-        // y - r is x times the mask, so the mask is (y - r) / x, and dx must be g times it.
-        let mask = ((&y - r.as_tensor())? / x.as_tensor())?;
-        let diff = (dx - (&g * &mask)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        assert!(diff < 1e-4, "dx differs by {diff}");
-        assert_eq!(dr.to_vec2::<f32>()?, g.to_vec2::<f32>()?);
-        let plain = dropout(x.as_tensor(), 0.3, 11)?;
-        let diff = ((plain + r.as_tensor())? - &y)?
-            .abs()?
-            .max_all()?
-            .to_scalar::<f32>()?;
-        assert!(
-            diff < 1e-6,
-            "dropout + residual differs from dropout_add by {diff}"
+        // Each element is one f32 product (and one sum), rounded the same way on any CPU
+        // (Rust never fuses a multiply and an add), so equality is exact.
+        let values = |t: &Tensor| t.to_vec2::<f32>();
+        assert_eq!(values(dx)?, values(&(&g * &mask)?)?, "dx = g · mask");
+        assert_eq!(values(dr)?, values(&g)?, "dr = g");
+        let expected = ((x.as_tensor() * &mask)? + r.as_tensor())?;
+        assert_eq!(values(&y)?, values(&expected)?, "y = x · mask + r");
+        let plain = (dropout(x.as_tensor(), p, seed)? + r.as_tensor())?;
+        assert_eq!(
+            values(&plain)?,
+            values(&y)?,
+            "dropout + residual = dropout_add"
         );
+        // The mask is a real one: some of each.
+        let kept = mask.flatten_all()?.to_vec1::<f32>()?;
+        assert!(kept.contains(&0.0) && kept.contains(&(1.0 / (1.0 - p))));
         Ok(())
     }
 }
