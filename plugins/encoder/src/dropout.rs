@@ -49,6 +49,47 @@ impl DropoutSeeds {
     }
 }
 
+/// Dropout in one forward pass of a model: while training, each call masks with the next
+/// seed of the model's [`DropoutSeeds`]; in evaluation it is the identity.
+#[derive(Debug, Clone, Copy)]
+pub struct Dropout<'a> {
+    train: bool,
+    seeds: &'a DropoutSeeds,
+}
+
+impl<'a> Dropout<'a> {
+    /// Dropout on when `train`, drawing from `seeds`.
+    pub fn new(train: bool, seeds: &'a DropoutSeeds) -> Self {
+        Self { train, seeds }
+    }
+
+    /// `dropout(x)` with probability `p`. While training a seed is drawn even when `p` is
+    /// 0: the order of draws is what makes a seeded run repeat, so it stays as it was.
+    pub fn apply(&self, x: &Tensor, p: f32) -> Result<Tensor> {
+        if self.train {
+            dropout(x, p, self.seeds.next())
+        } else {
+            Ok(x.clone())
+        }
+    }
+
+    /// `dropout(y) + residual` in one pass (a residual connection); draws as [`Self::apply`].
+    pub fn add(&self, y: &Tensor, residual: &Tensor, p: f32) -> Result<Tensor> {
+        if self.train {
+            dropout_add(y, residual, p, self.seeds.next())
+        } else {
+            y + residual
+        }
+    }
+
+    /// `(p, seed)` for the dropout on attention probabilities inside
+    /// [`crate::attention::attention`]: `None` in evaluation, and when `p` is 0 (then no seed
+    /// is drawn, unlike [`Self::apply`]; again the order of draws is kept as it was).
+    pub fn probabilities(&self, p: f32) -> Option<(f32, u64)> {
+        (self.train && p > 0.0).then(|| (p, self.seeds.next()))
+    }
+}
+
 /// SplitMix64's finaliser: spreads a counter over all 64 bits.
 fn splitmix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -142,7 +183,7 @@ pub fn dropout(x: &Tensor, p: f32, seed: u64) -> Result<Tensor> {
         return Ok(x.clone());
     }
     if crate::fused::use_fused(x) {
-        x.contiguous()?.apply_op1(Dropout(Mask::new(p, seed)?))
+        x.contiguous()?.apply_op1(DropoutOp(Mask::new(p, seed)?))
     } else {
         candle_nn::ops::dropout(x, p)
     }
@@ -156,15 +197,15 @@ pub fn dropout_add(x: &Tensor, residual: &Tensor, p: f32, seed: u64) -> Result<T
     }
     if crate::fused::use_fused(x) && x.dims() == residual.dims() {
         x.contiguous()?
-            .apply_op2(&residual.contiguous()?, DropoutAdd(Mask::new(p, seed)?))
+            .apply_op2(&residual.contiguous()?, DropoutAddOp(Mask::new(p, seed)?))
     } else {
         dropout(x, p, seed)? + residual
     }
 }
 
-struct Dropout(Mask);
+struct DropoutOp(Mask);
 
-impl CustomOp1 for Dropout {
+impl CustomOp1 for DropoutOp {
     fn name(&self) -> &'static str {
         "clarity-dropout"
     }
@@ -182,9 +223,9 @@ impl CustomOp1 for Dropout {
     }
 }
 
-struct DropoutAdd(Mask);
+struct DropoutAddOp(Mask);
 
-impl CustomOp2 for DropoutAdd {
+impl CustomOp2 for DropoutAddOp {
     fn name(&self) -> &'static str {
         "clarity-dropout-add"
     }
