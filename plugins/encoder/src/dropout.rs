@@ -49,6 +49,47 @@ impl DropoutSeeds {
     }
 }
 
+/// Dropout in one forward pass of a model: while training, each call masks with the next
+/// seed of the model's [`DropoutSeeds`]; in evaluation it is the identity.
+#[derive(Debug, Clone, Copy)]
+pub struct Dropout<'a> {
+    train: bool,
+    seeds: &'a DropoutSeeds,
+}
+
+impl<'a> Dropout<'a> {
+    /// Dropout on when `train`, drawing from `seeds`.
+    pub fn new(train: bool, seeds: &'a DropoutSeeds) -> Self {
+        Self { train, seeds }
+    }
+
+    /// `dropout(x)` with probability `p`. While training a seed is drawn even when `p` is
+    /// 0: the order of draws is what makes a seeded run repeat, so it stays as it was.
+    pub fn apply(&self, x: &Tensor, p: f32) -> Result<Tensor> {
+        if self.train {
+            dropout(x, p, self.seeds.next())
+        } else {
+            Ok(x.clone())
+        }
+    }
+
+    /// `dropout(y) + residual` in one pass (a residual connection); draws as [`Self::apply`].
+    pub fn add(&self, y: &Tensor, residual: &Tensor, p: f32) -> Result<Tensor> {
+        if self.train {
+            dropout_add(y, residual, p, self.seeds.next())
+        } else {
+            y + residual
+        }
+    }
+
+    /// `(p, seed)` for the dropout on attention probabilities inside
+    /// [`crate::attention::attention`]: `None` in evaluation, and when `p` is 0 (then no seed
+    /// is drawn, unlike [`Self::apply`]; again the order of draws is kept as it was).
+    pub fn probabilities(&self, p: f32) -> Option<(f32, u64)> {
+        (self.train && p > 0.0).then(|| (p, self.seeds.next()))
+    }
+}
+
 /// SplitMix64's finaliser: spreads a counter over all 64 bits.
 fn splitmix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -142,7 +183,7 @@ pub fn dropout(x: &Tensor, p: f32, seed: u64) -> Result<Tensor> {
         return Ok(x.clone());
     }
     if crate::fused::use_fused(x) {
-        x.contiguous()?.apply_op1(Dropout(Mask::new(p, seed)?))
+        x.contiguous()?.apply_op1(DropoutOp(Mask::new(p, seed)?))
     } else {
         candle_nn::ops::dropout(x, p)
     }
@@ -156,15 +197,15 @@ pub fn dropout_add(x: &Tensor, residual: &Tensor, p: f32, seed: u64) -> Result<T
     }
     if crate::fused::use_fused(x) && x.dims() == residual.dims() {
         x.contiguous()?
-            .apply_op2(&residual.contiguous()?, DropoutAdd(Mask::new(p, seed)?))
+            .apply_op2(&residual.contiguous()?, DropoutAddOp(Mask::new(p, seed)?))
     } else {
         dropout(x, p, seed)? + residual
     }
 }
 
-struct Dropout(Mask);
+struct DropoutOp(Mask);
 
-impl CustomOp1 for Dropout {
+impl CustomOp1 for DropoutOp {
     fn name(&self) -> &'static str {
         "clarity-dropout"
     }
@@ -182,9 +223,9 @@ impl CustomOp1 for Dropout {
     }
 }
 
-struct DropoutAdd(Mask);
+struct DropoutAddOp(Mask);
 
-impl CustomOp2 for DropoutAdd {
+impl CustomOp2 for DropoutAddOp {
     fn name(&self) -> &'static str {
         "clarity-dropout-add"
     }
@@ -228,6 +269,7 @@ impl CustomOp2 for DropoutAdd {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::seeded;
     use candle_core::{Device, Var};
 
     #[test]
@@ -266,29 +308,34 @@ mod tests {
 
     #[test]
     fn gradients_pass_through_the_same_mask() -> Result<()> {
-        let dev = Device::Cpu;
-        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (5, 300), &dev)?)?;
-        let r = Var::from_tensor(&Tensor::randn(0f32, 1.0, (5, 300), &dev)?)?;
-        let g = Tensor::randn(0f32, 1.0, (5, 300), &dev)?;
-        let y = dropout_add(x.as_tensor(), r.as_tensor(), 0.3, 11)?;
+        let (p, seed, shape) = (0.3, 11, (5, 300));
+        let x = Var::from_tensor(&seeded(shape, 0.0, 1.0, 1)?)?;
+        let r = Var::from_tensor(&seeded(shape, 0.0, 1.0, 2)?)?;
+        let g = seeded(shape, 0.0, 1.0, 3)?;
+        // The op's own mask: on ones it gives each element's factor, 0 or 1 / (1 - p),
+        // exactly (recovering it as (y - r) / x instead amplifies rounding where x is tiny).
+        let mask = dropout(&x.ones_like()?, p, seed)?;
+        let y = dropout_add(x.as_tensor(), r.as_tensor(), p, seed)?;
         let grads = (&y * &g)?.sum_all()?.backward()?;
         let (Some(dx), Some(dr)) = (grads.get(&x), grads.get(&r)) else {
             panic!("missing gradient");
         };
-        // y - r is x times the mask, so the mask is (y - r) / x, and dx must be g times it.
-        let mask = ((&y - r.as_tensor())? / x.as_tensor())?;
-        let diff = (dx - (&g * &mask)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        assert!(diff < 1e-4, "dx differs by {diff}");
-        assert_eq!(dr.to_vec2::<f32>()?, g.to_vec2::<f32>()?);
-        let plain = dropout(x.as_tensor(), 0.3, 11)?;
-        let diff = ((plain + r.as_tensor())? - &y)?
-            .abs()?
-            .max_all()?
-            .to_scalar::<f32>()?;
-        assert!(
-            diff < 1e-6,
-            "dropout + residual differs from dropout_add by {diff}"
+        // Each element is one f32 product (and one sum), rounded the same way on any CPU
+        // (Rust never fuses a multiply and an add), so equality is exact.
+        let values = |t: &Tensor| t.to_vec2::<f32>();
+        assert_eq!(values(dx)?, values(&(&g * &mask)?)?, "dx = g · mask");
+        assert_eq!(values(dr)?, values(&g)?, "dr = g");
+        let expected = ((x.as_tensor() * &mask)? + r.as_tensor())?;
+        assert_eq!(values(&y)?, values(&expected)?, "y = x · mask + r");
+        let plain = (dropout(x.as_tensor(), p, seed)? + r.as_tensor())?;
+        assert_eq!(
+            values(&plain)?,
+            values(&y)?,
+            "dropout + residual = dropout_add"
         );
+        // The mask is a real one: some of each.
+        let kept = mask.flatten_all()?.to_vec1::<f32>()?;
+        assert!(kept.contains(&0.0) && kept.contains(&(1.0 / (1.0 - p))));
         Ok(())
     }
 }

@@ -5,7 +5,7 @@
 //! Runtime fuses the LayerNorm/GELU/attention patterns itself at load time.
 
 use crate::arch::{Activation, Family};
-use crate::model::{EncoderModel, Norm, MASK_BIAS};
+use crate::model::{Attention, EncoderModel, FeedForward, Layer, Norm, MASK_BIAS};
 use candle_core::Tensor;
 use candle_nn::Linear;
 use clarity_runtime::onnx::{self, Dim, ElemType, GraphBuilder};
@@ -162,18 +162,31 @@ impl Weights<'_> {
         self.g.unsqueeze(&bias, &[1, 2])
     }
 
+    /// [`Layer::forward`] (dropout is off in inference).
     fn layer(
         &mut self,
         model: &EncoderModel,
-        layer: &crate::model::Layer,
+        layer: &Layer,
+        x: &str,
+        bias: &str,
+    ) -> Result<String, ExportError> {
+        let x = self.attention(model, &layer.attention, x, bias)?;
+        self.feed_forward(&layer.feed_forward, &x)
+    }
+
+    /// [`Attention::forward`].
+    fn attention(
+        &mut self,
+        model: &EncoderModel,
+        attention: &Attention,
         x: &str,
         bias: &str,
     ) -> Result<String, ExportError> {
         let arch = &model.arch;
         let (nh, hd) = (arch.num_heads as i64, arch.head_dim() as i64);
-        let q = self.linear("query", &layer.query, x)?;
-        let k = self.linear("key", &layer.key, x)?;
-        let v = self.linear("value", &layer.value, x)?;
+        let q = self.linear("query", &attention.query, x)?;
+        let k = self.linear("key", &attention.key, x)?;
+        let v = self.linear("value", &attention.value, x)?;
         // [b, s, h] -> [b, nh, s, hd] (keys as [b, nh, hd, s] for Q·K^T).
         let q = self.g.reshape(&q, &[0, 0, nh, hd]);
         let q = self.g.transpose(&q, &[0, 2, 1, 3]);
@@ -189,17 +202,21 @@ impl Weights<'_> {
         let context = self.g.matmul(&probs, &v);
         let context = self.g.transpose(&context, &[0, 2, 1, 3]);
         let context = self.g.reshape(&context, &[0, 0, arch.hidden_size as i64]);
-        let attn = self.linear("attn_out", &layer.attn_out, &context)?;
+        let attn = self.linear("attn_out", &attention.output, &context)?;
         let sum = self.g.add(&attn, x);
-        let x = self.norm("attn_norm", &layer.attn_norm, &sum)?;
-        let up = self.linear("ffn_in", &layer.ffn_in, &x)?;
-        let up = match arch.activation {
+        self.norm("attn_norm", &attention.norm, &sum)
+    }
+
+    /// [`FeedForward::forward`].
+    fn feed_forward(&mut self, ffn: &FeedForward, x: &str) -> Result<String, ExportError> {
+        let up = self.linear("ffn_in", &ffn.up, x)?;
+        let up = match ffn.activation {
             Activation::Gelu => self.gelu(&up),
             Activation::Relu => self.g.relu(&up),
         };
-        let down = self.linear("ffn_out", &layer.ffn_out, &up)?;
-        let sum = self.g.add(&down, &x);
-        self.norm("ffn_norm", &layer.ffn_norm, &sum)
+        let down = self.linear("ffn_out", &ffn.down, &up)?;
+        let sum = self.g.add(&down, x);
+        self.norm("ffn_norm", &ffn.norm, &sum)
     }
 
     /// Exact GELU: `x * 0.5 * (1 + erf(x / sqrt 2))` (the pattern ORT fuses).

@@ -372,16 +372,16 @@ fn gelu_backward(x: &[f32], g: &[f32], dx: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::assert_matches_composed;
-    use candle_core::{Device, Var};
+    use crate::tests::{assert_matches_composed, seeded};
+    use candle_core::Var;
 
-    /// `fused` against `composed` on a random `x`, forward and gradient.
+    /// `fused` against `composed` on a seeded random `x`, forward and gradient.
     fn check(
         shape: &[usize],
         fused: impl Fn(&Tensor) -> Result<Tensor>,
         composed: impl Fn(&Tensor) -> Result<Tensor>,
     ) -> Result<()> {
-        let x = Var::from_tensor(&(Tensor::randn(0f32, 2.0, shape, &Device::Cpu)?))?;
+        let x = Var::from_tensor(&seeded(shape, 0.0, 2.0, 1)?)?;
         let (yf, yc) = (fused(x.as_tensor())?, composed(x.as_tensor())?);
         assert_matches_composed(&yf, &yc, &[("x", &x)])
     }
@@ -393,11 +393,10 @@ mod tests {
 
     #[test]
     fn layer_norm_matches_the_composed_form_for_input_weight_and_bias() -> Result<()> {
-        let dev = Device::Cpu;
         let (rows, hidden) = (45, 24);
-        let x = Var::from_tensor(&Tensor::randn(1f32, 3.0, (3, rows / 3, hidden), &dev)?)?;
-        let w = Var::from_tensor(&Tensor::randn(1f32, 0.5, hidden, &dev)?)?;
-        let b = Var::from_tensor(&Tensor::randn(0f32, 0.5, hidden, &dev)?)?;
+        let x = Var::from_tensor(&seeded((3, rows / 3, hidden), 1.0, 3.0, 1)?)?;
+        let w = Var::from_tensor(&seeded(hidden, 1.0, 0.5, 2)?)?;
+        let b = Var::from_tensor(&seeded(hidden, 0.0, 0.5, 3)?)?;
         let composed = |x: &Tensor| -> Result<Tensor> {
             let mean = x.mean_keepdim(D::Minus1)?;
             let c = x.broadcast_sub(&mean)?;
@@ -414,10 +413,9 @@ mod tests {
     #[test]
     fn linear_matches_candle_nn_for_input_weight_and_bias() -> Result<()> {
         use candle_core::Module;
-        let dev = Device::Cpu;
-        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 17, 24), &dev)?)?;
-        let w = Var::from_tensor(&Tensor::randn(0f32, 0.3, (40, 24), &dev)?)?;
-        let b = Var::from_tensor(&Tensor::randn(0f32, 0.3, 40, &dev)?)?;
+        let x = Var::from_tensor(&seeded((3, 17, 24), 0.0, 1.0, 1)?)?;
+        let w = Var::from_tensor(&seeded((40, 24), 0.0, 0.3, 2)?)?;
+        let b = Var::from_tensor(&seeded(40, 0.0, 0.3, 3)?)?;
         let reference = candle_nn::Linear::new(w.as_tensor().clone(), Some(b.as_tensor().clone()));
         let yf = linear(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()))?;
         let yc = reference.forward(x.as_tensor())?;

@@ -253,9 +253,9 @@ impl Writer<'_> {
         let a = &model.arch;
         let (nh, kv, hd) = (a.num_heads as i64, a.num_kv_heads as i64, a.head_dim as i64);
         let h = self.norm(&format!("l{i}_attn_norm"), &block.attn_norm, x)?;
-        let q = self.linear(&format!("l{i}_q"), &block.q, &h)?;
-        let k = self.linear(&format!("l{i}_k"), &block.k, &h)?;
-        let v = self.linear(&format!("l{i}_v"), &block.v, &h)?;
+        let q = self.linear(&format!("l{i}_q"), &block.attention.q, &h)?;
+        let k = self.linear(&format!("l{i}_k"), &block.attention.k, &h)?;
+        let v = self.linear(&format!("l{i}_v"), &block.attention.v, &h)?;
         // [b, s, n·hd] -> [b, n, s, hd]
         let heads = |w: &mut Self, t: &str, n: i64| -> String {
             let t = w.g.reshape(t, &[0, 0, n, hd]);
@@ -279,12 +279,12 @@ impl Writer<'_> {
         let attn = self.g.matmul(&probs, &v);
         let attn = self.g.transpose(&attn, &[0, 2, 1, 3]);
         let attn = self.g.reshape(&attn, &[0, 0, nh * hd]);
-        let out = self.linear(&format!("l{i}_o"), &block.o, &attn)?;
+        let out = self.linear(&format!("l{i}_o"), &block.attention.o, &attn)?;
         let x = self.g.add(x, &out);
 
         let h = self.norm(&format!("l{i}_mlp_norm"), &block.mlp_norm, &x)?;
-        let up = self.linear(&format!("l{i}_up"), &block.up, &h)?;
-        let hidden = match &block.gate {
+        let up = self.linear(&format!("l{i}_up"), &block.mlp.up, &h)?;
+        let hidden = match &block.mlp.gate {
             Some(gate) => {
                 let gate = self.linear(&format!("l{i}_gate"), gate, &h)?;
                 let act = self.activate(&gate, a.activation);
@@ -292,7 +292,7 @@ impl Writer<'_> {
             }
             None => self.activate(&up, a.activation),
         };
-        let down = self.linear(&format!("l{i}_down"), &block.down, &hidden)?;
+        let down = self.linear(&format!("l{i}_down"), &block.mlp.down, &hidden)?;
         Ok(self.g.add(&x, &down))
     }
 

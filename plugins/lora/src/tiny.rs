@@ -2,7 +2,7 @@
 //! checkpoint layout, so they go through the same loading code as real checkpoints.
 
 use crate::arch::{Activation, DecoderArch, Family};
-use candle_core::{Device, Result, Tensor};
+use candle_core::{Device, Result, Shape, Tensor};
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 
@@ -96,11 +96,25 @@ pub fn canonical_weights(arch: &DecoderArch, seed: u64) -> Result<HashMap<String
     specs
         .into_iter()
         .map(|(name, dims, around, spread)| {
-            let n: usize = dims.iter().product();
-            let values: Vec<f32> = (0..n)
-                .map(|_| around + rng.random_range(-spread..spread))
-                .collect();
+            let values = uniform_values(&mut rng, dims.iter().product(), around, spread);
             Ok((name, Tensor::from_vec(values, dims, &Device::Cpu)?))
         })
+        .collect()
+}
+
+/// A tensor of values uniform in `around ± spread`, from a generator seeded with `seed`.
+/// Test inputs should be these rather than `Tensor::randn`'s, which come from an unseeded
+/// thread RNG: the same on every run and every machine, so a failure replays.
+pub fn uniform(dims: impl Into<Shape>, around: f32, spread: f32, seed: u64) -> Result<Tensor> {
+    let shape = dims.into();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let values = uniform_values(&mut rng, shape.elem_count(), around, spread);
+    Tensor::from_vec(values, shape, &Device::Cpu)
+}
+
+/// `n` draws from `around ± spread`.
+fn uniform_values(rng: &mut impl Rng, n: usize, around: f32, spread: f32) -> Vec<f32> {
+    (0..n)
+        .map(|_| around + rng.random_range(-spread..spread))
         .collect()
 }

@@ -38,7 +38,14 @@ fn frozen_values(model: &DecoderModel) -> Vec<Vec<f32>> {
     model
         .blocks
         .iter()
-        .flat_map(|b| [&b.q.weight, &b.v.weight, &b.up.weight, &b.down.weight])
+        .flat_map(|b| {
+            [
+                &b.attention.q.weight,
+                &b.attention.v.weight,
+                &b.mlp.up.weight,
+                &b.mlp.down.weight,
+            ]
+        })
         .chain([&model.embed])
         .map(|w| {
             w.to_f32()
@@ -72,10 +79,10 @@ fn check_training(use_8bit: bool) {
     };
     let (model, _) = DecoderModel::new(arch, &base, &trainable, &Device::Cpu).expect("model");
     if use_8bit {
-        assert!(matches!(model.blocks[0].q.weight, Frozen::Q8(_)));
+        assert!(matches!(model.blocks[0].attention.q.weight, Frozen::Q8(_)));
         assert!(matches!(model.embed, Frozen::Q8(_)));
         // 48-wide rows do not split into Q8_0 blocks of 32: kept in f32.
-        assert!(matches!(model.blocks[0].down.weight, Frozen::F32(_)));
+        assert!(matches!(model.blocks[0].mlp.down.weight, Frozen::F32(_)));
     }
     let frozen_before = frozen_values(&model);
 

@@ -3,7 +3,7 @@
 //! non-zero updates so the merge is exercised) and for SmolLM2-135M, logits match to 1e-4 on
 //! a right-padded batch of different lengths.
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use clarity_lora::arch::Family;
 use clarity_lora::export;
 use clarity_lora::lora::LoraSettings;
@@ -68,14 +68,19 @@ fn lora() -> LoraSettings {
     }
 }
 
-/// Give every fresh B matrix random values, so the merge is part of what is compared.
+/// Give every fresh B matrix seeded random values (standard deviation `spread`), so the
+/// merge is part of what is compared, and every run compares the same model.
 fn perturb_adapters(model: &DecoderModel, spread: f32) {
     let data = model.varmap_ref().data().lock().expect("vars");
-    for (name, var) in data.iter() {
-        if name.ends_with("lora_B.weight") {
-            let t = Tensor::randn(0f32, spread, var.dims(), &Device::Cpu).expect("randn");
-            var.set(&t).expect("set");
-        }
+    // Seeds by name order: the map's own order changes from run to run.
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let b_matrices = names.into_iter().filter(|n| n.ends_with("lora_B.weight"));
+    for (seed, name) in (1..).zip(b_matrices) {
+        let var = &data[name];
+        // Uniform in ±√3 σ has standard deviation σ.
+        let t = tiny::uniform(var.dims(), 0.0, spread * 3f32.sqrt(), seed).expect("values");
+        var.set(&t).expect("set");
     }
 }
 

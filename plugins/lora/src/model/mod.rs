@@ -9,7 +9,11 @@
 //! pass (RMSNorm and rotary written out, `candle_nn::ops::softmax`): candle's fused
 //! `rms_norm`, `rope` and `softmax_last_dim` have none and would cut the gradient silently.
 
-use crate::arch::{Activation, DecoderArch};
+mod block;
+
+pub use block::{activate, Attention, Block, Mlp};
+
+use crate::arch::DecoderArch;
 use crate::lora::{Adapter, Frozen, LoraLinear, LoraSettings};
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use candle_nn::VarMap;
@@ -51,29 +55,6 @@ impl Norm {
             }
         }
     }
-}
-
-/// One decoder block.
-#[derive(Debug, Clone)]
-pub struct Block {
-    /// Norm before attention.
-    pub attn_norm: Norm,
-    /// Query projection.
-    pub q: LoraLinear,
-    /// Key projection.
-    pub k: LoraLinear,
-    /// Value projection.
-    pub v: LoraLinear,
-    /// Output projection.
-    pub o: LoraLinear,
-    /// Norm before the feed-forward block.
-    pub mlp_norm: Norm,
-    /// SwiGLU gate (Llama, Qwen2).
-    pub gate: Option<LoraLinear>,
-    /// Up projection (OPT's `fc1`, GPT-2's `c_fc`).
-    pub up: LoraLinear,
-    /// Down projection (OPT's `fc2`, GPT-2's `mlp.c_proj`).
-    pub down: LoraLinear,
 }
 
 /// A decoder LM with adapters and a classification head.
@@ -225,25 +206,39 @@ impl DecoderModel {
         let mut blocks = Vec::with_capacity(arch.num_layers);
         for i in 0..arch.num_layers {
             let p = format!("layers.{i}");
+            // The gate's adapter is drawn first, as it always was: the draws' order decides
+            // every adapter's initial values for a seed.
             let gate = match arch.family.gated_mlp() {
                 true => Some(linear(format!("{p}.mlp.gate_proj"), "gate_proj", false)?),
                 false => None,
             };
-            blocks.push(Block {
-                attn_norm: base.norm(&format!("{p}.input_layernorm"), layer_norm, eps, device)?,
+            let attn_norm = base.norm(&format!("{p}.input_layernorm"), layer_norm, eps, device)?;
+            let attention = Attention {
                 q: linear(format!("{p}.self_attn.q_proj"), "q_proj", qkv_bias)?,
                 k: linear(format!("{p}.self_attn.k_proj"), "k_proj", qkv_bias)?,
                 v: linear(format!("{p}.self_attn.v_proj"), "v_proj", qkv_bias)?,
                 o: linear(format!("{p}.self_attn.o_proj"), "o_proj", bias)?,
-                mlp_norm: base.norm(
-                    &format!("{p}.post_attention_layernorm"),
-                    layer_norm,
-                    eps,
-                    device,
-                )?,
+                heads: arch.num_heads,
+                kv_heads: arch.num_kv_heads,
+                head_dim: arch.head_dim,
+            };
+            let mlp_norm = base.norm(
+                &format!("{p}.post_attention_layernorm"),
+                layer_norm,
+                eps,
+                device,
+            )?;
+            let mlp = Mlp {
                 gate,
                 up: linear(format!("{p}.mlp.up_proj"), "up_proj", bias)?,
                 down: linear(format!("{p}.mlp.down_proj"), "down_proj", bias)?,
+                activation: arch.activation,
+            };
+            blocks.push(Block {
+                attn_norm,
+                attention,
+                mlp_norm,
+                mlp,
             });
         }
         let head = var(
@@ -285,22 +280,22 @@ impl DecoderModel {
         for (i, b) in self.blocks.iter().enumerate() {
             expect(
                 &format!("layer {i} q_proj"),
-                &b.q.weight.dims(),
+                &b.attention.q.weight.dims(),
                 &[a.q_width(), a.hidden_size],
             )?;
             expect(
                 &format!("layer {i} k_proj"),
-                &b.k.weight.dims(),
+                &b.attention.k.weight.dims(),
                 &[a.kv_width(), a.hidden_size],
             )?;
             expect(
                 &format!("layer {i} v_proj"),
-                &b.v.weight.dims(),
+                &b.attention.v.weight.dims(),
                 &[a.kv_width(), a.hidden_size],
             )?;
             expect(
                 &format!("layer {i} up_proj"),
-                &b.up.weight.dims(),
+                &b.mlp.up.weight.dims(),
                 &[a.intermediate_size, a.hidden_size],
             )?;
         }
@@ -317,18 +312,7 @@ impl DecoderModel {
         let linear: usize = self
             .blocks
             .iter()
-            .flat_map(|b| {
-                [
-                    Some(&b.q),
-                    Some(&b.k),
-                    Some(&b.v),
-                    Some(&b.o),
-                    b.gate.as_ref(),
-                    Some(&b.up),
-                    Some(&b.down),
-                ]
-            })
-            .flatten()
+            .flat_map(Block::linears)
             .map(|l| l.weight.bytes())
             .sum();
         linear + self.embed.bytes()
@@ -365,46 +349,59 @@ impl DecoderModel {
     /// Logits `[batch, labels]` from the hidden state of each row's last real token. Rows must
     /// be right-padded (real tokens first).
     pub fn logits(&self, batch: &TensorBatch, train: bool) -> Result<Tensor> {
-        let (b, s) = batch.input_ids.dims2()?;
+        let s = batch.input_ids.dim(1)?;
+        let (mut x, rotary) = self.embed(&batch.input_ids)?;
+        let bias = self.attention_bias(&batch.attention_mask, s)?;
+        for block in &self.blocks {
+            x = block.forward(&x, rotary.as_ref(), &bias, train)?;
+        }
+        let x = self.norm.forward(&x)?;
+        self.last_tokens(&x, &batch.attention_mask)?
+            .matmul(&self.head.t()?)
+    }
+
+    /// Token embeddings `[b, s, hidden]` of `ids` (`[b, s]`), with learned positions added,
+    /// or the rotary tables `(cos, sin)` the attention layers apply instead.
+    fn embed(&self, ids: &Tensor) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
+        let (b, s) = ids.dims2()?;
         let a = &self.arch;
-        let ids = batch.input_ids.flatten_all()?;
+        let ids = ids.flatten_all()?;
         let rows = match &self.embed {
             Frozen::F32(table) => table.index_select(&ids, 0)?,
             Frozen::Q8(table) => table.embedding(&ids)?,
         };
-        let mut x = rows.reshape((b, s, a.hidden_size))?;
-        let rotary = match &self.positions {
+        let x = rows.reshape((b, s, a.hidden_size))?;
+        match &self.positions {
             // Rows are right-padded, so real tokens sit at positions 0..len.
             Some(table) => {
                 if s > table.dim(0)? {
                     candle_core::bail!("{s} tokens but the model has {} positions", table.dim(0)?);
                 }
-                x = x.broadcast_add(&table.narrow(0, 0, s)?)?;
-                None
+                Ok((x.broadcast_add(&table.narrow(0, 0, s)?)?, None))
             }
             None => {
                 let (cos, sin) = Self::rotary_tables(a, s);
-                Some((
+                let rotary = (
                     Tensor::from_vec(cos, (s, a.head_dim), &self.device)?,
                     Tensor::from_vec(sin, (s, a.head_dim), &self.device)?,
-                ))
+                );
+                Ok((x, Some(rotary)))
             }
-        };
-        let bias = self.attention_bias(&batch.attention_mask, s)?;
-        for block in &self.blocks {
-            x = self.block(block, &x, rotary.as_ref(), &bias, train)?;
         }
-        let x = self.norm.forward(&x)?;
+    }
+
+    /// `[b, hidden]`: each row's hidden state at its last real token (rows right-padded).
+    fn last_tokens(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let (b, s, hidden) = x.dims3()?;
         // The last real token of row i sits at sum(mask_i) - 1.
-        let lengths = batch.attention_mask.sum(1)?.to_vec1::<f32>()?;
+        let lengths = mask.sum(1)?.to_vec1::<f32>()?;
         let rows: Vec<u32> = lengths
             .iter()
             .enumerate()
             .map(|(i, &n)| (i * s) as u32 + (n.max(1.0) as u32 - 1))
             .collect();
         let rows = Tensor::from_vec(rows, b, &self.device)?;
-        let last = x.reshape((b * s, a.hidden_size))?.index_select(&rows, 0)?;
-        last.matmul(&self.head.t()?)
+        x.reshape((b * s, hidden))?.index_select(&rows, 0)
     }
 
     /// Causal plus padding bias `[batch, 1, seq, seq]`.
@@ -418,48 +415,6 @@ impl DecoderModel {
             .unsqueeze(1)?;
         causal.broadcast_add(&padding)
     }
-
-    fn block(
-        &self,
-        block: &Block,
-        x: &Tensor,
-        rotary: Option<&(Tensor, Tensor)>,
-        bias: &Tensor,
-        train: bool,
-    ) -> Result<Tensor> {
-        let a = &self.arch;
-        let (b, s, _) = x.dims3()?;
-        let h = block.attn_norm.forward(x)?;
-        let heads = |t: Tensor, n: usize| -> Result<Tensor> {
-            t.reshape((b, s, n, a.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let q = heads(block.q.forward(&h, train)?, a.num_heads)?;
-        let k = heads(block.k.forward(&h, train)?, a.num_kv_heads)?;
-        let v = heads(block.v.forward(&h, train)?, a.num_kv_heads)?;
-        let (q, k) = match rotary {
-            Some((cos, sin)) => (rotate(&q, cos, sin)?, rotate(&k, cos, sin)?),
-            None => (q, k),
-        };
-        let k = repeat_kv(&k, a.group_size())?;
-        let v = repeat_kv(&v, a.group_size())?;
-        let scale = 1.0 / (a.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(bias)?;
-        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        let attn = probs
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .reshape((b, s, a.q_width()))?;
-        let x = (x + block.o.forward(&attn, train)?)?;
-        let h = block.mlp_norm.forward(&x)?;
-        let up = block.up.forward(&h, train)?;
-        let hidden = match &block.gate {
-            Some(gate) => (activate(&gate.forward(&h, train)?, a.activation)? * up)?,
-            None => activate(&up, a.activation)?,
-        };
-        x + block.down.forward(&hidden, train)?
-    }
 }
 
 enum Init {
@@ -472,40 +427,6 @@ enum Init {
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
     let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
     x.broadcast_div(&(ms + eps)?.sqrt()?)?.broadcast_mul(weight)
-}
-
-/// The MLP activation, from differentiable ops (the exporter writes the same formulas).
-pub fn activate(x: &Tensor, activation: Activation) -> Result<Tensor> {
-    match activation {
-        Activation::Silu => candle_nn::ops::sigmoid(x)? * x,
-        Activation::Relu => x.relu(),
-        // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
-        Activation::GeluTanh => {
-            let cube = (x.sqr()? * x)?;
-            let inner = ((x + (cube * 0.044715)?)? * (2.0 / std::f64::consts::PI).sqrt())?;
-            ((inner.tanh()? + 1.0)? * x)? * 0.5
-        }
-    }
-}
-
-/// transformers' rotary: `x·cos + rotate_half(x)·sin`, `rotate_half(x) = [-x₂, x₁]`.
-fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    let d = x.dim(D::Minus1)?;
-    let x1 = x.narrow(D::Minus1, 0, d / 2)?;
-    let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
-    let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-    x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?
-}
-
-/// `[b, kv, s, d]` → `[b, kv·g, s, d]`, each key/value head serving `g` query heads.
-fn repeat_kv(x: &Tensor, g: usize) -> Result<Tensor> {
-    if g == 1 {
-        return Ok(x.clone());
-    }
-    let (b, kv, s, d) = x.dims4()?;
-    x.unsqueeze(2)?
-        .broadcast_as((b, kv, g, s, d))?
-        .reshape((b, kv * g, s, d))
 }
 
 impl TrainableModel for DecoderModel {

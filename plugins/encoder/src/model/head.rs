@@ -1,0 +1,58 @@
+//! The classification head over the first token's hidden state, as each family's
+//! `*ForSequenceClassification` has it.
+
+use super::project;
+use super::vars::Vars;
+use crate::arch::{Arch, Family};
+use crate::dropout::Dropout;
+use crate::names;
+use candle_core::{Result, Tensor};
+use candle_nn::Linear;
+
+/// Dense layer, activation and output projection, with dropout where the family puts it.
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// hidden → hidden (BERT's pooler, RoBERTa's `classifier.dense`, DistilBERT's
+    /// `pre_classifier`).
+    pub dense: Linear,
+    /// hidden → labels.
+    pub output: Linear,
+    /// Which head: it decides the activation and where dropout goes.
+    pub family: Family,
+    /// Dropout rate (`classifier_dropout`).
+    pub dropout: f32,
+}
+
+impl Head {
+    /// The head's parameters for `arch`'s family.
+    pub(super) fn load(vars: &Vars, arch: &Arch) -> Result<Self> {
+        let (dense, output) = names::head(arch.family);
+        Ok(Self {
+            dense: vars.linear(dense)?,
+            output: vars.linear(output)?,
+            family: arch.family,
+            dropout: arch.classifier_dropout,
+        })
+    }
+
+    /// Logits `[b, labels]` from the first token's hidden state `[b, hidden]`.
+    pub fn forward(&self, first: &Tensor, dropout: Dropout<'_>) -> Result<Tensor> {
+        let p = self.dropout;
+        match self.family {
+            // BERT's pooler: tanh(dense(first)); dropout before the classifier.
+            Family::Bert => {
+                let pooled = project(&self.dense, first)?.tanh()?;
+                project(&self.output, &dropout.apply(&pooled, p)?)
+            }
+            // RobertaClassificationHead: dropout on both sides of the dense layer.
+            Family::Roberta => {
+                let hidden = project(&self.dense, &dropout.apply(first, p)?)?.tanh()?;
+                project(&self.output, &dropout.apply(&hidden, p)?)
+            }
+            Family::DistilBert => {
+                let hidden = project(&self.dense, first)?.relu()?;
+                project(&self.output, &dropout.apply(&hidden, p)?)
+            }
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! One pre-norm decoder block, as transformers' `LlamaDecoderLayer` reads:
+//! `x + attention(norm(x))`, then `x + mlp(norm(x))`.
+
+use super::Norm;
+use crate::arch::Activation;
+use crate::lora::LoraLinear;
+use candle_core::{Result, Tensor, D};
+
+/// Grouped-query self-attention (rotary positions when the family has them).
+#[derive(Debug, Clone)]
+pub struct Attention {
+    /// Query projection.
+    pub q: LoraLinear,
+    /// Key projection.
+    pub k: LoraLinear,
+    /// Value projection.
+    pub v: LoraLinear,
+    /// Output projection.
+    pub o: LoraLinear,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads (each serves `heads / kv_heads` query heads).
+    pub kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+}
+
+impl Attention {
+    /// `[b, s, hidden]` → `[b, s, hidden]`: softmax(q kᵀ / √d + bias) v, projected. `rotary`
+    /// is `(cos, sin)`, each `[s, head_dim]`; `bias` is `[b, 1, s, s]`.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        rotary: Option<&(Tensor, Tensor)>,
+        bias: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        let (b, s, _) = x.dims3()?;
+        let heads = |t: Tensor, n: usize| -> Result<Tensor> {
+            t.reshape((b, s, n, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let q = heads(self.q.forward(x, train)?, self.heads)?;
+        let k = heads(self.k.forward(x, train)?, self.kv_heads)?;
+        let v = heads(self.v.forward(x, train)?, self.kv_heads)?;
+        let (q, k) = match rotary {
+            Some((cos, sin)) => (rotate(&q, cos, sin)?, rotate(&k, cos, sin)?),
+            None => (q, k),
+        };
+        let group = self.heads / self.kv_heads;
+        let k = repeat_kv(&k, group)?;
+        let v = repeat_kv(&v, group)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(bias)?;
+        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let attn =
+            probs
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .reshape((b, s, self.heads * self.head_dim))?;
+        self.o.forward(&attn, train)
+    }
+}
+
+/// The feed-forward block: SwiGLU (`down(act(gate(x)) · up(x))`) or `down(act(up(x)))`.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    /// SwiGLU gate (Llama, Qwen2).
+    pub gate: Option<LoraLinear>,
+    /// Up projection (OPT's `fc1`, GPT-2's `c_fc`).
+    pub up: LoraLinear,
+    /// Down projection (OPT's `fc2`, GPT-2's `mlp.c_proj`).
+    pub down: LoraLinear,
+    /// The activation.
+    pub activation: Activation,
+}
+
+impl Mlp {
+    /// `[b, s, hidden]` → `[b, s, hidden]`.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let up = self.up.forward(x, train)?;
+        let hidden = match &self.gate {
+            Some(gate) => (activate(&gate.forward(x, train)?, self.activation)? * up)?,
+            None => activate(&up, self.activation)?,
+        };
+        self.down.forward(&hidden, train)
+    }
+}
+
+/// One decoder block.
+#[derive(Debug, Clone)]
+pub struct Block {
+    /// Norm before attention.
+    pub attn_norm: Norm,
+    /// Self-attention.
+    pub attention: Attention,
+    /// Norm before the feed-forward block.
+    pub mlp_norm: Norm,
+    /// Feed-forward block.
+    pub mlp: Mlp,
+}
+
+impl Block {
+    /// `[b, s, hidden]` → `[b, s, hidden]` (see [`Attention::forward`] for `rotary` and
+    /// `bias`).
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        rotary: Option<&(Tensor, Tensor)>,
+        bias: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        let h = self.attn_norm.forward(x)?;
+        let x = (x + self.attention.forward(&h, rotary, bias, train)?)?;
+        let h = self.mlp_norm.forward(&x)?;
+        x + self.mlp.forward(&h, train)?
+    }
+
+    /// The linear layers, attention's then the MLP's.
+    pub fn linears(&self) -> impl Iterator<Item = &LoraLinear> {
+        let a = &self.attention;
+        let m = &self.mlp;
+        [
+            Some(&a.q),
+            Some(&a.k),
+            Some(&a.v),
+            Some(&a.o),
+            m.gate.as_ref(),
+            Some(&m.up),
+            Some(&m.down),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+/// The MLP activation, from differentiable ops (the exporter writes the same formulas).
+pub fn activate(x: &Tensor, activation: Activation) -> Result<Tensor> {
+    match activation {
+        Activation::Silu => candle_nn::ops::sigmoid(x)? * x,
+        Activation::Relu => x.relu(),
+        // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+        Activation::GeluTanh => {
+            let cube = (x.sqr()? * x)?;
+            let inner = ((x + (cube * 0.044715)?)? * (2.0 / std::f64::consts::PI).sqrt())?;
+            ((inner.tanh()? + 1.0)? * x)? * 0.5
+        }
+    }
+}
+
+/// transformers' rotary: `x·cos + rotate_half(x)·sin`, `rotate_half(x) = [-x₂, x₁]`.
+fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let d = x.dim(D::Minus1)?;
+    let x1 = x.narrow(D::Minus1, 0, d / 2)?;
+    let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
+    let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+    x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?
+}
+
+/// `[b, kv, s, d]` → `[b, kv·g, s, d]`, each key/value head serving `g` query heads.
+fn repeat_kv(x: &Tensor, g: usize) -> Result<Tensor> {
+    if g == 1 {
+        return Ok(x.clone());
+    }
+    let (b, kv, s, d) = x.dims4()?;
+    x.unsqueeze(2)?
+        .broadcast_as((b, kv, g, s, d))?
+        .reshape((b, kv * g, s, d))
+}
