@@ -74,25 +74,8 @@ fn sigint_checkpoints_leaves_no_model_and_resume_goes_on() {
         "{text}"
     );
 
-    // A checkpoint, and nothing else: no model files, no staging folder left.
+    let step = only_a_checkpoint_is_left(&project, &text);
     let artifacts = project.path().join("artifacts");
-    assert_eq!(
-        names(&artifacts.join("tiny")),
-        vec!["checkpoints"],
-        "{text}"
-    );
-    assert!(
-        names(&artifacts).iter().all(|n| n == "tiny"),
-        "leftovers: {:?}",
-        names(&artifacts)
-    );
-    let checkpoints = names(&artifacts.join("tiny/checkpoints"));
-    let step: u64 = checkpoints
-        .iter()
-        .filter_map(|n| n.strip_prefix("step-")?.parse().ok())
-        .max()
-        .unwrap_or_else(|| panic!("no checkpoint: {checkpoints:?}\n{text}"));
-    assert!((3..EPOCHS * STEPS_PER_EPOCH).contains(&step), "{step}");
     assert!(
         text.contains(&format!("interrupted at step {step}")),
         "{text}"
@@ -135,13 +118,14 @@ fn sigterm_during_serve_auto_training_checkpoints_and_leaves_no_model() {
     // A clean stop: the server drained, the training wrote its checkpoint first.
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("interrupted at step"), "{text}");
+    only_a_checkpoint_is_left(&project, &text);
+}
 
+/// A checkpoint past step 3, and nothing else: no model files, no staging folder. Returns
+/// the checkpoint's step.
+fn only_a_checkpoint_is_left(project: &Project, log: &str) -> u64 {
     let artifacts = project.path().join("artifacts");
-    assert_eq!(
-        names(&artifacts.join("tiny")),
-        vec!["checkpoints"],
-        "{text}"
-    );
+    assert_eq!(names(&artifacts.join("tiny")), vec!["checkpoints"], "{log}");
     assert!(
         names(&artifacts).iter().all(|n| n == "tiny"),
         "leftovers: {:?}",
@@ -152,6 +136,7 @@ fn sigterm_during_serve_auto_training_checkpoints_and_leaves_no_model() {
         .iter()
         .filter_map(|n| n.strip_prefix("step-")?.parse::<u64>().ok())
         .max()
-        .unwrap_or_else(|| panic!("no checkpoint: {checkpoints:?}\n{text}"));
+        .unwrap_or_else(|| panic!("no checkpoint: {checkpoints:?}\n{log}"));
     assert!((3..EPOCHS * STEPS_PER_EPOCH).contains(&step), "{step}");
+    step
 }
