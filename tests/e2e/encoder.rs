@@ -2,7 +2,7 @@
 //! export, ONNX Runtime serving over HTTP, `train --resume` and `export`.
 
 use clarity_tests::encoder::write_tiny_encoder;
-use clarity_tests::{plugin_lib, Project};
+use clarity_tests::{error_kind, plugin_lib, Project};
 use serde_json::json;
 use std::time::Duration;
 
@@ -240,6 +240,56 @@ fn a_folder_exported_elsewhere_is_served_without_training() {
         Some(2),
         "{body}"
     );
+    assert_eq!(server.terminate(Duration::from_secs(20)), Some(0));
+}
+
+/// Text the model's tokenizer refuses is the request's fault: a 422 `validation`, not a 500.
+///
+/// MiniLM's own tokenizer refuses nothing a request can carry (a question too long for
+/// context-only truncation falls back to cutting both, an unknown word becomes `[UNK]`), so
+/// the folder's tokenizer here has no unknown token: a character outside its vocabulary then
+/// makes tokenization fail inside the plugin, as a tokenizer that cannot represent some text
+/// would with any input.
+#[test]
+fn text_the_tokenizer_refuses_is_a_422_not_a_500() {
+    let project = Project::new("");
+    let dir = project.path().join("exported");
+    clarity_tests::encoder::write_onnx_folder(&dir, &["yes", "no"]);
+    let path = dir.join("tokenizer.json");
+    let mut tokenizer: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("tokenizer.json"))
+            .expect("tokenizer json");
+    assert_eq!(tokenizer["model"]["type"], "WordPiece");
+    tokenizer["model"]["unk_token"] = json!("[NOT-IN-THE-VOCABULARY]");
+    std::fs::write(&path, tokenizer.to_string()).expect("write tokenizer.json");
+    let yaml = format!(
+        "- name: ext\n  type: encoder\n  plugin: {}\n  model_config: {{model_name: exported, max_length: 32}}\n",
+        plugin_lib("clarity-encoder").display()
+    );
+    std::fs::write(project.config(), yaml).expect("write models.yaml");
+    let mut server = project.serve(&[]);
+    server.wait_ready(Duration::from_secs(60));
+
+    let fine = json!({"question": "Is it served?", "context": "A: It is."});
+    let (status, body) = server.post_json("/classify/ext", &fine);
+    assert_eq!(status, 200, "{body}");
+
+    let refused = json!({"question": "Is it a crab?", "context": "A: It is a \u{1f980}."});
+    let (status, body) = server.post_json("/classify/ext", &refused);
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(error_kind(&body), "validation", "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("tokenize"),
+        "{body}"
+    );
+    // In a batch too; and the server goes on serving.
+    let (status, body) = server.post_json("/classify/ext", &json!([fine, refused]));
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = server.post_json("/classify/ext", &fine);
+    assert_eq!(status, 200, "{body}");
     assert_eq!(server.terminate(Duration::from_secs(20)), Some(0));
 }
 

@@ -2,20 +2,17 @@
 //! other tools: `encoder_meta.json` (ours) and a transformers-style `config.json`.
 
 use crate::arch::{Arch, Family};
+use clarity_runtime::meta::{self as files, MetaError, MetaFile};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::Path;
+
+pub use clarity_runtime::meta::{CONFIG_FILE, ONNX_FILE, TOKENIZER_FILE};
 
 /// Our record of a trained encoder.
 pub const META_FILE: &str = "encoder_meta.json";
-/// The ONNX graph.
-pub const ONNX_FILE: &str = "model.onnx";
 /// The trained weights (transformers names), for resuming, re-export and other tools.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
-/// The tokenizer, copied from the pretrained model.
-pub const TOKENIZER_FILE: &str = "tokenizer.json";
-/// transformers' config with our labels.
-pub const CONFIG_FILE: &str = "config.json";
 
 /// What `load` needs to serve the artifact folder.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,35 +31,10 @@ pub struct EncoderMeta {
     pub opset: i64,
 }
 
-impl EncoderMeta {
-    /// Current format.
-    pub const FORMAT: u32 = 1;
-
-    /// Read `dir/encoder_meta.json`.
-    pub fn read(dir: &Path) -> Result<Self, String> {
-        let path = dir.join(META_FILE);
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let meta: Self =
-            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        if meta.format != Self::FORMAT {
-            return Err(format!(
-                "{}: format {} is not {} (written by another version: retrain or re-export)",
-                path.display(),
-                meta.format,
-                Self::FORMAT
-            ));
-        }
-        Ok(meta)
-    }
-
-    /// Write `dir/encoder_meta.json`.
-    pub fn write(&self, dir: &Path) -> Result<(), String> {
-        write_json(
-            &dir.join(META_FILE),
-            &serde_json::to_value(self).map_err(|e| e.to_string())?,
-        )
-    }
+impl MetaFile for EncoderMeta {
+    const FILE: &'static str = META_FILE;
+    const FORMAT: u32 = 1;
+    const SORTED_KEYS: bool = true;
 }
 
 /// The pretrained `config.json` with our labels and head, so transformers'
@@ -72,8 +44,8 @@ pub fn write_hf_config(
     arch: &Arch,
     labels: &[String],
     out: &Path,
-) -> Result<(), String> {
-    let mut config: Value = std::fs::read_to_string(pretrained_config)
+) -> Result<(), MetaError> {
+    let config = std::fs::read_to_string(pretrained_config)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_else(|| json!({"model_type": arch.model_type}));
@@ -85,30 +57,5 @@ pub fn write_hf_config(
         Family::Roberta => "RobertaForSequenceClassification",
         Family::DistilBert => "DistilBertForSequenceClassification",
     };
-    if let Some(obj) = config.as_object_mut() {
-        obj.insert("architectures".into(), json!([class]));
-        obj.insert("num_labels".into(), json!(labels.len()));
-        obj.insert(
-            "id2label".into(),
-            labels
-                .iter()
-                .enumerate()
-                .map(|(i, l)| (i.to_string(), json!(l)))
-                .collect(),
-        );
-        obj.insert(
-            "label2id".into(),
-            labels
-                .iter()
-                .enumerate()
-                .map(|(i, l)| (l.clone(), json!(i)))
-                .collect(),
-        );
-    }
-    write_json(out, &config)
-}
-
-fn write_json(path: &Path, value: &Value) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
-    std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))
+    files::write_hf_config(config, class, labels, out)
 }

@@ -21,6 +21,7 @@ use clarity_lora::model::{DecoderModel, Trainable};
 use clarity_lora::prompt::PromptTokenizer;
 use clarity_lora::{export, lora::LoraSettings, weights};
 use clarity_runtime::batch::TensorBatch;
+use clarity_runtime::meta::MetaFile;
 use clarity_runtime::resolve;
 use clarity_runtime::serve::{self, OrtClassifier};
 use clarity_runtime::tokenize::{EncodePairs, Encoded};

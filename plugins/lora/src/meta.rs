@@ -1,18 +1,15 @@
 //! `lora_meta.json`: what `load` and `export` need to serve or rebuild a trained LoRA model,
 //! written beside `model.onnx`, the tokenizer and the adapter files.
 
-use crate::arch::DecoderArch;
+use crate::arch::{DecoderArch, Family};
+use clarity_runtime::meta::{self as files, MetaError, MetaFile};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+pub use clarity_runtime::meta::{CONFIG_FILE, ONNX_FILE, TOKENIZER_FILE};
+
 /// Our record of a trained model.
 pub const META_FILE: &str = "lora_meta.json";
-/// The merged ONNX graph.
-pub const ONNX_FILE: &str = "model.onnx";
-/// The tokenizer (copied, or built from the GGUF metadata).
-pub const TOKENIZER_FILE: &str = "tokenizer.json";
-/// A transformers-style config with our labels.
-pub const CONFIG_FILE: &str = "config.json";
 
 /// Adapter hyper-parameters as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,58 +50,25 @@ pub struct LoraMeta {
     pub use_8bit: bool,
 }
 
+impl MetaFile for LoraMeta {
+    const FILE: &'static str = META_FILE;
+    const FORMAT: u32 = 1;
+}
+
 impl LoraMeta {
-    /// Current format.
-    pub const FORMAT: u32 = 1;
-
-    /// Read `dir/lora_meta.json`.
-    pub fn read(dir: &Path) -> Result<Self, String> {
-        let path = dir.join(META_FILE);
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let meta: Self =
-            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        if meta.format != Self::FORMAT {
-            return Err(format!(
-                "{}: format {} is not {} (written by another version: retrain)",
-                path.display(),
-                meta.format,
-                Self::FORMAT
-            ));
-        }
-        Ok(meta)
-    }
-
-    /// Write `dir/lora_meta.json`.
-    pub fn write(&self, dir: &Path) -> Result<(), String> {
-        let path = dir.join(META_FILE);
-        let text = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
-        std::fs::write(&path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))
-    }
-
     /// transformers' config for the folder: the architecture, `id2label` / `label2id`.
-    pub fn write_hf_config(&self, dir: &Path) -> Result<(), String> {
-        let mut config = self.arch.to_hf_config();
+    pub fn write_hf_config(&self, dir: &Path) -> Result<(), MetaError> {
         let class = match self.arch.family {
-            crate::arch::Family::Llama => "LlamaForSequenceClassification",
-            crate::arch::Family::Qwen2 => "Qwen2ForSequenceClassification",
-            crate::arch::Family::Opt => "OPTForSequenceClassification",
-            crate::arch::Family::Gpt2 => "GPT2ForSequenceClassification",
+            Family::Llama => "LlamaForSequenceClassification",
+            Family::Qwen2 => "Qwen2ForSequenceClassification",
+            Family::Opt => "OPTForSequenceClassification",
+            Family::Gpt2 => "GPT2ForSequenceClassification",
         };
-        if let Some(obj) = config.as_object_mut() {
-            obj.insert("architectures".into(), serde_json::json!([class]));
-            obj.insert("num_labels".into(), self.labels.len().into());
-            obj.insert(
-                "id2label".into(),
-                self.labels
-                    .iter()
-                    .enumerate()
-                    .map(|(i, l)| (i.to_string(), serde_json::json!(l)))
-                    .collect(),
-            );
-        }
-        let path = dir.join(CONFIG_FILE);
-        let text = serde_json::to_string_pretty(&config).map_err(|e| e.to_string())?;
-        std::fs::write(&path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))
+        files::write_hf_config(
+            self.arch.to_hf_config(),
+            class,
+            &self.labels,
+            &dir.join(CONFIG_FILE),
+        )
     }
 }

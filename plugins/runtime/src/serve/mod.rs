@@ -5,16 +5,21 @@
 //! - [`OrtClassifier`]: a session with its execution provider chosen at run time
 //!   (see [`provider`]), fed from [`crate::tokenize::Encoded`] batches.
 //! - [`hf_labels`]: label names from a Hugging Face `config.json`.
+//! - [`OnnxServing`]: what a plugin holds once loaded (session, tokenizer, labels), with
+//!   `classify_batch` and `info`; [`spec`] reads the settings it is started with.
 
 mod classifier;
 mod labels;
 pub mod provider;
 mod runtime;
+mod serving;
+pub mod spec;
 
 pub use classifier::{softmax, OrtClassifier};
 pub use labels::hf_labels;
 pub use provider::Provider;
 pub use runtime::{init_ort, ort_library_in_use};
+pub use serving::{idle_info, loaded, not_trained, OnnxServing, ServedFolder};
 
 use std::path::PathBuf;
 

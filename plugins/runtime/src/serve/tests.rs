@@ -780,3 +780,174 @@ fn a_classifier_can_be_shared_between_threads() {
     fn shareable<T: Send + Sync>() {}
     shareable::<OrtClassifier>();
 }
+
+// ---- OnnxServing: the serving half the plugins share ----
+
+/// A tokenizer stand-in: one fixed batch, or a refusal.
+#[derive(Debug)]
+struct Fixed(Option<Encoded>);
+
+impl crate::tokenize::EncodePairs for Fixed {
+    fn encode(&self, _: &[(&str, &str)]) -> Result<Encoded, crate::tokenize::TokenizeError> {
+        self.0
+            .clone()
+            .ok_or_else(|| crate::tokenize::TokenizeError::Encode("refused".into()))
+    }
+}
+
+/// A `models.yaml` entry for a model served from `dir`, finding ONNX Runtime like the
+/// plugins do (from the workspace root).
+fn plugin_init(dir: &Path, model_config: serde_json::Value) -> clarity_sdk::PluginInit {
+    let spec = serde_json::from_value(serde_json::json!({
+        "name": "pooler",
+        "type": "encoder",
+        "model_config": model_config,
+        "label_config": {"labels": ["a", "b"]},
+    }))
+    .unwrap();
+    clarity_sdk::PluginInit {
+        spec,
+        config_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+        artifact_dir: dir.to_path_buf(),
+    }
+}
+
+fn folder(dir: &Path, tokenizer: Fixed, labels: &[&str]) -> ServedFolder<Fixed> {
+    ServedFolder {
+        dir: dir.to_path_buf(),
+        tokenizer,
+        labels: labels.iter().map(|l| l.to_string()).collect(),
+        max_length: 4,
+        artifacts: vec!["model.onnx".into()],
+        details: [("source".to_string(), "test".into())].into(),
+    }
+}
+
+/// A folder holding the pooler graph as `model.onnx`.
+fn pooler_folder() -> (tempfile::TempDir, Pooler) {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Pooler::new();
+    onnx::save(model.graph(false), &dir.path().join("model.onnx")).unwrap();
+    (dir, model)
+}
+
+#[test]
+fn onnx_serving_classifies_and_describes_itself() {
+    let (dir, model) = pooler_folder();
+    let init = plugin_init(
+        dir.path(),
+        serde_json::json!({"device": "cpu", "options": {"threads": 1}}),
+    );
+    let [e, _] = pooler_batches();
+    let serving = OnnxServing::start(
+        &init,
+        folder(dir.path(), Fixed(Some(e.clone())), &["a", "b"]),
+    )
+    .unwrap();
+    let pairs = [clarity_sdk::TextPair::new("q", "c")];
+    let probs = serving.classify_batch(&pairs).unwrap();
+    let want: Vec<Vec<f32>> = model
+        .reference(&e, false)
+        .iter()
+        .map(|r| softmax(r))
+        .collect();
+    assert_close(&probs, &want, 1e-5);
+
+    let info = serving.info("test-onnx");
+    assert_eq!(info.backend, "test-onnx");
+    assert!(info.loaded);
+    assert_eq!(info.device, "cpu");
+    assert_eq!(info.labels, ["a", "b"]);
+    assert_eq!(info.max_length, Some(4));
+    assert_eq!(info.artifact_dir.as_deref(), Some(dir.path()));
+    assert_eq!(info.artifacts, ["model.onnx"]);
+    assert_eq!(info.details["runtime"], "onnxruntime");
+    assert_eq!(info.details["execution_provider"], "cpu");
+    assert_eq!(info.details["source"], "test");
+    assert_eq!(serving.dir(), dir.path());
+}
+
+#[test]
+fn a_refused_input_is_invalid_input_and_a_wrong_label_count_is_config() {
+    use clarity_sdk::ErrorKind;
+    let (dir, _) = pooler_folder();
+    let init = plugin_init(dir.path(), serde_json::json!({"device": "cpu"}));
+    let serving = OnnxServing::start(&init, folder(dir.path(), Fixed(None), &["a", "b"])).unwrap();
+    let err = serving
+        .classify_batch(&[clarity_sdk::TextPair::new("q", "c")])
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
+    assert!(err.message.contains("refused"), "{err}");
+
+    let err =
+        OnnxServing::start(&init, folder(dir.path(), Fixed(None), &["a", "b", "c"])).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidConfig, "{err}");
+    assert!(err.message.contains("scores 2 labels but 3"), "{err}");
+
+    let bad_threads = plugin_init(
+        dir.path(),
+        serde_json::json!({"options": {"threads": "all"}}),
+    );
+    let err =
+        OnnxServing::start(&bad_threads, folder(dir.path(), Fixed(None), &["a", "b"])).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidConfig, "{err}");
+    assert!(err.message.contains("options.threads"), "{err}");
+
+    let empty = tempfile::tempdir().unwrap();
+    let err =
+        OnnxServing::start(&init, folder(empty.path(), Fixed(None), &["a", "b"])).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Other, "{err}");
+    assert!(err.message.contains("model.onnx"), "{err}");
+}
+
+#[test]
+fn before_load_info_is_idle_classify_is_not_loaded_and_load_says_train() {
+    use clarity_sdk::ErrorKind;
+    let dir = tempfile::tempdir().unwrap();
+    let init = plugin_init(dir.path(), serde_json::json!({}));
+    let info = idle_info("test-onnx", &init);
+    assert!(!info.loaded);
+    assert_eq!(info.labels, ["a", "b"]);
+    assert_eq!(info.max_length, Some(spec::DEFAULT_MAX_LENGTH));
+    assert_eq!(info.artifact_dir.as_deref(), Some(dir.path()));
+    let configured = plugin_init(dir.path(), serde_json::json!({"max_length": 64}));
+    assert_eq!(idle_info("test-onnx", &configured).max_length, Some(64));
+
+    let none: Option<OnnxServing<Fixed>> = None;
+    assert_eq!(loaded(&none).unwrap_err().kind, ErrorKind::NotLoaded);
+
+    let err = not_trained(&init);
+    assert_eq!(err.kind, ErrorKind::NotTrained);
+    assert_eq!(
+        err.message,
+        format!(
+            "no trained model at {} (run `clarity-host train --model pooler`)",
+            dir.path().display()
+        )
+    );
+}
+
+#[test]
+fn spec_settings_are_read_one_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = plugin_init(
+        dir.path(),
+        serde_json::json!({"model_name": "m", "device": "cpu", "options": {"threads": 3}}),
+    );
+    assert_eq!(spec::model_name(&init, "needed").unwrap(), "m");
+    assert_eq!(spec::device(&init), Device::Cpu);
+    assert_eq!(spec::threads(&init).unwrap(), Some(3));
+    let bare = plugin_init(dir.path(), serde_json::json!({}));
+    let err = spec::model_name(&bare, "model_name is needed here").unwrap_err();
+    assert_eq!(err.kind, clarity_sdk::ErrorKind::InvalidConfig);
+    assert_eq!(err.message, "model_name is needed here");
+    assert_eq!(spec::threads(&bare).unwrap(), None);
+    for bad in [
+        serde_json::json!(0),
+        serde_json::json!(-1),
+        serde_json::json!("2"),
+    ] {
+        let init = plugin_init(dir.path(), serde_json::json!({"options": {"threads": bad}}));
+        assert!(spec::threads(&init).is_err(), "{bad}");
+    }
+}

@@ -60,25 +60,6 @@ pub enum TrainError {
     Checkpoint(#[from] CheckpointError),
 }
 
-/// How a plugin reports a failed run to the host: a stop becomes `Cancelled` (the host then
-/// says how to resume), anything else an ordinary error.
-impl From<TrainError> for clarity_sdk::Error {
-    fn from(e: TrainError) -> Self {
-        match e {
-            TrainError::Cancelled { checkpoint } => clarity_sdk::Error::new(
-                clarity_sdk::ErrorKind::Cancelled,
-                match checkpoint {
-                    Some(path) => {
-                        format!("training stopped; checkpoint saved at {}", path.display())
-                    }
-                    None => "training stopped".to_string(),
-                },
-            ),
-            other => clarity_sdk::Error::other(other.to_string()),
-        }
-    }
-}
-
 /// A finished run.
 #[derive(Debug)]
 pub struct TrainOutcome {
