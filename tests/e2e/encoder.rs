@@ -217,15 +217,20 @@ fn the_shipped_minilm_learns_the_sample_data() {
     );
 }
 
-#[test]
-fn a_folder_exported_elsewhere_is_served_without_training() {
-    let project = Project::new("");
-    clarity_tests::encoder::write_onnx_folder(&project.path().join("exported"), &["yes", "no"]);
+/// models.yaml with one encoder entry `ext` serving the folder `exported` as it is.
+fn write_exported_entry(project: &Project) {
     let yaml = format!(
         "- name: ext\n  type: encoder\n  plugin: {}\n  model_config: {{model_name: exported, max_length: 32}}\n",
         plugin_lib("clarity-encoder").display()
     );
     std::fs::write(project.config(), yaml).expect("write models.yaml");
+}
+
+#[test]
+fn a_folder_exported_elsewhere_is_served_without_training() {
+    let project = Project::new("");
+    clarity_tests::encoder::write_onnx_folder(&project.path().join("exported"), &["yes", "no"]);
+    write_exported_entry(&project);
     let mut server = project.serve(&[]);
     server.wait_ready(Duration::from_secs(60));
     let (status, body) = server.post_json(
@@ -262,11 +267,7 @@ fn text_the_tokenizer_refuses_is_a_422_not_a_500() {
     assert_eq!(tokenizer["model"]["type"], "WordPiece");
     tokenizer["model"]["unk_token"] = json!("[NOT-IN-THE-VOCABULARY]");
     std::fs::write(&path, tokenizer.to_string()).expect("write tokenizer.json");
-    let yaml = format!(
-        "- name: ext\n  type: encoder\n  plugin: {}\n  model_config: {{model_name: exported, max_length: 32}}\n",
-        plugin_lib("clarity-encoder").display()
-    );
-    std::fs::write(project.config(), yaml).expect("write models.yaml");
+    write_exported_entry(&project);
     let mut server = project.serve(&[]);
     server.wait_ready(Duration::from_secs(60));
 
