@@ -37,7 +37,7 @@ pub enum Command {
     List(ListArgs),
     /// Train one model on its configured data.
     Train(TrainArgs),
-    /// Classify one question/context pair, or score a labelled file.
+    /// Classify one question/context pair, score a labelled file, or ask interactively.
     Test(TestArgs),
     /// Serve every enabled model over HTTP.
     Serve(ServeArgs),
@@ -56,16 +56,20 @@ pub struct ListArgs {
 /// `train`.
 #[derive(Debug, ClapArgs)]
 pub struct TrainArgs {
-    /// Model name in models.yaml.
+    /// Model name in models.yaml [default: the first enabled model].
     #[arg(long, short)]
-    pub model: String,
+    pub model: Option<String>,
+
+    /// Start TensorBoard for this run even if `tensorboard_config.auto_start` is false.
+    #[arg(long, conflicts_with = "no_tensorboard")]
+    pub tensorboard: bool,
 
     /// Continue from the newest checkpoint.
     #[arg(long)]
     pub resume: bool,
 
     #[command(flatten)]
-    pub tensorboard: TensorboardArgs,
+    pub tensorboard_args: TensorboardArgs,
 }
 
 /// Overrides of `tensorboard_config` for `train` and `serve`.
@@ -96,9 +100,9 @@ pub struct ExportArgs {
 /// `test`.
 #[derive(Debug, ClapArgs)]
 pub struct TestArgs {
-    /// Model name in models.yaml.
+    /// Model name in models.yaml [default: the first enabled model].
     #[arg(long, short)]
-    pub model: String,
+    pub model: Option<String>,
 
     /// The question of one pair to classify.
     #[arg(long, requires = "context", conflicts_with = "file")]
@@ -108,7 +112,8 @@ pub struct TestArgs {
     #[arg(long, requires = "question")]
     pub context: Option<String>,
 
-    /// A labelled file (JSON list, JSONL or CSV) to score [default: data_config.test_file].
+    /// A labelled file (JSON list, JSONL or CSV) to score [default: data_config.test_file;
+    /// on a terminal, without a pair or a file, an interactive prompt].
     #[arg(long)]
     pub file: Option<PathBuf>,
 

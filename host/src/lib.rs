@@ -37,8 +37,8 @@ pub fn run(args: cli::Args) -> ExitCode {
             .map(|d| d.join("logging.yaml"))
             .unwrap_or_else(|| "logging.yaml".into())
     });
-    let _log_guard = match logging::load_config(&logging_path)
-        .and_then(|cfg| logging::init(&cfg, args.log_level.as_deref()))
+    let _log_guard = match logging::load_settings(&logging_path)
+        .and_then(|settings| logging::install(&settings, args.log_level.as_deref()))
     {
         Ok(guard) => guard,
         Err(e) => {

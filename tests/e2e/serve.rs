@@ -138,6 +138,8 @@ fn trained_classic_model_serves_the_seed_shape_and_survives_bad_requests() {
         let (status, body) = server.post_raw(route, content_type, bytes);
         assert_eq!(status, want, "{kind}: {body}");
         assert_eq!(error_kind(&body), kind, "{body}");
+        // FastAPI's `detail`, for clients of the Python Clarity.
+        assert_eq!(body["detail"], body["error"], "{body}");
         let (status, ok) = server.post_json(route, &pair);
         assert_eq!(status, 200, "after a {want}: {ok}");
     }
@@ -156,7 +158,10 @@ fn trained_classic_model_serves_the_seed_shape_and_survives_bad_requests() {
     assert_eq!(model["route"], route);
     assert_eq!(model["status"], "ready");
     assert_eq!(model["labels"], json!(LABELS));
-    assert_eq!(server.get("/health").0, 200);
+    assert_eq!(index["endpoints"], json!([route]), "{index}");
+    let (status, health) = server.get("/health");
+    assert_eq!(status, 200);
+    assert_eq!(health["models_loaded"], 1, "{health}");
 
     let (status, spec) = server.get("/openapi.json");
     assert_eq!(status, 200);
@@ -168,6 +173,14 @@ fn trained_classic_model_serves_the_seed_shape_and_survives_bad_requests() {
     let (status, page) = server.get("/docs");
     assert_eq!(status, 200);
     assert!(page.as_str().unwrap_or_default().contains(route));
+    let (status, page) = server.get("/redoc");
+    assert_eq!(status, 200);
+    let page = page.as_str().unwrap_or_default();
+    assert!(page.contains("Redoc.init('/openapi.json'"), "{page}");
+    assert!(
+        page.contains(route),
+        "offline, it still lists the routes: {page}"
+    );
 
     // Prometheus metrics count the requests above by matched route and status.
     let (status, text) = server.get("/metrics");

@@ -2,6 +2,7 @@
 //! library ([`crate::training`], [`crate::plugins::Registry`], [`crate::http`]) and prints.
 
 mod export;
+mod interactive;
 mod list;
 mod report;
 mod serve;
@@ -26,6 +27,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Serve(a) => serve::run(config, a),
         Command::Export(a) => export::run(&config, &a),
     }
+}
+
+/// The model `--model` names or, without it, the first enabled one (as the Python Clarity
+/// did, saying which).
+fn chosen_model<'c>(config: &'c Config, name: Option<&str>) -> anyhow::Result<&'c ModelSpec> {
+    if let Some(name) = name {
+        return Ok(config.model(name)?);
+    }
+    let spec = config.enabled().next().ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: no enabled model to use; name one with --model NAME, or set `enabled: true` \
+             on an entry",
+            config.path.display()
+        )
+    })?;
+    tracing::info!("Using first enabled model: {}", spec.name);
+    Ok(spec)
 }
 
 /// Open, build and load `spec` for inference, with a hint when it is not trained yet.

@@ -1,4 +1,5 @@
-//! `clarity-host test`: classify one pair, or score a labelled file.
+//! `clarity-host test`: classify one pair, score a labelled file, or (on a terminal, given
+//! neither) ask for pairs interactively.
 
 use super::{load_model, report};
 use crate::cli::TestArgs;
@@ -11,10 +12,11 @@ use anyhow::{anyhow, Context};
 use clarity_sdk::metrics::{majority_label, Evaluation};
 use clarity_sdk::TextPair;
 use serde_json::json;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 pub fn run(config: &Config, args: &TestArgs) -> anyhow::Result<ExitCode> {
-    let spec = config.model(&args.model)?;
+    let spec = super::chosen_model(config, args.model.as_deref())?;
     let registry = Registry::default();
     let model = load_model(&registry, config, spec)?;
     let labels = model.labels();
@@ -28,6 +30,20 @@ pub fn run(config: &Config, args: &TestArgs) -> anyhow::Result<ExitCode> {
             .ok_or_else(|| anyhow!("model returned no scores"))?;
         let prediction = Prediction::from_scores(labels, first);
         println!("{}", serde_json::to_string_pretty(&prediction)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    // A person at a terminal asked for nothing in particular: ask them. Scripts (no
+    // terminal) keep scoring data_config.test_file.
+    if args.file.is_none() && std::io::stdin().is_terminal() {
+        let stdin = std::io::stdin();
+        super::interactive::run(
+            &model,
+            &spec.name,
+            args.json,
+            &mut stdin.lock(),
+            &mut std::io::stdout(),
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
 

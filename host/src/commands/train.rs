@@ -17,9 +17,12 @@ static STOP: AtomicBool = AtomicBool::new(false);
 
 pub fn run(config: &Config, args: &TrainArgs) -> anyhow::Result<ExitCode> {
     install_interrupt_handler();
-    let spec = config.model(&args.model)?;
+    let spec = super::chosen_model(config, args.model.as_deref())?;
+    // `--tensorboard` turns `auto_start` on for this run only.
+    let mut board_spec = spec.clone();
+    board_spec.tensorboard_config.auto_start |= args.tensorboard;
     // Dropped when `run` returns, whatever the outcome: TensorBoard goes with the command.
-    let _tensorboard = tensorboard::start_for(config, &[spec], &args.tensorboard);
+    let _tensorboard = tensorboard::start_for(config, &[&board_spec], &args.tensorboard_args);
     let options = TrainOptions {
         resume: args.resume,
         stop: &STOP,

@@ -33,6 +33,7 @@ pub const RESERVED_ROUTES: &[&str] = &[
     "/metrics",
     "/openapi.json",
     "/docs",
+    "/redoc",
 ];
 
 /// A loaded and checked `models.yaml`.

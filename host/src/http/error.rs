@@ -1,5 +1,7 @@
-//! API errors: every failure is JSON `{"error": "...", "kind": "...", "request_id": "..."}`
-//! with a fitting status. This is the one place that maps an error to a status.
+//! API errors: every failure is JSON `{"error": "...", "kind": "...", "detail": "...",
+//! "request_id": "..."}` with a fitting status. `detail` repeats `error` for clients of the
+//! Python Clarity, whose FastAPI answered `{"detail": ...}`; it is always a string, also for
+//! a 422 (where FastAPI's own validation gives a list of `{loc, msg, type}`). This is the one place that maps an error to a status.
 //!
 //! A 4xx says what was wrong with the request. A 5xx says what failed and gives the request
 //! id; its detail (a plugin's message, a panic's text, a path on this machine) goes to the
@@ -74,6 +76,8 @@ pub struct ErrorBody<'a> {
     pub error: &'a str,
     /// Machine-readable kind.
     pub kind: &'a str,
+    /// The same text as `error`, under FastAPI's name.
+    pub detail: &'a str,
     /// The request's id, to find its log lines.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<&'a str>,
@@ -167,6 +171,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: &report.public,
             kind: report.kind,
+            detail: &report.public,
             request_id: None,
         };
         let mut response = (self.status(), Json(body)).into_response();

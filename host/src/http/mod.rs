@@ -1,5 +1,5 @@
 //! The HTTP API (axum): one `POST` route per served model, plus `/`, `/health`, `/ready` and
-//! `/metrics`, `/openapi.json` and `/docs`.
+//! `/metrics`, `/openapi.json`, `/docs` and `/redoc`.
 //!
 //! [`router`] builds the whole application from an [`AppState`], so tests drive it
 //! in-process (`router(...).oneshot(request)`) over workers with fake backends.
@@ -46,7 +46,8 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/ready", get(routes::ready))
         .route("/metrics", get(routes::metrics))
         .route("/openapi.json", get(routes::openapi))
-        .route("/docs", get(routes::docs));
+        .route("/docs", get(routes::docs))
+        .route("/redoc", get(routes::redoc));
     for worker in state.models.iter() {
         let worker = Arc::clone(worker);
         app = app.route(

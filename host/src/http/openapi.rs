@@ -1,5 +1,5 @@
-//! The OpenAPI document (`GET /openapi.json`) and a self-contained docs page (`GET /docs`),
-//! both built from the models actually served.
+//! The OpenAPI document (`GET /openapi.json`), a self-contained docs page (`GET /docs`) and
+//! a ReDoc page (`GET /redoc`), all built from the models actually served.
 
 use crate::worker::ModelWorker;
 use serde_json::{json, Map, Value};
@@ -42,13 +42,20 @@ pub fn document(models: &[Arc<ModelWorker>]) -> Value {
         );
     }
     let simple = |summary: &str| json!({"get": {"summary": summary, "responses": {"200": {"description": "OK"}}}});
+    let ok_with = |summary: &str, schema: &str| {
+        json!({"get": {"summary": summary, "responses": {"200": {"description": "OK",
+            "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}}}}})
+    };
     paths.insert(
         "/".into(),
-        simple("Service version and every model's route, labels and status"),
+        ok_with(
+            "Service version and every model's route, labels and status",
+            "Index",
+        ),
     );
     paths.insert(
         "/health".into(),
-        simple("Liveness: 200 while the process runs"),
+        ok_with("Liveness: 200 while the process runs", "Health"),
     );
     paths.insert(
         "/ready".into(),
@@ -56,6 +63,14 @@ pub fn document(models: &[Arc<ModelWorker>]) -> Value {
                        "responses": {"200": {"description": "Ready"}, "503": error_response("Not ready yet")}}}),
     );
     paths.insert("/metrics".into(), simple("Prometheus metrics"));
+    paths.insert(
+        "/docs".into(),
+        simple("This API as a page (no external scripts)"),
+    );
+    paths.insert(
+        "/redoc".into(),
+        simple("This API in ReDoc (loaded from a CDN; the /docs page offline)"),
+    );
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -76,8 +91,26 @@ pub fn document(models: &[Arc<ModelWorker>]) -> Value {
                 "scores": {"type": "object", "additionalProperties": {"type": "number"},
                            "description": "Every label's probability, in the model's label order."}
             }},
-            "Error": {"type": "object", "required": ["error", "kind"], "properties": {
-                "error": {"type": "string"}, "kind": {"type": "string"}
+            "Error": {"type": "object", "required": ["error", "kind", "detail"], "properties": {
+                "error": {"type": "string", "description": "What went wrong."},
+                "kind": {"type": "string", "description": "Machine-readable kind, e.g. validation."},
+                "detail": {"type": "string",
+                           "description": "The same text as `error`, under FastAPI's name (always a string)."},
+                "request_id": {"type": "string", "description": "The request's id, also in the x-request-id header."}
+            }},
+            "Index": {"type": "object", "required": ["service", "version", "models", "endpoints"], "properties": {
+                "service": {"type": "string"},
+                "version": {"type": "string"},
+                "sdk_version": {"type": "string"},
+                "models": {"type": "array", "items": {"type": "object"},
+                           "description": "Every served model: name, type, route, status, labels, backend."},
+                "endpoints": {"type": "array", "items": {"type": "string"},
+                              "description": "The served models' routes, in models.yaml order."}
+            }},
+            "Health": {"type": "object", "required": ["status", "models_loaded"], "properties": {
+                "status": {"type": "string", "enum": ["ok"]},
+                "models_loaded": {"type": "integer", "minimum": 0,
+                                  "description": "How many served models are loaded and ready."}
             }}
         }}
     })
@@ -109,10 +142,34 @@ pub fn docs_page(models: &[Arc<ModelWorker>]) -> String {
          <h1>Clarity API {}</h1>\
          <p>A pair is <code>{{\"question\", \"context\"}}</code>; a list of pairs gets a list of answers. \
          Each answer is <code>{{\"clarity_label\", \"confidence\", \"scores\"}}</code>. Errors are \
-         <code>{{\"error\", \"kind\"}}</code>. Machine-readable: <a href=\"/openapi.json\">/openapi.json</a>. \
+         <code>{{\"error\", \"kind\", \"detail\"}}</code>. Machine-readable: <a href=\"/openapi.json\">/openapi.json</a> \
+         (also as <a href=\"/redoc\">ReDoc</a>). \
          Also <a href=\"/\">/</a>, <a href=\"/health\">/health</a>, <a href=\"/ready\">/ready</a>, \
          <a href=\"/metrics\">/metrics</a>.</p>{rows}</body></html>",
         env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// Where FastAPI's `/redoc` loads ReDoc from.
+const REDOC_SCRIPT: &str = "https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js";
+
+/// ReDoc over `/openapi.json`, like FastAPI's page. The script comes from a CDN (shipping the
+/// 1 MB bundle is not worth it); without network the page shows the `/docs` content instead.
+pub fn redoc_page(models: &[Arc<ModelWorker>]) -> String {
+    let docs = docs_page(models);
+    let body = docs
+        .split_once("<body>")
+        .and_then(|(_, rest)| rest.rsplit_once("</body>"))
+        .map_or("", |(body, _)| body);
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Clarity API - ReDoc</title>\
+         <style>body{{margin:0;font-family:sans-serif}}\
+         #offline{{max-width:52rem;margin:2rem auto;padding:0 1rem}}\
+         pre{{background:#f4f4f4;padding:.8rem;overflow-x:auto}}</style></head><body>\
+         <div id=\"redoc\"></div><div id=\"offline\">{body}</div>\
+         <script src=\"{REDOC_SCRIPT}\" onload=\"document.getElementById('offline').remove();\
+         Redoc.init('/openapi.json', {{}}, document.getElementById('redoc'))\"></script>\
+         </body></html>"
     )
 }
 

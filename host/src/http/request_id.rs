@@ -68,6 +68,7 @@ fn with_body(response: Response, report: &ErrorReport, id: &str) -> Response {
     let body = ErrorBody {
         error: &public,
         kind: report.kind,
+        detail: &public,
         request_id: Some(id),
     };
     let fresh = Json(body).into_response();

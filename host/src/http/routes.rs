@@ -113,20 +113,29 @@ fn summary(worker: &ModelWorker) -> ModelSummary {
     }
 }
 
-/// `GET /`: the service and its models.
+/// `GET /`: the service and its models. `endpoints` (the models' routes) is the Python
+/// Clarity's field.
 pub async fn index(State(state): State<AppState>) -> Json<Value> {
     let models: Vec<ModelSummary> = state.models.iter().map(|w| summary(w)).collect();
+    let endpoints: Vec<String> = state.models.iter().map(|w| w.spec().route()).collect();
     Json(json!({
         "service": "clarity-host",
         "version": env!("CARGO_PKG_VERSION"),
         "sdk_version": clarity_sdk::SDK_VERSION,
         "models": models,
+        "endpoints": endpoints,
     }))
 }
 
-/// `GET /health`: the process is up.
-pub async fn health() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// `GET /health`: the process is up; `models_loaded` (the Python Clarity's field) counts the
+/// models ready to classify.
+pub async fn health(State(state): State<AppState>) -> Json<Value> {
+    let loaded = state
+        .models
+        .iter()
+        .filter(|w| w.status() == Status::Ready)
+        .count();
+    Json(json!({"status": "ok", "models_loaded": loaded}))
 }
 
 /// `GET /ready`: 200 once every served model is loaded, 503 before (or if one failed).
@@ -149,9 +158,18 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             .filter(|(_, s)| s.as_str() != Some("ready"))
             .map(|(name, _)| name)
             .collect();
+        let message = format!(
+            "not ready: {}",
+            waiting
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         let body = json!({
-            "error": format!("not ready: {}", waiting.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
+            "error": message,
             "kind": "not_ready",
+            "detail": message,
             "models": statuses,
         });
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
@@ -183,6 +201,11 @@ pub async fn openapi(State(state): State<AppState>) -> Json<Value> {
 /// `GET /docs`: a page describing every route.
 pub async fn docs(State(state): State<AppState>) -> axum::response::Html<String> {
     axum::response::Html(super::openapi::docs_page(&state.models))
+}
+
+/// `GET /redoc`: the OpenAPI document in ReDoc, as FastAPI serves it.
+pub async fn redoc(State(state): State<AppState>) -> axum::response::Html<String> {
+    axum::response::Html(super::openapi::redoc_page(&state.models))
 }
 
 /// Unknown routes.

@@ -186,6 +186,7 @@ fn assert_error(answer: &(StatusCode, Value, Option<String>), status: u16, kind:
         "{body}"
     );
     assert_eq!(body["request_id"].as_str(), id.as_deref(), "{body}");
+    assert_eq!(body["detail"], body["error"], "FastAPI's field: {body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -305,6 +306,69 @@ async fn every_status_the_api_answers() {
     assert_eq!(answer.2.as_deref(), Some("trace-42"));
     assert_eq!(answer.1["request_id"], "trace-42");
     loading_gate.open();
+}
+
+async fn get(app: &Router, path: &str) -> (StatusCode, Value, String) {
+    let request = Request::get(path).body(Body::empty()).expect("request");
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+        text,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_clarity_fields_are_served_beside_ours() {
+    let ready = fake("ready", 64, None);
+    let broken = spawn("broken", 64, Box::new(|_| Err("no plugin".into())));
+    wait_until(|| broken.status().as_str() == "failed");
+    let app = app(&[&ready.worker, &broken]);
+
+    let (status, health, _) = get(&app, "/health").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(health, json!({"status": "ok", "models_loaded": 1}));
+    let (_, index, _) = get(&app, "/").await;
+    assert_eq!(
+        index["endpoints"],
+        json!(["/classify/ready", "/classify/broken"])
+    );
+    assert_eq!(index["service"], "clarity-host");
+    assert_eq!(index["models"][1]["status"], "failed");
+
+    let (status, ready_body, _) = get(&app, "/ready").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready_body["detail"], "not ready: broken");
+    assert_eq!(ready_body["detail"], ready_body["error"]);
+
+    let (status, _, page) = get(&app, "/redoc").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("redoc.standalone.js"), "{page}");
+    assert!(page.contains("Redoc.init('/openapi.json'"), "{page}");
+    assert!(
+        page.contains("POST /classify/ready"),
+        "offline fallback: {page}"
+    );
+
+    let (_, spec, _) = get(&app, "/openapi.json").await;
+    let schemas = &spec["components"]["schemas"];
+    assert_eq!(schemas["Error"]["properties"]["detail"]["type"], "string");
+    assert_eq!(
+        schemas["Health"]["required"],
+        json!(["status", "models_loaded"])
+    );
+    assert!(schemas["Index"]["properties"]["endpoints"].is_object());
+    assert!(spec["paths"]["/redoc"]["get"].is_object(), "{spec}");
+    assert_eq!(
+        spec["paths"]["/health"]["get"]["responses"]["200"]["content"]["application/json"]
+            ["schema"]["$ref"],
+        "#/components/schemas/Health"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

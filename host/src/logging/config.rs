@@ -8,6 +8,7 @@ use serde::Deserialize;
 use tracing_subscriber::filter::LevelFilter;
 
 use super::format::{Template, TimeFormat};
+use super::loguru::LoguruConfig;
 use super::LoggingError;
 
 /// The contents of `logging.yaml`; `LoggingConfig::default()` is what a missing file means.
@@ -174,14 +175,67 @@ pub fn load_config(path: &Path) -> Result<LoggingConfig, LoggingError> {
     }
 }
 
+/// `logging.yaml` in either form.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settings {
+    /// Ours (documented in the repository's `logging.yaml`).
+    Clarity(LoggingConfig),
+    /// The Python Clarity's loguru `handlers:` list.
+    Loguru(LoguruConfig),
+}
+
+/// Reads `logging.yaml` in either form, told apart by a top-level `handlers` key. A missing
+/// or empty file gives our defaults.
+pub fn load_settings(path: &Path) -> Result<Settings, LoggingError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Settings::Clarity(LoggingConfig::default()))
+        }
+        Err(cause) => {
+            return Err(LoggingError::Read {
+                path: path.to_owned(),
+                cause,
+            })
+        }
+    };
+    parse_settings(&text, path)
+}
+
+/// [`load_settings`] on text; `path` is only for error messages.
+pub fn parse_settings(text: &str, path: &Path) -> Result<Settings, LoggingError> {
+    let is_loguru = serde_yaml::from_str::<serde_yaml::Value>(text)
+        .ok()
+        .and_then(|v| v.as_mapping().map(|m| m.contains_key("handlers")))
+        .unwrap_or(false);
+    if is_loguru {
+        let config: Option<LoguruConfig> = parse_yaml(text, path)?;
+        config
+            .map(Settings::Loguru)
+            .ok_or_else(|| LoggingError::Parse {
+                location: path.display().to_string(),
+                message: "empty file".into(),
+            })
+    } else {
+        parse_config(text, path).map(Settings::Clarity)
+    }
+}
+
 /// Parses `logging.yaml` text; `path` is only for error messages, which read
 /// `path:line:column: field: message`.
 pub fn parse_config(text: &str, path: &Path) -> Result<LoggingConfig, LoggingError> {
+    Ok(parse_yaml::<LoggingConfig>(text, path)?.unwrap_or_default())
+}
+
+fn parse_yaml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &Path,
+) -> Result<Option<T>, LoggingError> {
     let deserializer = serde_yaml::Deserializer::from_str(text);
     // serde_path_to_error names the full field (`modules.tower_http`); serde_yaml alone stops
     // at the map (`modules`).
-    let err = match serde_path_to_error::deserialize::<_, Option<LoggingConfig>>(deserializer) {
-        Ok(config) => return Ok(config.unwrap_or_default()),
+    let err = match serde_path_to_error::deserialize::<_, Option<T>>(deserializer) {
+        Ok(config) => return Ok(config),
         Err(err) => err,
     };
     let field = err.path().to_string();

@@ -227,12 +227,14 @@ where
 
 /// The message and `key=value` fields of one event.
 #[derive(Default)]
-struct EventFields {
-    message: String,
-    pairs: Vec<(&'static str, String)>,
-    /// The real target of a record forwarded from the `log` crate (whose `tracing` target is
-    /// just `log`); its other `log.*` fields are dropped.
-    log_target: Option<String>,
+pub(super) struct EventFields {
+    pub(super) message: String,
+    pub(super) pairs: Vec<(&'static str, String)>,
+    /// The real target, file and line of a record forwarded from the `log` crate (whose
+    /// `tracing` target is just `log`); its other `log.*` fields are dropped.
+    pub(super) log_target: Option<String>,
+    pub(super) log_file: Option<String>,
+    pub(super) log_line: Option<u32>,
 }
 
 /// Quotes a text value that would not read as one `key=value` token.
@@ -253,6 +255,7 @@ impl Visit for EventFields {
         match field.name() {
             "message" => self.message.push_str(value),
             "log.target" => self.log_target = Some(value.to_owned()),
+            "log.file" => self.log_file = Some(value.to_owned()),
             name if name.starts_with("log.") => {}
             name => self.pairs.push((name, quote_if_needed(value))),
         }
@@ -269,6 +272,17 @@ impl Visit for EventFields {
         match field.name() {
             "message" => self.message.push_str(&text),
             name => self.pairs.push((name, quote_if_needed(&text))),
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        match field.name() {
+            "log.line" => self.log_line = u32::try_from(value).ok(),
+            name if name.starts_with("log.") => {}
+            "message" => {
+                let _ = write!(self.message, "{value}");
+            }
+            name => self.pairs.push((name, value.to_string())),
         }
     }
 

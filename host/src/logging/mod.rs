@@ -17,6 +17,11 @@
 
 mod config;
 mod format;
+mod loguru;
+mod loguru_format;
+mod loguru_markup;
+mod loguru_time;
+mod rotating;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -30,9 +35,13 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
-pub use config::{load_config, LoggingConfig};
+pub use config::{load_config, load_settings, LoggingConfig, Settings};
 use config::{ColorMode, FileConfig, Rotation, Stream};
 use format::LineFormat;
+use loguru::{LoguruConfig, Sink};
+use loguru_format::LoguruFormat;
+use rotating::RotatingFile;
+use tracing_subscriber::Registry;
 
 /// Environment variables read for terminal filter directives, in order of precedence.
 const FILTER_ENV_VARS: [&str; 2] = ["CLARITY_LOG", "RUST_LOG"];
@@ -65,7 +74,7 @@ pub enum LoggingError {
 #[must_use = "dropping the guard stops the log-file writer"]
 #[derive(Debug, Default)]
 pub struct LoggingGuard {
-    _file: Option<WorkerGuard>,
+    _files: Vec<WorkerGuard>,
 }
 
 /// Installs the global `tracing` subscriber for `config` (and, through `tracing-log`, forwards
@@ -122,7 +131,7 @@ fn build_subscriber(
             let directives = config.directives(file.level.unwrap_or(config.level));
             let filter = parse_filter("logging.yaml (file)", &directives)?;
             let (writer, worker) = file_writer(file)?;
-            guard._file = Some(worker);
+            guard._files.push(worker);
             let layer = tracing_subscriber::fmt::layer()
                 .event_format(format)
                 .with_writer(writer)
@@ -157,16 +166,127 @@ fn terminal_filter(
     verbosity_override: Option<&str>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<EnvFilter, LoggingError> {
+    match override_filter(verbosity_override, env) {
+        Some(filter) => filter,
+        None => parse_filter("logging.yaml", &config.directives(config.level)),
+    }
+}
+
+/// The override's or the environment's filter, if one is set.
+fn override_filter(
+    verbosity_override: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<Result<EnvFilter, LoggingError>> {
     let set = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
     if let Some(value) = set(verbosity_override.map(str::to_owned)) {
-        return parse_filter("the log level override", value.trim());
+        return Some(parse_filter("the log level override", value.trim()));
     }
     for name in FILTER_ENV_VARS {
         if let Some(value) = set(env(name)) {
-            return parse_filter(name, value.trim());
+            return Some(parse_filter(name, value.trim()));
         }
     }
-    parse_filter("logging.yaml", &config.directives(config.level))
+    None
+}
+
+/// Installs the subscriber for `logging.yaml` in either form.
+pub fn install(
+    settings: &Settings,
+    verbosity_override: Option<&str>,
+) -> Result<LoggingGuard, LoggingError> {
+    let config = match settings {
+        Settings::Clarity(config) => return init(config, verbosity_override),
+        Settings::Loguru(config) => config,
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    let terminal = |sink: &Sink| match sink {
+        Sink::Stdout => Some((
+            BoxMakeWriter::new(std::io::stdout),
+            std::io::stdout().is_terminal(),
+        )),
+        Sink::Stderr => Some((
+            BoxMakeWriter::new(crate::console::Stderr),
+            std::io::stderr().is_terminal(),
+        )),
+        Sink::File(_) => None,
+    };
+    let (layers, guard) = loguru_layers(config, verbosity_override, &env, &terminal, None)?;
+    tracing_subscriber::registry()
+        .with(layers)
+        .try_init()
+        .map_err(|e| LoggingError::AlreadyInitialized(e.to_string()))?;
+    Ok(guard)
+}
+
+type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// A terminal writer for a `sys.stdout` / `sys.stderr` sink and whether it is a terminal.
+type TerminalFor<'a> = &'a dyn Fn(&Sink) -> Option<(BoxMakeWriter, bool)>;
+
+/// One layer per loguru handler. Terminal sinks follow `--log-level` / `CLARITY_LOG` /
+/// `RUST_LOG` when set; every sink keeps the HTTP stack at warnings, as our defaults do.
+fn loguru_layers(
+    config: &LoguruConfig,
+    verbosity_override: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+    terminal: TerminalFor<'_>,
+    fixed_time: Option<chrono::DateTime<chrono::FixedOffset>>,
+) -> Result<(Vec<BoxedLayer>, LoggingGuard), LoggingError> {
+    let extra = loguru::extra_reprs(&config.extra);
+    let mut layers = Vec::new();
+    let mut guard = LoggingGuard::default();
+    for handler in &config.handlers {
+        let mut format = LoguruFormat::new(handler.format.clone(), extra.clone());
+        format.fixed_time = fixed_time;
+        let level = handler.level.0;
+        let mut directives = level.to_string();
+        for quiet in ["hyper", "h2", "tower_http"] {
+            directives.push_str(&format!(",{quiet}={}", level.min(LevelFilter::WARN)));
+        }
+        let own_filter = || parse_filter("logging.yaml", &directives);
+        let layer = match (&handler.sink, terminal(&handler.sink)) {
+            (Sink::File(path), _) => {
+                let rotation = handler.rotation.map(|r| r.0);
+                let retention = handler.retention.map(|r| r.0);
+                let file = RotatingFile::open(path, rotation, retention).map_err(|e| {
+                    LoggingError::File {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    }
+                })?;
+                let (writer, worker) = NonBlockingBuilder::default()
+                    .lossy(false)
+                    .thread_name("clarity-log-file")
+                    .finish(file);
+                guard._files.push(worker);
+                tracing_subscriber::fmt::layer()
+                    .event_format(format)
+                    .with_writer(writer)
+                    .with_ansi(handler.colorize.unwrap_or(false))
+                    .with_filter(own_filter()?)
+                    .boxed()
+            }
+            (_, Some((writer, is_tty))) => {
+                let color = match handler.colorize {
+                    Some(color) => color,
+                    None => use_color(ColorMode::Auto, is_tty, env),
+                };
+                let filter = match override_filter(verbosity_override, env) {
+                    Some(filter) => filter?,
+                    None => own_filter()?,
+                };
+                tracing_subscriber::fmt::layer()
+                    .event_format(format)
+                    .with_writer(writer)
+                    .with_ansi(color)
+                    .with_filter(filter)
+                    .boxed()
+            }
+            (_, None) => continue,
+        };
+        layers.push(layer);
+    }
+    Ok((layers, guard))
 }
 
 /// A non-blocking writer to the (rotated) log file. With rotation the date goes between the
@@ -449,5 +569,104 @@ mod tests {
         assert_eq!(name.len(), "clarity.2025-10-26.log".len(), "{name}");
         let text = std::fs::read_to_string(dir.path().join(name)).unwrap();
         assert!(text.ends_with(" | INFO     | hello\n"), "{text}");
+    }
+
+    /// Runs `f` under the layers of a loguru `yaml`, the terminal sinks captured.
+    fn loguru_capture(yaml: &str, verbosity: Option<&str>, f: impl FnOnce()) -> (String, String) {
+        let Settings::Loguru(cfg) =
+            config::parse_settings(yaml, Path::new("logging.yaml")).unwrap()
+        else {
+            panic!("not read as the loguru form");
+        };
+        let (stdout, stderr) = (Capture::default(), Capture::default());
+        let (out, err) = (stdout.clone(), stderr.clone());
+        let terminal = move |sink: &Sink| -> Option<(BoxMakeWriter, bool)> {
+            let capture = match sink {
+                Sink::Stdout => out.clone(),
+                Sink::Stderr => err.clone(),
+                Sink::File(_) => return None,
+            };
+            Some((BoxMakeWriter::new(move || capture.clone()), false))
+        };
+        let no_env = |_: &str| None;
+        let (layers, guard) =
+            loguru_layers(&cfg, verbosity, &no_env, &terminal, Some(t0())).unwrap();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layers), f);
+        drop(guard);
+        let text = |c: Capture| String::from_utf8(c.0.lock().unwrap().clone()).unwrap();
+        (text(stdout), text(stderr))
+    }
+
+    const PYTHON_CLARITY: &str = "handlers:\n  - sink: \"sys.stdout\"\n    level: \"DEBUG\"\n    \
+        format: \"{time:YYYY-MM-DD HH:mm:ss} | <level>{level: <8}</level> | {message}\"\n    \
+        colorize: COLORIZE\n";
+
+    #[test]
+    fn the_python_clarity_logging_yaml_gives_its_line() {
+        let emit = || {
+            tracing::trace!("hidden below DEBUG");
+            tracing::debug!("Loading");
+            tracing::info!("Training started");
+            tracing::warn!(rows = 3, "slow");
+        };
+        let (out, err) = loguru_capture(&PYTHON_CLARITY.replace("COLORIZE", "true"), None, emit);
+        assert_eq!(
+            out,
+            "2025-10-26 12:00:00 | \x1b[34;1mDEBUG   \x1b[0m | Loading\n\
+             2025-10-26 12:00:00 | \x1b[1mINFO    \x1b[0m | Training started\n\
+             2025-10-26 12:00:00 | \x1b[33;1mWARNING \x1b[0m | slow rows=3\n"
+        );
+        assert!(err.is_empty());
+        let (out, _) = loguru_capture(&PYTHON_CLARITY.replace("COLORIZE", "false"), None, emit);
+        assert_eq!(
+            out,
+            "2025-10-26 12:00:00 | DEBUG    | Loading\n\
+             2025-10-26 12:00:00 | INFO     | Training started\n\
+             2025-10-26 12:00:00 | WARNING  | slow rows=3\n"
+        );
+        // The command line's level wins on the terminal, as with our own form.
+        let (out, _) = loguru_capture(
+            &PYTHON_CLARITY.replace("COLORIZE", "false"),
+            Some("warn"),
+            emit,
+        );
+        assert_eq!(out, "2025-10-26 12:00:00 | WARNING  | slow rows=3\n");
+    }
+
+    #[test]
+    fn several_loguru_handlers_with_their_own_levels_formats_and_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("logs/app.log");
+        let yaml = format!(
+            "extra: {{app: clarity}}\n\
+             handlers:\n\
+             - sink: sys.stderr\n  level: SUCCESS\n  \
+               format: \"<red><b>{{level.no:>3}}</b></red> {{name}}:{{function}}:{{line}} {{message}} {{extra}}\"\n  \
+               colorize: true\n\
+             - sink: {}\n  level: 20\n  format: \"{{time:HH:mm:ss.SSS ZZ!UTC}} {{module}} {{file}} <level>{{message}}</level> {{extra[app]}}\"\n  \
+               rotation: 10 MB\n  retention: 3\n",
+            file.display()
+        );
+        let error_line = std::cell::Cell::new(0);
+        let (out, err) = loguru_capture(&yaml, None, || {
+            tracing::info!(target: "clarity_host::train", "epoch done");
+            error_line.set(line!() + 1);
+            tracing::error!(model = "m", "failed");
+        });
+        assert!(out.is_empty());
+        let line = error_line.get();
+        assert_eq!(
+            err,
+            format!(
+                "\x1b[31m\x1b[1m 40\x1b[0m\x1b[31m\x1b[0m clarity_host::logging::tests:?:{line} failed \
+                 {{'app': 'clarity', 'model': 'm'}}\n"
+            )
+        );
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(
+            text,
+            "12:00:00.000 +0000 tests mod.rs epoch done clarity\n\
+             12:00:00.000 +0000 tests mod.rs failed model=m clarity\n"
+        );
     }
 }
