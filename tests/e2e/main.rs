@@ -7,6 +7,7 @@ mod interrupt;
 mod load_failures;
 mod lora;
 mod panics;
+mod python_habits;
 mod quality;
 mod serve;
 mod tensorboard;

@@ -120,7 +120,7 @@ impl RotatingFile {
             return Ok(());
         };
         let mut rotated = self.rotated_files()?;
-        rotated.sort_by(|a, b| b.1.cmp(&a.1));
+        rotated.sort_by_key(|file| std::cmp::Reverse(file.1));
         let now = SystemTime::now();
         for (i, (path, modified)) in rotated.iter().enumerate() {
             let keep = match retention {
