@@ -47,6 +47,8 @@ pub struct Handler {
     pub rotation: Option<RotationRule>,
     #[serde(default)]
     pub retention: Option<RetentionRule>,
+    #[serde(default)]
+    pub filter: Option<FilterRule>,
     /// loguru options that change nothing here: lines are always written by a background
     /// thread (`enqueue`), and Rust errors have no Python traceback to extend.
     #[serde(default)]
@@ -130,6 +132,87 @@ fn level_error(value: &serde_yaml::Value) -> String {
          or a number 0-50",
         shown.trim()
     )
+}
+
+/// `filter:` — a module prefix (only its records), or `{module: level}` with `""` for the
+/// rest and `false` for off. Python's dots read as Rust's `::`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "serde_yaml::Value")]
+pub struct FilterRule {
+    /// For targets no entry names; `None`: the handler's level.
+    pub default: Option<LevelFilter>,
+    pub modules: Vec<(String, LevelFilter)>,
+}
+
+impl FilterRule {
+    /// `EnvFilter` directives for a handler at `level`: an entry never shows more than the
+    /// handler's level, and the HTTP stack stays at warnings unless named.
+    pub fn directives(rule: Option<&FilterRule>, level: LevelFilter) -> String {
+        let default = rule.and_then(|r| r.default).map_or(level, |d| d.min(level));
+        let mut out = default.to_string();
+        let named = |target: &str| rule.is_some_and(|r| r.modules.iter().any(|(t, _)| t == target));
+        for quiet in ["hyper", "h2", "tower_http"] {
+            if !named(quiet) {
+                out.push_str(&format!(",{quiet}={}", default.min(LevelFilter::WARN)));
+            }
+        }
+        for (target, module_level) in rule.map(|r| r.modules.as_slice()).unwrap_or_default() {
+            out.push_str(&format!(",{target}={}", (*module_level).min(level)));
+        }
+        out
+    }
+}
+
+fn filter_target(module: &str) -> Result<String, String> {
+    let target = module.trim().replace('.', "::");
+    match target
+        .chars()
+        .find(|&c| c.is_whitespace() || ",=[]{}\"".contains(c))
+    {
+        Some(c) => Err(format!("filter module `{module}` contains `{c}`")),
+        None => Ok(target),
+    }
+}
+
+impl TryFrom<serde_yaml::Value> for FilterRule {
+    type Error = String;
+    fn try_from(value: serde_yaml::Value) -> Result<Self, String> {
+        match value {
+            serde_yaml::Value::String(module) if !module.trim().is_empty() => Ok(FilterRule {
+                default: Some(LevelFilter::OFF),
+                modules: vec![(filter_target(&module)?, LevelFilter::TRACE)],
+            }),
+            serde_yaml::Value::String(_) => Ok(FilterRule {
+                default: None,
+                modules: Vec::new(),
+            }),
+            serde_yaml::Value::Mapping(entries) => {
+                let mut rule = FilterRule {
+                    default: None,
+                    modules: Vec::new(),
+                };
+                for (key, level) in entries {
+                    let Some(module) = key.as_str() else {
+                        return Err(format!("filter keys are module names, got {key:?}"));
+                    };
+                    let level = match level {
+                        serde_yaml::Value::Bool(false) => LevelFilter::OFF,
+                        serde_yaml::Value::Bool(true) => LevelFilter::TRACE,
+                        other => LoguruLevel::try_from(other)?.0,
+                    };
+                    if module.trim().is_empty() {
+                        rule.default = Some(level);
+                    } else {
+                        rule.modules.push((filter_target(module)?, level));
+                    }
+                }
+                Ok(rule)
+            }
+            other => Err(format!(
+                "filter must be a module name or a map of module: level, got {other:?}"
+            )),
+        }
+    }
 }
 
 /// `rotation:` — `"10 MB"`, `"1 day"`, `"daily"`, or a number of bytes.
@@ -307,6 +390,29 @@ mod tests {
         assert_eq!(level("20"), Ok(LevelFilter::INFO));
         assert_eq!(level("25"), Ok(LevelFilter::WARN));
         assert!(level("LOUD").unwrap_err().contains("unknown level `LOUD`"));
+    }
+
+    #[test]
+    fn filters_become_directives() {
+        let rule = |y: &str| FilterRule::try_from(value(y)).unwrap();
+        let directives = |r: Option<&FilterRule>, l| FilterRule::directives(r, l);
+        assert_eq!(
+            directives(None, LevelFilter::DEBUG),
+            "debug,hyper=warn,h2=warn,tower_http=warn"
+        );
+        assert_eq!(
+            directives(Some(&rule("clarity_host.server")), LevelFilter::INFO),
+            "off,hyper=off,h2=off,tower_http=off,clarity_host::server=info"
+        );
+        let map = rule("{\"\": WARNING, clarity_host: TRACE, hyper: false, noisy: 40}");
+        assert_eq!(
+            directives(Some(&map), LevelFilter::DEBUG),
+            "warn,h2=warn,tower_http=warn,clarity_host=debug,hyper=off,noisy=error"
+        );
+        assert!(FilterRule::try_from(value("\"a,b\""))
+            .unwrap_err()
+            .contains("contains `,`"));
+        assert!(FilterRule::try_from(value("{m: LOUD}")).is_err());
     }
 
     #[test]

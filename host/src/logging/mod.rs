@@ -238,11 +238,7 @@ fn loguru_layers(
     for handler in &config.handlers {
         let mut format = LoguruFormat::new(handler.format.clone(), extra.clone());
         format.fixed_time = fixed_time;
-        let level = handler.level.0;
-        let mut directives = level.to_string();
-        for quiet in ["hyper", "h2", "tower_http"] {
-            directives.push_str(&format!(",{quiet}={}", level.min(LevelFilter::WARN)));
-        }
+        let directives = loguru::FilterRule::directives(handler.filter.as_ref(), handler.level.0);
         let own_filter = || parse_filter("logging.yaml", &directives);
         let layer = match (&handler.sink, terminal(&handler.sink)) {
             (Sink::File(path), _) => {
@@ -668,5 +664,19 @@ mod tests {
             "12:00:00.000 +0000 tests mod.rs epoch done clarity\n\
              12:00:00.000 +0000 tests mod.rs failed model=m clarity\n"
         );
+    }
+
+    #[test]
+    fn a_loguru_filter_picks_modules() {
+        let yaml =
+            "handlers:\n- sink: sys.stdout\n  level: INFO\n  format: \"{name} {message}\"\n  \
+                    filter: {\"\": ERROR, clarity_host.train: DEBUG}\n";
+        let (out, _) = loguru_capture(yaml, None, || {
+            tracing::debug!(target: "clarity_host::train", "below the handler's level");
+            tracing::info!(target: "clarity_host::train::loop", "epoch");
+            tracing::info!(target: "other", "hidden");
+            tracing::error!(target: "other", "shown");
+        });
+        assert_eq!(out, "clarity_host::train::loop epoch\nother shown\n");
     }
 }
