@@ -8,7 +8,9 @@
 //! 2025-10-26 12:00:00 | WARNING  | slow batch model=clarity-tfidf rows=512
 //! ```
 //!
-//! The keys of `logging.yaml` are documented in the repository's `logging.yaml`.
+//! The keys of `logging.yaml` are documented in the repository's `logging.yaml`. The Python
+//! Clarity's file, loguru's `handlers:` list, is read too (module `loguru`): one layer per handler,
+//! each with its own sink, level, format and colours ([`install`] picks the form).
 //!
 //! The terminal filter is the first of these that is set and non-empty, and it replaces the
 //! others entirely (`EnvFilter` syntax, e.g. `info,clarity_host::train=trace,hyper=warn`):
