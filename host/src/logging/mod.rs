@@ -9,8 +9,8 @@
 //! ```
 //!
 //! The keys of `logging.yaml` are documented in the repository's `logging.yaml`. The Python
-//! Clarity's file, loguru's `handlers:` list, is read too (module `loguru`): one layer per handler,
-//! each with its own sink, level, format and colours ([`install`] picks the form).
+//! Clarity's file, loguru's `handlers:` list, is read too (module `loguru`): one layer per
+//! handler, each with its own sink, level, format and colours ([`install`] picks the form).
 //!
 //! The terminal filter is the first of these that is set and non-empty, and it replaces the
 //! others entirely (`EnvFilter` syntax, e.g. `info,clarity_host::train=trace,hyper=warn`):
