@@ -269,6 +269,10 @@ fn test_on_a_terminal_asks_for_pairs_and_classifies_what_was_typed() {
         })
         .collect();
 
+    // Different answers, so a prompt that classified anything but what was typed (the
+    // original sent the command line's empty pair) would be caught below.
+    assert_ne!(expected[0], expected[1]);
+
     let mut command = host_command(&project.config(), project.path(), &["test"]);
     command.stdin(Stdio::inherit()).env("NO_COLOR", "1");
     let mut session = rexpect::session::spawn_command(command, Some(120_000)).expect("pty");
