@@ -51,9 +51,11 @@ fn write_roberta_vocab(dir: &Path) {
     .expect("tokenizer_config.json");
 }
 
-/// Candle's scores for (context, question) with MiniLM's tokenizer.json, read directly.
+/// Candle's scores for the pair (`first`, `second`) tokenized by MiniLM's tokenizer.json.
 fn bert_reference(model: &TinyClassifier, first: &str, second: &str) -> Vec<f32> {
-    let tokenizer = read_tokenizer(&minilm_dir().join("tokenizer.json")).expect("tokenizer");
+    let mut tokenizer = read_tokenizer(&minilm_dir().join("tokenizer.json")).expect("tokenizer");
+    // The file pads to 128; one unpadded pair is what the reference scores.
+    tokenizer.with_padding(None);
     let e = tokenizer.encode((first, second), true).expect("encode");
     model.scores(e.get_ids(), e.get_type_ids())
 }
