@@ -287,3 +287,47 @@ fn base_models_and_mismatched_heads_are_clear_errors() {
         "{odd}"
     );
 }
+
+#[test]
+fn train_continues_from_a_fine_tuned_classifier_in_its_pair_order() {
+    let project = Project::new("");
+    let model = tiny_classifier("bert", 30522, &LABELS, 31);
+    let dir = project.path().join("tuned");
+    model.write(&dir, WeightFormat::Pytorch);
+    copy_bert_vocab(&dir);
+    let keys = format!(
+        "  model_config: {{model_name: tuned, max_length: 64}}\n  training_config: {{batch_size: 8, num_epochs: 1, learning_rate: 1.0e-4}}\n  label_config: {{labels: {labels}}}\n  data_config:\n    train_file: \"{data}/train.json\"\n    valid_file: \"{data}/valid.json\"\n    train_sample_size: 16\n    valid_sample_size: 8\n",
+        labels = json!(LABELS),
+        data = clarity_tests::sample_data().display()
+    );
+    std::fs::write(project.config(), entry("tuned", &keys)).expect("write models.yaml");
+    let out = project.host(&["train", "--model", "tuned"]);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "train failed:\n{log}");
+    // Same labels, same order: the head is the fine-tuned one, not a new one.
+    assert!(
+        log.contains("continuing from the fine-tuned classifier"),
+        "{log}"
+    );
+    assert!(!log.contains("newly initialised"), "{log}");
+    let artifact = project.path().join("artifacts/tuned");
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(artifact.join("encoder_meta.json")).expect("meta"),
+    )
+    .expect("meta json");
+    assert_eq!(meta["pair_order"], "context_question", "{meta}");
+    assert!(meta.get("imported").is_none(), "{meta}");
+    // The tokenizer was built from vocab.txt and saved beside the model.
+    assert!(artifact.join("tokenizer.json").is_file());
+    let stdout = project.host_ok(&[
+        "test",
+        "--model",
+        "tuned",
+        "--question",
+        QUESTION,
+        "--context",
+        CONTEXT,
+        "--json",
+    ]);
+    assert!(LABELS.iter().any(|l| stdout.contains(l)), "{stdout}");
+}
