@@ -115,11 +115,16 @@ fn classifiers_fine_tuned_by_the_original_serve_with_candles_scores() {
     write_roberta_vocab(&hf.join("roberta-bin"));
     roberta.write(&hf.join("roberta-own"), WeightFormat::Safetensors);
     write_roberta_vocab(&hf.join("roberta-own"));
+    // DistilBERT: pre_classifier + classifier, pytorch_model.bin + vocab.txt.
+    let distil = tiny_classifier("distilbert", 30522, &LABELS, 41);
+    distil.write(&hf.join("distil-bin"), WeightFormat::Pytorch);
+    copy_bert_vocab(&hf.join("distil-bin"));
     let max = "  model_config: {model_name: MODEL, max_length: 64}\n";
     let yaml = [
         entry("bert_st", &max.replace("MODEL", "hf/bert-st")),
         entry("bert_bin", &max.replace("MODEL", "hf/bert-bin")),
         entry("roberta_bin", &max.replace("MODEL", "hf/roberta-bin")),
+        entry("distil_bin", &max.replace("MODEL", "hf/distil-bin")),
         entry(
             "roberta_own",
             "  output_dir: hf/roberta-own\n  model_config: {max_length: 64}\n",
@@ -130,6 +135,11 @@ fn classifiers_fine_tuned_by_the_original_serve_with_candles_scores() {
 
     let bert_expected = bert_reference(&bert, CONTEXT, QUESTION);
     assert_discriminating(&bert_expected, &bert_reference(&bert, QUESTION, CONTEXT));
+    let distil_expected = bert_reference(&distil, CONTEXT, QUESTION);
+    assert_discriminating(
+        &distil_expected,
+        &bert_reference(&distil, QUESTION, CONTEXT),
+    );
     let roberta_expected = roberta.scores(&ROBERTA_PAIR, &[0; 9]);
     assert_discriminating(&roberta_expected, &roberta.scores(&[0, 12, 2], &[0; 3]));
 
@@ -141,6 +151,9 @@ fn classifiers_fine_tuned_by_the_original_serve_with_candles_scores() {
             assert_eq!(status, 200, "{route}: {body}");
             assert_close(route, &served_scores(&body), bert_expected);
         }
+        let (status, body) = server.post_json("/classify/distil_bin", &pair);
+        assert_eq!(status, 200, "distil_bin: {body}");
+        assert_close("distil_bin", &served_scores(&body), &distil_expected);
         for route in ["roberta_bin", "roberta_own"] {
             let (status, body) = server.post_json(&format!("/classify/{route}"), &roberta_pair);
             assert_eq!(status, 200, "{route}: {body}");
@@ -155,7 +168,7 @@ fn classifiers_fine_tuned_by_the_original_serve_with_candles_scores() {
     let log = server.log();
     assert_eq!(
         log.matches("importing the fine-tuned classifier").count(),
-        4,
+        5,
         "{log}"
     );
 
@@ -163,7 +176,7 @@ fn classifiers_fine_tuned_by_the_original_serve_with_candles_scores() {
     // from vocab.txt for bert_bin), the pair order recorded; the sources are untouched, except
     // the one that is its own artifact folder.
     let artifacts = project.path().join("artifacts");
-    for name in ["bert_st", "bert_bin", "roberta_bin"] {
+    for name in ["bert_st", "bert_bin", "roberta_bin", "distil_bin"] {
         let dir = artifacts.join(name);
         for file in [
             "model.onnx",

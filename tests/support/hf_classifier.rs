@@ -32,7 +32,7 @@ pub struct TinyClassifier {
     pub tensors: Vec<NamedTensor>,
 }
 
-/// A tiny `model_type` (`bert` or `roberta`) classifier for `labels`, its weights drawn from
+/// A tiny `model_type` (`bert`, `roberta` or `distilbert`) classifier for `labels`, its weights drawn from
 /// `seed` with spreads large enough that the scores differ clearly between inputs.
 pub fn tiny_classifier(
     model_type: &str,
@@ -58,6 +58,11 @@ pub fn tiny_classifier(
             "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2, "layer_norm_eps": 1e-5,
             "hidden_act": "gelu", "id2label": id2label, "label2id": label2id,
             "problem_type": "single_label_classification"}),
+        "distilbert" => serde_json::json!({"model_type": "distilbert",
+            "architectures": ["DistilBertForSequenceClassification"], "vocab_size": vocab_size,
+            "dim": 32, "n_layers": 2, "n_heads": 4, "hidden_dim": 64,
+            "max_position_embeddings": 128, "pad_token_id": 0, "activation": "gelu",
+            "id2label": id2label, "label2id": label2id}),
         _ => serde_json::json!({"model_type": "bert",
             "architectures": ["BertForSequenceClassification"], "vocab_size": vocab_size,
             "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
