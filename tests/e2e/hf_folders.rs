@@ -270,9 +270,17 @@ fn base_models_and_mismatched_heads_are_clear_errors() {
     let mut config = model.config.clone();
     config["id2label"] = json!({"0": "yes", "1": "no"});
     std::fs::write(odd.join("config.json"), config.to_string()).expect("config.json");
+    // A good classifier, but label_config names other labels than its id2label.
+    let good = project.path().join("good");
+    model.write(&good, WeightFormat::Safetensors);
+    copy_bert_vocab(&good);
     let yaml = [
         entry("base", "  model_config: {model_name: base}\n"),
         entry("odd", "  model_config: {model_name: odd}\n"),
+        entry(
+            "relabelled",
+            "  model_config: {model_name: good}\n  label_config: {labels: [a, b, c]}\n",
+        ),
     ]
     .concat();
     std::fs::write(project.config(), yaml).expect("write models.yaml");
@@ -300,6 +308,13 @@ fn base_models_and_mismatched_heads_are_clear_errors() {
     assert!(
         odd.contains("scores 3 labels") && odd.contains("id2label names 2"),
         "{odd}"
+    );
+    let relabelled = ask("relabelled");
+    assert!(
+        relabelled.contains("differs from label_config.labels")
+            && relabelled.contains("Ambivalent")
+            && relabelled.contains("\"c\""),
+        "{relabelled}"
     );
 }
 

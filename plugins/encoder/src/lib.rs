@@ -23,6 +23,7 @@ pub mod meta;
 pub mod model;
 pub mod names;
 pub mod plugin;
+pub mod source;
 pub mod weights;
 
 #[cfg(test)]

@@ -2,10 +2,10 @@
 
 use crate::arch::Arch;
 use crate::export::{self, ExportError};
-use crate::hf_folder::{self, Folder, HfClassifier};
-use crate::import;
+use crate::hf_folder::{self, Folder};
 use crate::meta::{self, EncoderMeta};
 use crate::model::EncoderModel;
+use crate::source;
 use crate::weights;
 use clarity_runtime::hf_tokenizer;
 use clarity_runtime::meta::MetaFile;
@@ -51,67 +51,6 @@ impl EncoderPlugin {
         Ok(served(dir, tokenizer, meta.labels, source))
     }
 
-    /// A classifier fine-tuned elsewhere to serve: the artifact folder itself (the Python
-    /// Clarity's `output_dir`), else the local folder `model_name` names. A base model there
-    /// is the "train first" error, saying so.
-    fn fine_tuned_source(&self) -> Result<Option<HfClassifier>, Error> {
-        let mut base = None;
-        let artifact = &self.init.artifact_dir;
-        let named = self.init.spec.model_config.model_name.as_deref();
-        let candidates = std::iter::once(artifact.clone())
-            .chain(named.map(|name| self.init.resolve(Path::new(name))));
-        for dir in candidates {
-            // Our own trained folder is not a source, even though it looks like one.
-            if EncoderMeta::present(&dir) && !imported_in_place(&dir) {
-                continue;
-            }
-            match hf_folder::inspect(&dir)? {
-                Folder::Classifier(hf) => return Ok(Some(hf)),
-                Folder::Base(why) => base = base.or(Some(why)),
-                Folder::Other => {}
-            }
-        }
-        match base {
-            Some(why) if !EncoderMeta::present(artifact) => Err(Error::not_trained(format!(
-                "{why}; fine-tune it first: `clarity-host train --model {}`",
-                self.init.spec.name
-            ))),
-            _ => Ok(None),
-        }
-    }
-
-    /// The max_length an imported model is served with.
-    fn import_max_length(&self, hf: &HfClassifier) -> usize {
-        spec::max_length(&self.init).min(hf.arch.max_sequence())
-    }
-
-    /// Import `hf` into the artifact folder (export to ONNX, tokenizer.json, meta).
-    fn import(&self, hf: &HfClassifier) -> Result<(), Error> {
-        clarity_sdk::info!(
-            "{}: importing the fine-tuned classifier {} ({} labels: {}) into {}",
-            self.init.spec.name,
-            hf.dir.display(),
-            hf.labels.len(),
-            hf.labels.join(", "),
-            self.init.artifact_dir.display()
-        );
-        import::import(hf, self.import_max_length(hf), &self.init.artifact_dir)?;
-        Ok(())
-    }
-
-    /// Whether the imported artifact no longer matches its source (retrained, another
-    /// folder, another max_length): it is imported again.
-    fn stale(&self, meta: &EncoderMeta, hf: &HfClassifier) -> bool {
-        match &meta.imported {
-            Some(imported) => {
-                imported.source != hf.dir
-                    || imported.fingerprint != hf.fingerprint()
-                    || meta.max_length != self.import_max_length(hf)
-            }
-            None => false,
-        }
-    }
-
     /// What `load` serves: our trained (or imported) artifact, a fine-tuned classifier
     /// imported now, or a folder exported elsewhere.
     fn folder_to_serve(&self) -> Result<ServedFolder<PairTokenizer>, Error> {
@@ -119,9 +58,9 @@ impl EncoderPlugin {
         if EncoderMeta::present(artifact) {
             let meta = EncoderMeta::read(artifact)?;
             if meta.imported.is_some() {
-                if let Some(hf) = self.fine_tuned_source()? {
-                    if self.stale(&meta, &hf) {
-                        self.import(&hf)?;
+                if let Some(hf) = source::fine_tuned(&self.init)? {
+                    if source::stale(&self.init, &meta, &hf) {
+                        source::import(&self.init, &hf)?;
                     }
                 }
             }
@@ -130,9 +69,9 @@ impl EncoderPlugin {
         if let Some(dir) = self.onnx_folder() {
             return self.exported(&dir);
         }
-        match self.fine_tuned_source()? {
+        match source::fine_tuned(&self.init)? {
             Some(hf) => {
-                self.import(&hf)?;
+                source::import(&self.init, &hf)?;
                 self.trained()
             }
             None => Err(serve::not_trained(&self.init)),
@@ -230,15 +169,6 @@ impl EncoderPlugin {
             .with_dropout_seed(seed);
         Ok((model, tokenizer, dir, kind))
     }
-}
-
-/// Whether `dir` holds a model we imported from itself (the fine-tuned folder is its own
-/// artifact folder), so it is still a source to check for changes.
-fn imported_in_place(dir: &Path) -> bool {
-    EncoderMeta::read(dir)
-        .ok()
-        .and_then(|m| m.imported)
-        .is_some_and(|i| i.source == dir)
 }
 
 /// What `load` serves from `dir`.
