@@ -3,6 +3,7 @@
 
 mod cli;
 mod encoder;
+mod hf_folders;
 mod interrupt;
 mod load_failures;
 mod lora;

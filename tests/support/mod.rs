@@ -5,7 +5,9 @@
 //! `scripts/test.sh` runs before `cargo test`).
 
 pub mod encoder;
+pub mod hf_classifier;
 pub mod process;
+pub mod pth;
 
 use process::CapturedLog;
 

@@ -17,10 +17,13 @@ pub mod dropout;
 pub mod export;
 pub mod fastmath;
 pub mod fused;
+pub mod hf_folder;
+pub mod import;
 pub mod meta;
 pub mod model;
 pub mod names;
 pub mod plugin;
+pub mod source;
 pub mod weights;
 
 #[cfg(test)]

@@ -3,9 +3,10 @@
 
 use crate::arch::{Arch, Family};
 use clarity_runtime::meta::{self as files, MetaError, MetaFile};
+use clarity_runtime::tokenize::PairOrder;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use clarity_runtime::meta::{CONFIG_FILE, ONNX_FILE, TOKENIZER_FILE};
 
@@ -29,6 +30,22 @@ pub struct EncoderMeta {
     pub base_model: String,
     /// ONNX opset of `model.onnx`.
     pub opset: i64,
+    /// The order the model reads a pair in (absent in older files: ours).
+    #[serde(default)]
+    pub pair_order: PairOrder,
+    /// Set when the folder was imported from a classifier fine-tuned elsewhere (e.g. by the
+    /// Python Clarity) rather than trained here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<Imported>,
+}
+
+/// Where an imported model came from, to re-import when the source changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Imported {
+    /// The Hugging Face folder read.
+    pub source: PathBuf,
+    /// Sizes and modification times of its config and weight files when it was read.
+    pub fingerprint: String,
 }
 
 impl MetaFile for EncoderMeta {

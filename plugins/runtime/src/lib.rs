@@ -1,6 +1,8 @@
 //! Shared machinery of Clarity's ML plugins (`encoder`, `lora`).
 //!
 //! - [`tokenize`]: question/context pairs to padded id batches with the `tokenizers` crate.
+//! - [`hf_tokenizer`]: a Hugging Face folder's tokenizer, built from `vocab.txt` or
+//!   `vocab.json` + `merges.txt` when it has no `tokenizer.json`.
 //! - [`device`]: which candle device trains (CUDA, then Metal, then CPU, or a fixed choice).
 //! - [`batch`]: token batches as candle tensors, and the model interface the loop trains.
 //! - [`train`]: the training loop (AdamW, warmup + linear decay, accumulation, evaluation,
@@ -16,6 +18,7 @@
 pub mod batch;
 pub mod device;
 pub mod errors;
+pub mod hf_tokenizer;
 pub mod meta;
 pub mod onnx;
 pub mod resolve;

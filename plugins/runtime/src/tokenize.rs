@@ -1,9 +1,12 @@
 //! Question/context pairs to padded token-id batches.
 //!
-//! The context is truncated first (it is the long part); only when the question alone does
-//! not fit is the question cut too. A batch is padded to its longest pair, not to
-//! `max_length`, so short requests stay cheap.
+//! Our models read (question, context) ([`PairOrder::QuestionContext`]): the context is
+//! truncated first (it is the long part); only when the question alone does not fit is the
+//! question cut too. Models fine-tuned by the Python Clarity read (context, question) with
+//! transformers' `truncation=True` (longest first) ([`PairOrder::ContextQuestion`]). A batch
+//! is padded to its longest pair, not to `max_length`, so short requests stay cheap.
 
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tokenizers::{
     PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer, TruncationDirection,
@@ -45,7 +48,7 @@ pub struct Encoded {
     pub input_ids: Vec<i64>,
     /// 1 for real tokens, 0 for padding.
     pub attention_mask: Vec<i64>,
-    /// 0 for the question segment, 1 for the context segment.
+    /// 0 for the first text's segment, 1 for the second's (see [`PairOrder`]).
     pub token_type_ids: Vec<i64>,
 }
 
@@ -72,6 +75,18 @@ impl EncodePairs for PairTokenizer {
     }
 }
 
+/// Which text of a pair a model reads first: it must be the order it was trained with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PairOrder {
+    /// `[CLS] question [SEP] context [SEP]`, context truncated first: models trained here.
+    #[default]
+    QuestionContext,
+    /// `[CLS] context [SEP] question [SEP]`, longest first: models fine-tuned by the Python
+    /// Clarity (`tokenizer(context, question, truncation=True)`).
+    ContextQuestion,
+}
+
 /// A `tokenizer.json` set up for pair classification.
 #[derive(Clone)]
 pub struct PairTokenizer {
@@ -80,6 +95,7 @@ pub struct PairTokenizer {
     /// Fallback when the question alone is longer than `max_length`.
     longest_first: Tokenizer,
     max_length: usize,
+    order: PairOrder,
 }
 
 impl std::fmt::Debug for PairTokenizer {
@@ -127,7 +143,19 @@ impl PairTokenizer {
             context_first: configure(TruncationStrategy::OnlySecond)?,
             longest_first: configure(TruncationStrategy::LongestFirst)?,
             max_length,
+            order: PairOrder::default(),
         })
+    }
+
+    /// Feed pairs in `order` instead of (question, context).
+    pub fn with_order(mut self, order: PairOrder) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// The order pairs are fed in.
+    pub fn order(&self) -> PairOrder {
+        self.order
     }
 
     /// The longest pair, in tokens.
@@ -154,9 +182,16 @@ impl PairTokenizer {
     pub fn encode_pairs<S: AsRef<str>>(&self, pairs: &[(S, S)]) -> Result<Encoded, TokenizeError> {
         let inputs: Vec<tokenizers::EncodeInput> = pairs
             .iter()
-            .map(|(q, c)| (q.as_ref(), c.as_ref()).into())
+            .map(|(q, c)| match self.order {
+                PairOrder::QuestionContext => (q.as_ref(), c.as_ref()).into(),
+                PairOrder::ContextQuestion => (c.as_ref(), q.as_ref()).into(),
+            })
             .collect();
-        let encodings = match self.context_first.encode_batch(inputs.clone(), true) {
+        let first_try = match self.order {
+            PairOrder::QuestionContext => self.context_first.encode_batch(inputs.clone(), true),
+            PairOrder::ContextQuestion => self.longest_first.encode_batch(inputs.clone(), true),
+        };
+        let encodings = match first_try {
             Ok(encodings) => encodings,
             // OnlySecond refuses pairs whose question alone is too long.
             Err(_) => self
