@@ -3,6 +3,7 @@
 
 mod cli;
 mod encoder;
+mod hub;
 mod interrupt;
 mod load_failures;
 mod lora;
