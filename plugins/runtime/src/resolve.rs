@@ -271,7 +271,7 @@ impl ModelSearch {
 
         if hub::is_repo_id(model_name) {
             clarity_sdk::info!(
-                "`{model_name}` is not a folder (relative to {}) nor a pip package: looking \
+                "`{model_name}` is neither a folder (relative to {}) nor a pip package: looking \
                  for it as a Hugging Face hub model",
                 self.config_dir.display()
             );

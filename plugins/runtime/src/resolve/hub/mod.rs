@@ -31,21 +31,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
     /// Offline, unreachable or silent, and the cache does not hold the whole model.
-    #[error("{why}, and the hub cache does not hold `{id}` ({lacks}).{hint} To use it without the hub: run `huggingface-cli download {id}` on a machine with internet and copy {folder} from its hub cache (~/.cache/huggingface/hub) into {}; or put config.json, the weights and the tokenizer files in {}/snapshots/<any-name>/; or set model_name to a local folder holding them. HF_HUB_CACHE or HF_HOME choose the cache folder", cache_dir.display(), cache_dir.join(folder).display())]
-    Unavailable {
-        /// The repo id.
-        id: String,
-        /// Why the hub was not asked, or did not answer.
-        why: String,
-        /// The cache folder.
-        cache_dir: PathBuf,
-        /// `models--org--name`.
-        folder: String,
-        /// What the cache has of it.
-        lacks: String,
-        /// "Did you mean" for a repo cached under another owner.
-        hint: String,
-    },
+    #[error(transparent)]
+    Unavailable(Box<NotCached>),
     /// The hub says there is no such repo, or that we may not read it.
     #[error("the hub at {endpoint} has no model repo `{id}` we may read (HTTP {status}{}); check the name, and for a private or gated model set HF_TOKEN (or run `huggingface-cli login`) for an account with access", code.as_deref().map(|c| format!(", {c}")).unwrap_or_default())]
     NotOnHub {
@@ -90,6 +77,25 @@ pub enum HubError {
         /// What went wrong.
         why: String,
     },
+}
+
+/// The hub was not (or could not be) asked, and the cache lacks the model: what it lacks and
+/// how to put the files there by hand.
+#[derive(Debug, thiserror::Error)]
+#[error("{why}, and the hub cache does not hold `{id}` ({lacks}).{hint} To use it without the hub: run `huggingface-cli download {id}` on a machine with internet and copy {folder} from its hub cache (~/.cache/huggingface/hub) into {}; or put config.json, the weights and the tokenizer files in {}/snapshots/<any-name>/; or set model_name to a local folder holding them. HF_HUB_CACHE or HF_HOME choose the cache folder", cache_dir.display(), cache_dir.join(folder).display())]
+pub struct NotCached {
+    /// The repo id.
+    pub id: String,
+    /// Why the hub was not asked, or did not answer.
+    pub why: String,
+    /// The cache folder.
+    pub cache_dir: PathBuf,
+    /// `models--org--name`.
+    pub folder: String,
+    /// What the cache has of it.
+    pub lacks: String,
+    /// "Did you mean" for a repo cached under another owner.
+    pub hint: String,
 }
 
 /// Whether `name` can be a hub model id: `name` or `org/name` of letters, digits, `-`, `_`
@@ -307,12 +313,12 @@ fn unavailable(id: &str, settings: &HubSettings, why: String) -> HubError {
                 .join(", ")
         )
     };
-    HubError::Unavailable {
+    HubError::Unavailable(Box::new(NotCached {
         id: id.to_string(),
         why,
         cache_dir: settings.cache_dir.clone(),
         folder: cache::folder_name(id),
         lacks,
         hint,
-    }
+    }))
 }

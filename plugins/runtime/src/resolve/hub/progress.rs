@@ -78,11 +78,7 @@ impl hf_hub::api::Progress for Reporter {
             Some(bar) => bar.inc(size as u64),
             None if self.last_line.elapsed() >= LINE_EVERY => {
                 self.last_line = Instant::now();
-                let percent = if self.size == 0 {
-                    100
-                } else {
-                    self.done * 100 / self.size
-                };
+                let percent = (self.done * 100).checked_div(self.size).unwrap_or(100);
                 clarity_sdk::info!(
                     "downloading {}/{}: {percent}% of {}",
                     self.repo,
