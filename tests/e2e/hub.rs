@@ -144,3 +144,67 @@ fn offline_without_the_files_is_one_clear_error() {
         assert!(log.contains(&needle), "{needle} missing from:\n{log}");
     }
 }
+
+/// The lora plugin resolves hub ids the same way: a tiny OPT served as `facebook/tiny-opt`
+/// (the shape of the original Clarity's `facebook/opt-1.3b`) is downloaded and trained.
+#[test]
+fn the_lora_plugin_trains_a_decoder_from_the_hub() {
+    let source = tempfile::tempdir().expect("temp dir");
+    let example = clarity_tests::bin_dir().join("examples/write_tiny_decoder");
+    assert!(
+        example.is_file(),
+        "{} is missing: build with `cargo build --workspace --all-targets`",
+        example.display()
+    );
+    let out = std::process::Command::new(&example)
+        .arg(source.path())
+        .arg("opt")
+        .arg(clarity_tests::encoder::minilm_dir().join("tokenizer.json"))
+        .output()
+        .expect("run write_tiny_decoder");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hub = FakeHub::start();
+    hub.add_repo_from_dir("facebook/tiny-opt", source.path());
+
+    let project = Project::new("");
+    let yaml = format!(
+        r#"- name: tiny
+  type: lora
+  plugin: {plugin}
+  model_config: {{model_name: facebook/tiny-opt, max_length: 32}}
+  lora_config: {{r: 4, alpha: 8, target_modules: [q_proj, v_proj]}}
+  training_config: {{batch_size: 8, learning_rate: 1.0e-3, num_epochs: 1, save_strategy: "no", eval_strategy: "no"}}
+  label_config: {{labels: ["Clear Reply", "Clear Non-Reply", "Ambivalent"]}}
+  data_config:
+    train_file: "{data}/train.json"
+    valid_file: "{data}/valid.json"
+    train_sample_size: 16
+    valid_sample_size: 8
+"#,
+        plugin = plugin_lib("clarity-lora").display(),
+        data = clarity_tests::sample_data().display(),
+    );
+    std::fs::write(project.config(), yaml).expect("write models.yaml");
+    let home = project.path().join("hf-home");
+    let (out, log) = train(
+        &project,
+        &[
+            ("HF_ENDPOINT", hub.endpoint()),
+            ("HF_HOME", home.to_str().expect("utf-8")),
+        ],
+    );
+    assert!(out.status.success(), "train failed:\n{log}");
+    assert!(
+        log.contains("downloaded facebook/tiny-opt/config.json"),
+        "{log}"
+    );
+    let snapshot = home
+        .join("hub/models--facebook--tiny-opt/snapshots")
+        .join(COMMIT);
+    assert!(snapshot.join("config.json").is_file());
+    assert_trained(project.path());
+}

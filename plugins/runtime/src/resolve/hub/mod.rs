@@ -186,13 +186,19 @@ fn download(id: &str, settings: &HubSettings, beat: &watchdog::Beat) -> Result<P
         settings,
         beat,
     };
-    // Files already cached for an older commit stay there while new ones land in the newest
-    // commit's snapshot; a second pass fills that snapshot from the cache's blobs or the hub.
+    // Files already cached for an older commit stay in its snapshot while new ones land in
+    // the newest commit's (and `refs/main` moves there): a second pass downloads the rest
+    // into that one, so the plugin gets one folder of one commit.
     for _ in 0..2 {
         let paths = files::fetch_all(&mut source)?;
-        let snapshot = paths[0].parent().map(Path::to_path_buf).unwrap_or_default();
-        if paths.iter().all(|p| p.starts_with(&snapshot)) {
-            return Ok(snapshot);
+        let snapshot = paths
+            .first()
+            .and_then(|p| p.parent())
+            .map(Path::to_path_buf);
+        if let Some(snapshot) = snapshot {
+            if paths.iter().all(|p| p.starts_with(&snapshot)) {
+                return Ok(snapshot);
+            }
         }
     }
     Err(source.failed(
