@@ -27,7 +27,8 @@ pub struct HubSettings {
     pub offline: bool,
     /// Longest silence from the hub before giving up (`HF_HUB_DOWNLOAD_TIMEOUT`, seconds).
     pub timeout: Duration,
-    /// Draw a progress bar (standard error is a terminal and `CI` is unset); else log lines.
+    /// Draw a progress bar (standard error is a terminal, and neither `CI` nor
+    /// `HF_HUB_DISABLE_PROGRESS_BARS` is set); else log lines.
     pub progress_bar: bool,
 }
 
@@ -36,7 +37,8 @@ impl HubSettings {
     pub fn from_env() -> Self {
         let mut settings = Self::from_vars(|name| std::env::var(name).ok());
         let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
-        settings.progress_bar = std::io::stderr().is_terminal() && !ci;
+        let no_bars = std::env::var("HF_HUB_DISABLE_PROGRESS_BARS").is_ok_and(|v| is_true(&v));
+        settings.progress_bar = std::io::stderr().is_terminal() && !ci && !no_bars;
         settings
     }
 
