@@ -4,6 +4,7 @@
 mod cli;
 mod encoder;
 mod hf_folders;
+mod hub;
 mod interrupt;
 mod load_failures;
 mod lora;

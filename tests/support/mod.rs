@@ -40,10 +40,31 @@ pub fn bin_dir() -> PathBuf {
 
 /// `clarity-host <args> --config <config>` run in `dir`, with info logging, no stdin, no
 /// inherited plugin folder, and the TensorBoard that `scripts/setup.sh` installed (the
-/// projects live in temporary folders without a `.venv` of their own).
+/// projects live in temporary folders without a `.venv` of their own). The Hugging Face hub
+/// is a closed loopback port with its cache in `dir`: no test asks the real hub or uses the
+/// machine's cache (a test with a fake hub sets `HF_ENDPOINT` after this).
 pub fn host_command(config: &Path, dir: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(host_bin());
+    for var in [
+        "HF_HUB_CACHE",
+        "HUGGINGFACE_HUB_CACHE",
+        "HF_TOKEN",
+        "HF_TOKEN_PATH",
+        "HUGGING_FACE_HUB_TOKEN",
+        "HF_HUB_OFFLINE",
+        "TRANSFORMERS_OFFLINE",
+        "ALL_PROXY",
+        "HTTPS_PROXY",
+        "HTTP_PROXY",
+        "all_proxy",
+        "https_proxy",
+        "http_proxy",
+    ] {
+        command.env_remove(var);
+    }
     command
+        .env("HF_ENDPOINT", "http://127.0.0.1:1")
+        .env("HF_HOME", dir.join(".hf-home"))
         .args(args)
         .arg("--config")
         .arg(config)

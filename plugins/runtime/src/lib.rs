@@ -10,7 +10,8 @@
 //! - [`onnx`]: an ONNX graph writer (our own, no Python), used by each plugin's exporter.
 //! - [`serve`]: ONNX Runtime sessions for inference, with the execution provider chosen at
 //!   run time.
-//! - [`resolve`]: where pretrained models and the ONNX Runtime library are found.
+//! - [`resolve`]: where pretrained models (a folder, a pip package, the Hugging Face hub and its
+//!   cache) and the ONNX Runtime library are found.
 //! - [`meta`]: the JSON files written beside `model.onnx` (the plugin's record, `config.json`).
 //! - [`errors`]: each error above as a [`clarity_sdk::Error`] of the right kind, for `?`.
 #![deny(missing_docs)]

