@@ -44,6 +44,7 @@ fn write_yaml_with(project: &Project, epochs: usize, use_8bit: &str) {
   lora_config: {{r: 4, alpha: 8, dropout: 0.05, target_modules: [q_proj, v_proj]}}
   training_config:
     batch_size: 8
+    gradient_accumulation_steps: 1
     learning_rate: 1.0e-3
     num_epochs: {epochs}
     save_strategy: epoch

@@ -6,6 +6,7 @@ mod encoder;
 mod interrupt;
 mod load_failures;
 mod lora;
+mod original_keys;
 mod panics;
 mod quality;
 mod serve;

@@ -149,7 +149,7 @@ fn it_learns_and_beats_the_majority_baseline() {
     assert_eq!(events.iter().filter(|e| e["event"] == "eval").count(), 20);
     assert_eq!(
         checkpoint::list(&dir.path().join("checkpoints")).len(),
-        checkpoint::KEEP
+        config(20).save_total_limit
     );
 }
 
