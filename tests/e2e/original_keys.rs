@@ -15,6 +15,7 @@ struct Keys<'a> {
     greater_is_better: bool,
     load_best_model_at_end: bool,
     out: &'a str,
+    learning_rate: f64,
 }
 
 fn original_yaml(keys: &Keys<'_>) -> String {
@@ -34,7 +35,7 @@ fn original_yaml(keys: &Keys<'_>) -> String {
       max_length: 64
       batch_size: 16
       gradient_accumulation_steps: 1
-      learning_rate: 1.0e-3
+      learning_rate: {lr:e}
       num_epochs: 3
       warmup_ratio: 0.1
       weight_decay: 0.01
@@ -80,6 +81,7 @@ fn original_yaml(keys: &Keys<'_>) -> String {
         limit = keys.save_total_limit,
         greater = keys.greater_is_better,
         load_best = keys.load_best_model_at_end,
+        lr = keys.learning_rate,
     )
 }
 
@@ -148,6 +150,7 @@ fn the_originals_keys_pick_the_lowest_loss_epoch_and_keep_one_checkpoint() {
         greater_is_better: false,
         load_best_model_at_end: true,
         out: "out/tiny",
+        learning_rate: 2e-2,
     });
     // model_config.output_dir is where the model goes.
     let dir = project.path().join("out/tiny");
@@ -182,12 +185,15 @@ fn the_originals_keys_pick_the_lowest_loss_epoch_and_keep_one_checkpoint() {
 
     // eval_loss, lower is better: the kept epoch is the lowest-loss one.
     let losses = eval_losses(&report);
+    eprintln!("evaluation losses by epoch: {losses:?}");
     assert_eq!(losses.len(), 3, "{report}");
     let lowest = losses
         .iter()
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .map(|e| e.0)
         .expect("an evaluation");
+    // At this learning rate the loss is lowest before the last epoch, so best and last differ.
+    assert_ne!(lowest, 3, "{losses:?}");
     assert_eq!(
         report["report"]["best_epoch"].as_u64(),
         Some(lowest),
@@ -202,12 +208,10 @@ fn the_originals_keys_pick_the_lowest_loss_epoch_and_keep_one_checkpoint() {
         &dir.join("checkpoints/best.safetensors"),
         &dir.join("model.safetensors")
     ));
-    if lowest != 3 {
-        assert!(!same_weights(
-            &dir.join("checkpoints/step-00000012/weights.safetensors"),
-            &dir.join("model.safetensors")
-        ));
-    }
+    assert!(!same_weights(
+        &dir.join("checkpoints/step-00000012/weights.safetensors"),
+        &dir.join("model.safetensors")
+    ));
 }
 
 #[test]
@@ -219,6 +223,7 @@ fn without_load_best_model_at_end_the_last_epoch_is_exported() {
         greater_is_better: true,
         load_best_model_at_end: false,
         out: "artifacts/tiny",
+        learning_rate: 1e-3,
     });
     let dir = project.path().join("artifacts/tiny");
     assert_eq!(
@@ -234,15 +239,44 @@ fn without_load_best_model_at_end_the_last_epoch_is_exported() {
         &dir.join("model.safetensors")
     ));
     let losses = eval_losses(&report);
+    eprintln!("evaluation losses by epoch: {losses:?}");
     let highest = losses
         .iter()
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .map(|e| e.0)
         .expect("an evaluation");
-    if highest != 3 {
-        assert!(!same_weights(
-            &dir.join("checkpoints/best.safetensors"),
-            &dir.join("model.safetensors")
-        ));
-    }
+    assert_ne!(highest, 3, "{losses:?}");
+    assert!(!same_weights(
+        &dir.join("checkpoints/best.safetensors"),
+        &dir.join("model.safetensors")
+    ));
+}
+
+#[test]
+fn train_files_with_no_existing_file_name_every_path_tried() {
+    let project = Project::new(
+        "- name: c\n  plugin: classic-template\n  data_config:\n    train_files: [missing/train.json, /nowhere/train.json]\n",
+    );
+    // Run from a subfolder: each relative entry is looked for beside models.yaml, then
+    // in the working directory.
+    let cwd = project.path().join("elsewhere");
+    std::fs::create_dir_all(&cwd).expect("mkdir");
+    let out = clarity_tests::host_command(&project.config(), &cwd, &["train", "--model", "c"])
+        .output()
+        .expect("run clarity-host");
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("none of these files exists"))
+        .unwrap_or_else(|| panic!("{log}"));
+    let beside_config = project.path().join("missing/train.json");
+    assert!(
+        line.contains(&format!(
+            "none of these files exists: {}, missing/train.json, /nowhere/train.json.",
+            beside_config.display()
+        )),
+        "{line}"
+    );
+    assert!(line.contains("Set `train_file: <path>`"), "{line}");
 }
