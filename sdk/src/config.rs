@@ -2,7 +2,7 @@
 //!
 //! The host parses `models.yaml` into these types (unknown keys are errors, so typos never
 //! pass silently) and hands each plugin its model's entry as a [`PluginInit`]. Fields follow
-//! the original Clarity `models.yaml`; everything beyond `name` and `type` has a default.
+//! the original Clarity `models.yaml`; everything beyond `name` has a default.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
