@@ -2,7 +2,7 @@
 //!
 //! The host parses `models.yaml` into these types (unknown keys are errors, so typos never
 //! pass silently) and hands each plugin its model's entry as a [`PluginInit`]. Fields follow
-//! the original Clarity `models.yaml`; everything beyond `name` and `type` has a default.
+//! the original Clarity `models.yaml`; everything beyond `name` has a default.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -22,9 +22,16 @@ pub struct ModelsFile {
 pub struct ModelSpec {
     /// Unique name, used by `--model` and in artifact paths.
     pub name: String,
-    /// Backend kind: `classic`, `encoder` or `lora`.
-    #[serde(rename = "type")]
+    /// Backend kind: `classic` (the default, as in the original), `encoder` or `lora`.
+    #[serde(rename = "type", default = "classic")]
     pub kind: String,
+    /// The original's Python import of a classic loader; rejected by the host with a pointer
+    /// to `plugins/classic-template` (a classic loader is a compiled plugin here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+    /// The original's classic loader function; see `module`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loader: Option<String>,
     /// Disabled models are listed but neither loaded nor served.
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -53,6 +60,9 @@ pub struct ModelSpec {
     /// LoRA adapter settings (the `lora` type).
     #[serde(default)]
     pub lora_config: Option<LoraConfig>,
+    /// The LoRA prompt (the original's `prompt_config.template`).
+    #[serde(default)]
+    pub prompt_config: Option<PromptConfig>,
     /// TensorBoard settings.
     #[serde(default)]
     pub tensorboard_config: TensorboardConfig,
@@ -63,6 +73,10 @@ pub struct ModelSpec {
 
 fn yes() -> bool {
     true
+}
+
+fn classic() -> String {
+    "classic".into()
 }
 
 impl ModelSpec {
@@ -117,6 +131,11 @@ pub struct ModelConfig {
     pub prompt_template: Option<String>,
     /// Free-form settings for the plugin (a user's classic loader reads its own keys here).
     pub options: BTreeMap<String, serde_json::Value>,
+    /// The original's spelling of the top-level `output_dir` (the host moves it there).
+    pub output_dir: Option<PathBuf>,
+    /// Accepted for the original's files; it has no effect (no model code is downloaded or
+    /// run here: architectures are built in).
+    pub trust_remote_code: Option<bool>,
 }
 
 /// When to evaluate or save.
@@ -168,12 +187,33 @@ pub struct TrainingConfig {
     pub eval_strategy: Strategy,
     /// When to write a checkpoint.
     pub save_strategy: Strategy,
-    /// Steps between evaluations with `eval_strategy: steps`.
+    /// Steps between evaluations with `eval_strategy: steps` (default 500).
     pub eval_steps: Option<usize>,
     /// Steps between checkpoints with `save_strategy: steps`.
     pub save_steps: Option<usize>,
-    /// Stop after this many evaluations without a better validation macro-F1.
+    /// Stop after this many evaluations without an improvement of `metric_for_best_model`.
     pub early_stopping_patience: Option<usize>,
+    /// An evaluation counts as an improvement for early stopping only when it beats the
+    /// best so far by more than this.
+    pub early_stopping_threshold: f64,
+    /// Step checkpoints kept on disk (the oldest are deleted); at least 1.
+    pub save_total_limit: usize,
+    /// What picks the best model and drives early stopping: `eval_loss`, `accuracy`, `f1`
+    /// (macro-F1), with or without the `eval_` prefix.
+    pub metric_for_best_model: String,
+    /// Whether a larger metric is better; by default false for a loss, true otherwise.
+    pub greater_is_better: Option<bool>,
+    /// Export the best evaluation's weights (true) or the last epoch's (false).
+    pub load_best_model_at_end: bool,
+    /// Accepted for the original's files; no effect (batches are tokenized in the training
+    /// thread, there is no data-loader process pool).
+    pub dataloader_num_workers: usize,
+    /// `adamw_torch`, `adamw_hf`, `adamw` or `adamw_torch_fused`: all are our AdamW.
+    pub optimizer: String,
+    /// Half-precision training where the device supports it; f32 otherwise.
+    pub fp16: bool,
+    /// bfloat16 training where the device supports it; f32 otherwise.
+    pub bf16: bool,
     /// Batches accumulated per optimizer step.
     pub gradient_accumulation_steps: usize,
     /// Fraction of steps spent warming the learning rate up.
@@ -202,6 +242,15 @@ impl Default for TrainingConfig {
             eval_steps: None,
             save_steps: None,
             early_stopping_patience: None,
+            early_stopping_threshold: 0.0,
+            save_total_limit: 3,
+            metric_for_best_model: "eval_loss".into(),
+            greater_is_better: None,
+            load_best_model_at_end: true,
+            dataloader_num_workers: 0,
+            optimizer: "adamw_torch".into(),
+            fp16: false,
+            bf16: false,
             gradient_accumulation_steps: 1,
             warmup_ratio: 0.1,
             weight_decay: 0.01,
@@ -220,6 +269,39 @@ pub struct LabelConfig {
     /// The labels, in the order of the model's outputs. When empty, the labels found in the
     /// training data are used, sorted.
     pub labels: Vec<String>,
+    /// Label -> output index (the original's spelling; the host turns it into `labels`).
+    pub label2id: Option<BTreeMap<String, LabelId>>,
+    /// Output index -> label; keys may be numbers or strings such as `"0"`.
+    pub id2label: Option<BTreeMap<LabelId, String>>,
+}
+
+/// An output index as written in `label2id` / `id2label`: a number or a string of digits.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LabelId {
+    /// `0`
+    Number(i64),
+    /// `"0"`
+    Text(String),
+}
+
+impl LabelId {
+    /// The index, when it is a non-negative whole number.
+    pub fn index(&self) -> Option<usize> {
+        match self {
+            Self::Number(n) => usize::try_from(*n).ok(),
+            Self::Text(s) => s.trim().parse().ok(),
+        }
+    }
+}
+
+impl std::fmt::Display for LabelId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Number(n) => write!(f, "{n}"),
+            Self::Text(s) => write!(f, "\"{s}\""),
+        }
+    }
 }
 
 /// `data_config`.
@@ -228,8 +310,12 @@ pub struct LabelConfig {
 pub struct DataConfig {
     /// Training data: JSON list, JSONL or CSV.
     pub train_file: Option<PathBuf>,
+    /// Candidate training files; the first that exists is used (the original's spelling).
+    pub train_files: Option<Vec<PathBuf>>,
     /// Validation data; when absent, `valid_split` of the training data is held out.
     pub valid_file: Option<PathBuf>,
+    /// Candidate validation files; the first that exists is used.
+    pub valid_files: Option<Vec<PathBuf>>,
     /// Test data for `clarity-host test` without `--file`.
     pub test_file: Option<PathBuf>,
     /// Field holding the question.
@@ -238,6 +324,10 @@ pub struct DataConfig {
     pub context_field: String,
     /// Field holding the label.
     pub label_field: String,
+    /// Another name for `question_field` (in the original's comments); the host moves it.
+    pub text_field_1: Option<String>,
+    /// Another name for `context_field`; the host moves it.
+    pub text_field_2: Option<String>,
     /// Use at most this many training examples (a seeded random sample).
     pub train_sample_size: Option<usize>,
     /// Use at most this many validation examples (a seeded random sample).
@@ -254,11 +344,15 @@ impl Default for DataConfig {
     fn default() -> Self {
         Self {
             train_file: None,
+            train_files: None,
             valid_file: None,
+            valid_files: None,
             test_file: None,
             question_field: "question".into(),
             context_field: "context".into(),
             label_field: "clarity_label".into(),
+            text_field_1: None,
+            text_field_2: None,
             train_sample_size: None,
             valid_sample_size: None,
             valid_split: 0.1,
@@ -280,6 +374,11 @@ pub struct LoraConfig {
     pub dropout: f64,
     /// Modules that get adapters.
     pub target_modules: Vec<String>,
+    /// Which biases train: only `none` is supported.
+    pub bias: String,
+    /// PEFT's task type: `CAUSAL_LM` (the original's) or `SEQ_CLS`; both train the same
+    /// last-token classification head here.
+    pub task_type: String,
 }
 
 impl Default for LoraConfig {
@@ -289,8 +388,19 @@ impl Default for LoraConfig {
             alpha: 16.0,
             dropout: 0.05,
             target_modules: vec!["q_proj".into(), "v_proj".into()],
+            bias: "none".into(),
+            task_type: "CAUSAL_LM".into(),
         }
     }
+}
+
+/// `prompt_config` (LoRA).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PromptConfig {
+    /// The original's training prompt with `{question}`, `{context}` and `{label}`; the
+    /// prompt classified is the template up to `{label}`.
+    pub template: Option<String>,
 }
 
 /// `tensorboard_config`.

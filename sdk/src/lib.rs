@@ -51,6 +51,7 @@ mod error;
 pub mod log;
 pub mod metrics;
 mod plugin;
+pub mod selection;
 pub mod train;
 
 pub use abi::TextPair;

@@ -44,6 +44,7 @@ fn write_yaml_with(project: &Project, epochs: usize, use_8bit: &str) {
   lora_config: {{r: 4, alpha: 8, dropout: 0.05, target_modules: [q_proj, v_proj]}}
   training_config:
     batch_size: 8
+    gradient_accumulation_steps: 1
     learning_rate: 1.0e-3
     num_epochs: {epochs}
     save_strategy: epoch
@@ -202,4 +203,55 @@ fn family_name(family: &str) -> &'static str {
         "gpt2" => "Gpt2",
         _ => "Llama",
     }
+}
+
+/// The original's LoRA keys: `prompt_config.template` (cut at `{label}`), `bias`,
+/// `task_type`, the `text_field_*` names, and its LoRA training defaults (batch 2,
+/// accumulation 8, 5 epochs) for the keys left out.
+#[test]
+fn the_originals_lora_keys_and_defaults_reach_the_plugin() {
+    let project = Project::new("");
+    write_tiny_decoder(&project, "llama");
+    let yaml = format!(
+        r#"- name: tiny
+  type: lora
+  plugin: {plugin}
+  model_config: {{model_name: tiny-decoder, max_length: 64, use_8bit: false, trust_remote_code: true}}
+  lora_config: {{r: 4, alpha: 8, dropout: 0.05, bias: none, task_type: CAUSAL_LM, target_modules: [q_proj, v_proj]}}
+  training_config: {{learning_rate: 1.0e-3, save_total_limit: 1, logging_steps: 1}}
+  prompt_config:
+    template: "Context: {{context}}\nQuestion: {{question}}\nLabel: {{label}}\n"
+  label_config: {{labels: ["Clear Reply", "Clear Non-Reply", "Ambivalent"]}}
+  data_config:
+    train_files: ["{data}/train.json"]
+    valid_files: ["{data}/valid.json"]
+    train_sample_size: 48
+    valid_sample_size: 24
+    text_field_1: question
+    text_field_2: context
+"#,
+        plugin = plugin_lib("clarity-lora").display(),
+        data = clarity_tests::sample_data().display(),
+    );
+    std::fs::write(project.config(), yaml).expect("write models.yaml");
+    let out = project.host(&["train", "--model", "tiny"]);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "train failed:\n{log}");
+    // 48 pairs in batches of 2 = 24 micro-batches, 8 per step: 3 steps an epoch, 5 epochs.
+    assert_eq!(steps(&project), Some(15), "{log}");
+    let dir = project.path().join("artifacts/tiny");
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("lora_meta.json")).expect("lora_meta.json"),
+    )
+    .expect("meta json");
+    assert_eq!(
+        meta["template"], "Context: {context}\nQuestion: {question}\nLabel: ",
+        "the prompt is the template up to {{label}}"
+    );
+    let checkpoints = std::fs::read_dir(dir.join("checkpoints"))
+        .expect("checkpoints")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("step-"))
+        .count();
+    assert_eq!(checkpoints, 1, "save_total_limit: 1");
 }

@@ -8,6 +8,7 @@ mod hub;
 mod interrupt;
 mod load_failures;
 mod lora;
+mod original_keys;
 mod panics;
 mod python_habits;
 mod quality;

@@ -8,7 +8,9 @@
 //! problem it finds at once, one per line, each with the line of the offending field.
 
 mod locate;
+mod normalize;
 mod parse_error;
+mod presence;
 mod shape;
 mod validate;
 
@@ -21,6 +23,8 @@ use shape::{Found, Shape, ShapeProbe};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use validate::validate;
+
+pub use normalize::{prompt_from_template, type_defaults, TypeDefaults};
 
 /// Model kinds served by the shipped plugins; other kinds need an explicit `plugin:`.
 pub const BUILTIN_KINDS: &[&str] = &["classic", "encoder", "lora"];
@@ -185,7 +189,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<ModelSpec>, ConfigError> {
 
     // Second pass: the typed schema, on the original text so locations stay right.
     let de = serde_yaml::Deserializer::from_str(text);
-    let models = match shape {
+    let mut models = match shape {
         Shape::List => serde_path_to_error::deserialize::<_, Vec<ModelSpec>>(de),
         Shape::Mapping => serde_path_to_error::deserialize::<_, ModelsFile>(de).map(|f| f.models),
     }
@@ -207,7 +211,10 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<ModelSpec>, ConfigError> {
     }
 
     let locator = Locator { text, shape };
-    let problems: Vec<Problem> = validate(&models)
+    let presence = presence::Presence::read(text, shape);
+    let mut issues = normalize::normalize(&mut models, &presence);
+    issues.extend(validate(&models));
+    let problems: Vec<Problem> = validate::in_file_order(issues)
         .into_iter()
         .map(|issue| issue.into_problem(file, &locator))
         .collect();
@@ -293,5 +300,7 @@ pub(crate) fn quoted_list(items: &[String]) -> String {
         .join(", ")
 }
 
+#[cfg(test)]
+mod original_tests;
 #[cfg(test)]
 mod tests;

@@ -53,6 +53,9 @@ pub(super) fn parse_problem(
             location = Some(found);
         }
     }
+    if let Some(suggested) = suggest_field(&message) {
+        message = suggested;
+    }
     if let Some((before, after)) = message.split_once("expected struct ") {
         message = format!("{before}expected a mapping ({after})");
     }
@@ -104,4 +107,44 @@ pub(super) fn bare_message(full: &str, location: Option<(usize, usize)>) -> Stri
         }
     }
     message
+}
+
+/// serde's "unknown field `learnin_rate`, expected one of `a`, `b`, ..." as "unknown field
+/// `learnin_rate`, did you mean `learning_rate`?" when one valid key is close; `None` when
+/// the message is another one or no key is close (serde's list then stays).
+fn suggest_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, rest) = rest.split_once('`')?;
+    let expected = rest.split_once("expected ")?.1;
+    let nearest = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|valid| (strsim::damerau_levenshtein(unknown, valid), valid))
+        .min_by_key(|(distance, _)| *distance)?;
+    // Close: a couple of edits, fewer than a third of the key's length.
+    let (distance, valid) = nearest;
+    let close = distance <= 2 && distance * 3 <= unknown.chars().count().max(valid.len());
+    close.then(|| format!("unknown field `{unknown}`, did you mean `{valid}`?"))
+}
+
+#[cfg(test)]
+mod suggestion_tests {
+    use super::suggest_field;
+
+    #[test]
+    fn a_close_key_is_suggested_and_a_far_one_is_not() {
+        let serde = "unknown field `learnin_rate`, expected one of `max_length`, `batch_size`, `learning_rate`";
+        assert_eq!(
+            suggest_field(serde).as_deref(),
+            Some("unknown field `learnin_rate`, did you mean `learning_rate`?")
+        );
+        let far = "unknown field `colour`, expected one of `max_length`, `batch_size`";
+        assert_eq!(suggest_field(far), None);
+        let one = "unknown field `nam`, expected `name`";
+        assert_eq!(
+            suggest_field(one).as_deref(),
+            Some("unknown field `nam`, did you mean `name`?")
+        );
+    }
 }

@@ -130,8 +130,15 @@ fn mapping_shape_parses() {
 fn unknown_field_names_line_and_path() {
     let text = "- name: a\n  type: classic\n- name: b\n  type: classic\n  training_config:\n    batch_size: 2\n    learnin_rate: 1e-5\n";
     let err = parse_err(text);
+    assert_eq!(
+        err,
+        "models.yaml:7:5: models[1].training_config: unknown field `learnin_rate`, did you mean `learning_rate`?"
+    );
+    // Nothing close: serde's list of valid keys stays.
+    let text = "- name: a\n  training_config:\n    colour: blue\n";
+    let err = parse_err(text);
     assert!(
-        err.starts_with("models.yaml:7:5: models[1].training_config: unknown field `learnin_rate`, expected one of `max_length`, `batch_size`"),
+        err.starts_with("models.yaml:3:5: models[0].training_config: unknown field `colour`, expected one of `max_length`, `batch_size`"),
         "{err}"
     );
 }
@@ -174,8 +181,8 @@ fn wrong_type_names_line_and_path() {
 
 #[test]
 fn missing_field_names_entry() {
-    let err = parse_err("- name: a\n  type: classic\n- name: b\n");
-    assert_eq!(err, "models.yaml:3:3: models[1]: missing field `type`");
+    let err = parse_err("- name: a\n  type: classic\n- type: classic\n");
+    assert_eq!(err, "models.yaml:3:3: models[1]: missing field `name`");
 }
 
 #[test]

@@ -16,7 +16,7 @@ pub(super) struct Issue {
 }
 
 impl Issue {
-    fn new(model: usize, field: Vec<Seg>, message: impl Into<String>) -> Self {
+    pub(super) fn new(model: usize, field: Vec<Seg>, message: impl Into<String>) -> Self {
         Self {
             model,
             field,
@@ -345,6 +345,7 @@ pub(super) fn validate(models: &[ModelSpec]) -> Vec<Issue> {
                 ));
             }
         }
+        original_keys(i, m, &mut issues);
         if m.model_config.r == Some(0) {
             issues.push(Issue::new(
                 i,
@@ -354,8 +355,105 @@ pub(super) fn validate(models: &[ModelSpec]) -> Vec<Issue> {
         }
     }
 
-    // Report in file order.
+    issues
+}
+
+/// `issues` ordered by model, keeping the order found within a model.
+pub(super) fn in_file_order(issues: Vec<Issue>) -> Vec<Issue> {
     let mut indexed: Vec<(usize, Issue)> = issues.into_iter().enumerate().collect();
     indexed.sort_by_key(|(n, issue)| (issue.model, *n));
     indexed.into_iter().map(|(_, issue)| issue).collect()
+}
+
+/// The optimizers `training_config.optimizer` may name; all are our AdamW.
+pub const SUPPORTED_OPTIMIZERS: &[&str] =
+    &["adamw_torch", "adamw_hf", "adamw", "adamw_torch_fused"];
+
+/// `lora_config.task_type` values; both train the same last-token classification head.
+const TASK_TYPES: &[&str] = &["CAUSAL_LM", "SEQ_CLS"];
+
+/// The original's keys whose values we support only partly (training, LoRA, classic).
+fn original_keys(i: usize, m: &ModelSpec, issues: &mut Vec<Issue>) {
+    if m.module.is_some() || m.loader.is_some() {
+        let field = if m.module.is_some() {
+            "module"
+        } else {
+            "loader"
+        };
+        issues.push(Issue::new(
+            i,
+            vec![key(field)],
+            format!(
+                "`module:` / `loader:` import a Python loader in the original Clarity ({}); here a classic model is a compiled plugin: copy plugins/classic-template (README \"Writing your own classic plugin\"), build it, and set `plugin:` to its library instead",
+                [m.module.as_deref(), m.loader.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(":")
+            ),
+        ));
+    }
+    let t = &m.training_config;
+    let training = |k: &str| vec![key("training_config"), key(k)];
+    if t.save_total_limit == 0 {
+        issues.push(Issue::new(
+            i,
+            training("save_total_limit"),
+            "save_total_limit must be at least 1: the newest checkpoint is what `train --resume` continues from",
+        ));
+    }
+    if let Err(message) = clarity_sdk::selection::Selection::from_config(t) {
+        issues.push(Issue::new(i, training("metric_for_best_model"), message));
+    }
+    if !(t.early_stopping_threshold.is_finite() && t.early_stopping_threshold >= 0.0) {
+        issues.push(Issue::new(
+            i,
+            training("early_stopping_threshold"),
+            format!(
+                "early_stopping_threshold must be a number of at least 0, got {}",
+                t.early_stopping_threshold
+            ),
+        ));
+    }
+    if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
+        issues.push(Issue::new(
+            i,
+            training("weight_decay"),
+            format!("weight_decay must be at least 0, got {}", t.weight_decay),
+        ));
+    }
+    if !SUPPORTED_OPTIMIZERS.contains(&t.optimizer.as_str()) {
+        issues.push(Issue::new(
+            i,
+            training("optimizer"),
+            format!(
+                "optimizer \"{}\" is not supported; use one of {} (all train with AdamW here)",
+                t.optimizer,
+                SUPPORTED_OPTIMIZERS.join(", ")
+            ),
+        ));
+    }
+    if let Some(lora) = &m.lora_config {
+        if lora.bias != "none" {
+            issues.push(Issue::new(
+                i,
+                vec![key("lora_config"), key("bias")],
+                format!(
+                    "bias \"{}\" is not supported: only \"none\" (biases stay frozen; the adapters and the head train)",
+                    lora.bias
+                ),
+            ));
+        }
+        if !TASK_TYPES.contains(&lora.task_type.as_str()) {
+            issues.push(Issue::new(
+                i,
+                vec![key("lora_config"), key("task_type")],
+                format!(
+                    "task_type \"{}\" is not supported; use {}",
+                    lora.task_type,
+                    TASK_TYPES.join(" or ")
+                ),
+            ));
+        }
+    }
 }

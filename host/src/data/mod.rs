@@ -6,6 +6,7 @@
 //! large file is easy to find. Sampling and the validation split use a seeded ChaCha8 stream
 //! and no other source of randomness, so the same seed picks the same records everywhere.
 
+mod files;
 mod labels;
 mod read;
 mod sample;
@@ -98,14 +99,21 @@ pub enum DataError {
         /// What is wrong.
         message: String,
     },
-    /// The model has no `data_config.train_file`.
+    /// None of the model's candidate data files exists.
     #[error(
-        "model \"{model}\" has no training data: add `train_file: <path>` under `data_config:` in its entry of {} (a JSON list, JSON Lines or CSV file; relative paths are relative to that file)",
+        "model \"{model}\" has no {what} data: none of these files exists: {}. Set `{key}: <path>` under `data_config:` in its entry of {} (a JSON list, JSON Lines or CSV file; relative paths are relative to that file, then to the working directory)",
+        tried.iter().map(|p| shown(p)).collect::<Vec<_>>().join(", "),
         shown(config)
     )]
-    NoTrainFile {
+    NoDataFile {
         /// The model.
         model: String,
+        /// `training` or `validation`.
+        what: &'static str,
+        /// The key to set.
+        key: &'static str,
+        /// Every path looked at, in order.
+        tried: Vec<PathBuf>,
         /// The `models.yaml` it is declared in.
         config: PathBuf,
     },
@@ -142,15 +150,23 @@ fn at(path: &Path, line: Option<u64>, column: Option<u64>, message: &str) -> Str
 /// Read, check, split and sample the training and validation data of `spec`.
 pub fn prepare_training(config: &Config, spec: &ModelSpec) -> Result<TrainingData, DataError> {
     let d = &spec.data_config;
-    let train_file =
-        config.resolve(
-            d.train_file
-                .as_ref()
-                .ok_or_else(|| DataError::NoTrainFile {
-                    model: spec.name.clone(),
-                    config: config.path.clone(),
-                })?,
-        );
+    let missing = |what, key, tried| DataError::NoDataFile {
+        model: spec.name.clone(),
+        what,
+        key,
+        tried,
+        config: config.path.clone(),
+    };
+    let train_file = match files::train_source(d, &config.dir) {
+        files::Source::File(path) => path,
+        files::Source::NotFound(tried) => return Err(missing("training", "train_file", tried)),
+        files::Source::Unset => return Err(missing("training", "train_file", Vec::new())),
+    };
+    let valid_file = match files::valid_source(d, &config.dir) {
+        files::Source::File(path) => Some(path),
+        files::Source::NotFound(tried) => return Err(missing("validation", "valid_file", tried)),
+        files::Source::Unset => None,
+    };
     let train_records = read_records(&train_file, d)?;
     if train_records.is_empty() {
         return Err(DataError::File {
@@ -208,9 +224,8 @@ pub fn prepare_training(config: &Config, spec: &ModelSpec) -> Result<TrainingDat
 
     // Validation data.
     let seed = d.seed.unwrap_or(spec.training_config.seed);
-    let (train_positions, valid_examples, valid_source) = match &d.valid_file {
+    let (train_positions, valid_examples, valid_source) = match valid_file {
         Some(valid_file) => {
-            let valid_file = config.resolve(valid_file);
             let records = read_records(&valid_file, d)?;
             if records.is_empty() {
                 return Err(DataError::File {

@@ -288,10 +288,17 @@ fn missing_labels_and_train_file() {
     let err = prepare_training(&config_in(dir.path(), &s), &s)
         .unwrap_err()
         .to_string();
+    // No train_file: the original's default candidates are searched, and every path tried
+    // is named.
     assert!(
         err.starts_with(
-            "model \"m\" has no training data: add `train_file: <path>` under `data_config:`"
+            "model \"m\" has no training data: none of these files exists: /app/data/cleaned/train.json, "
         ),
+        "{err}"
+    );
+    assert!(err.contains("../../data/cleaned/train.json"), "{err}");
+    assert!(
+        err.contains("Set `train_file: <path>` under `data_config:`"),
         "{err}"
     );
 }

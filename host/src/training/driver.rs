@@ -85,6 +85,11 @@ pub fn run(
         data::label_counts(&data.train, &data.labels),
         data::label_counts(&data.valid, &data.labels)
     );
+    if spec.model_config.trust_remote_code.is_some() {
+        tracing::info!(
+            "model_config.trust_remote_code has no effect here: architectures are built in and no model code is downloaded or run"
+        );
+    }
     let init = config.plugin_init(spec, Some(data.labels.clone()));
     let mut model = registry.model_with(config, spec, &init)?;
 

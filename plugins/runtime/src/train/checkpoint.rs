@@ -14,10 +14,8 @@ pub const WEIGHTS: &str = "weights.safetensors";
 pub const OPTIMIZER: &str = "optimizer.safetensors";
 /// [`RunState`] as JSON.
 pub const STATE: &str = "state.json";
-/// The best weights so far (by validation macro-F1), beside the step checkpoints.
+/// The best weights so far (by `metric_for_best_model`), beside the step checkpoints.
 pub const BEST: &str = "best.safetensors";
-/// Step checkpoints kept; older ones are removed.
-pub const KEEP: usize = 2;
 
 const PREFIX: &str = "step-";
 
@@ -47,6 +45,9 @@ pub struct Best {
     pub step: u64,
     /// Its scores.
     pub evaluation: Evaluation,
+    /// Its mean validation loss (absent in checkpoints written before it was recorded).
+    #[serde(default)]
+    pub loss: Option<f64>,
 }
 
 /// Where a run is: everything besides tensors that resuming needs.
@@ -110,12 +111,19 @@ pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
     found
 }
 
-/// Write a checkpoint for `state.step`, then remove all but the newest [`KEEP`].
+/// Write a checkpoint for `state.step`, then remove all but the newest `keep`
+/// (`training_config.save_total_limit`).
+///
+/// At least the newest is always kept, whatever `keep` says: it is what `--resume` continues
+/// from. The best weights live beside the checkpoints in [`BEST`], so pruning never loses the
+/// model `load_best_model_at_end` exports. (The original deletes every checkpoint once
+/// training ends; ours stay so a later `train --resume` with more epochs can continue.)
 pub fn save(
     dir: &Path,
     state: &RunState,
     weights: &HashMap<String, Tensor>,
     optimizer: &HashMap<String, Tensor>,
+    keep: usize,
 ) -> Result<PathBuf, CheckpointError> {
     std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
     let name = format!("{PREFIX}{:08}", state.step);
@@ -142,7 +150,7 @@ pub fn save(
     }
     std::fs::rename(&tmp, &final_dir).map_err(|e| err(&final_dir, e))?;
     let all = list(dir);
-    for (_, old) in all.iter().take(all.len().saturating_sub(KEEP)) {
+    for (_, old) in all.iter().take(all.len().saturating_sub(keep.max(1))) {
         // A checkpoint we cannot remove costs disk space, not correctness.
         let _ = std::fs::remove_dir_all(old);
     }
@@ -242,7 +250,7 @@ mod tests {
         let w: HashMap<String, Tensor> =
             [("x".to_string(), Tensor::new(&[1.0f32, 2.0], &Device::Cpu)?)].into();
         for step in [3, 6, 9] {
-            save(dir.path(), &state(step), &w, &HashMap::new())?;
+            save(dir.path(), &state(step), &w, &HashMap::new(), 2)?;
         }
         let steps: Vec<u64> = list(dir.path()).into_iter().map(|(s, _)| s).collect();
         assert_eq!(steps, vec![6, 9]);
@@ -260,6 +268,21 @@ mod tests {
         assert_eq!(clear(dir.path())?, 2);
         assert!(load_latest(dir.path(), &Device::Cpu)?.is_none());
         assert!(load_best(dir.path(), &Device::Cpu)?.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn save_total_limit_bounds_the_checkpoints_kept() -> Result<(), Box<dyn std::error::Error>> {
+        let w: HashMap<String, Tensor> =
+            [("x".to_string(), Tensor::new(&[1.0f32], &Device::Cpu)?)].into();
+        for (keep, expected) in [(1, vec![9]), (3, vec![3, 6, 9]), (0, vec![9])] {
+            let dir = tempfile::tempdir()?;
+            for step in [3, 6, 9] {
+                save(dir.path(), &state(step), &w, &HashMap::new(), keep)?;
+            }
+            let steps: Vec<u64> = list(dir.path()).into_iter().map(|(s, _)| s).collect();
+            assert_eq!(steps, expected, "save_total_limit {keep}");
+        }
         Ok(())
     }
 

@@ -1,11 +1,13 @@
 //! The training loop shared by the ML plugins.
 //!
 //! AdamW with linear warmup and decay, gradient accumulation and clipping, optional class
-//! weights, evaluation and checkpoints by epoch or by steps, early stopping on validation
-//! macro-F1 (the best weights are kept and restored at the end), and `--resume` from the
-//! newest checkpoint. Every step and evaluation is reported to the host, which may answer
+//! weights, evaluation and checkpoints by epoch or by steps, the best model and early
+//! stopping by `metric_for_best_model` ([`clarity_sdk::selection`]; the best weights are
+//! kept and restored at the end unless `load_best_model_at_end: false`), at most
+//! `save_total_limit` checkpoints on disk, and `--resume` from the newest checkpoint. Every step and evaluation is reported to the host, which may answer
 //! "stop": the loop then writes a checkpoint and returns [`TrainError::Cancelled`].
 
+pub mod best;
 pub mod checkpoint;
 mod eval;
 pub mod loss;
@@ -18,6 +20,8 @@ use crate::tokenize::{EncodePairs, TokenizeError};
 use candle_core::{Tensor, Var};
 use checkpoint::{Best, CheckpointError, RunState};
 use clarity_sdk::config::{Strategy, TrainingConfig};
+use clarity_sdk::metrics::Evaluation;
+use clarity_sdk::selection::Selection;
 use clarity_sdk::{Example, Flow, TrainContext, TrainEvent, TrainJob, TrainReport};
 use optim::{AdamW, AdamWConfig, Grads};
 use schedule::LinearSchedule;
@@ -68,8 +72,8 @@ pub struct TrainOutcome {
 }
 
 /// Fine-tune `model` on `job` as `config` says, reporting through `ctx`. On success the
-/// model holds the best weights (by validation macro-F1), or the last ones without a
-/// validation set.
+/// model holds the best weights (by `metric_for_best_model`), or the last ones without a
+/// validation set or with `load_best_model_at_end: false`.
 pub fn fit<M: TrainableModel>(
     model: &M,
     tokenizer: &dyn EncodePairs,
@@ -85,6 +89,7 @@ struct Trainer<'a, M: TrainableModel> {
     tokenizer: &'a dyn EncodePairs,
     job: &'a TrainJob,
     config: &'a TrainingConfig,
+    selection: Selection,
     vars: Vec<(String, Var)>,
     optimizer: AdamW,
     schedule: LinearSchedule,
@@ -96,6 +101,8 @@ struct Trainer<'a, M: TrainableModel> {
     best_dirty: bool,
     /// The newest checkpoint and the step it holds.
     last_checkpoint: Option<(u64, PathBuf)>,
+    /// The newest evaluation of this run (what is exported without `load_best_model_at_end`).
+    last_eval: Option<Evaluation>,
 }
 
 impl<'a, M: TrainableModel> Trainer<'a, M> {
@@ -108,6 +115,7 @@ impl<'a, M: TrainableModel> Trainer<'a, M> {
         if job.train.is_empty() {
             return Err(TrainError::Config("no training examples".into()));
         }
+        let selection = Selection::from_config(config).map_err(TrainError::Config)?;
         if config.batch_size == 0 || config.gradient_accumulation_steps == 0 {
             return Err(TrainError::Config(
                 "training_config.batch_size and gradient_accumulation_steps must be at least 1"
@@ -151,6 +159,7 @@ impl<'a, M: TrainableModel> Trainer<'a, M> {
             tokenizer,
             job,
             config,
+            selection,
             vars,
             optimizer,
             schedule: LinearSchedule::new(config.learning_rate, config.warmup_ratio, total),
@@ -171,6 +180,7 @@ impl<'a, M: TrainableModel> Trainer<'a, M> {
             best_weights: None,
             best_dirty: false,
             last_checkpoint: None,
+            last_eval: None,
         })
     }
 
@@ -181,27 +191,53 @@ impl<'a, M: TrainableModel> Trainer<'a, M> {
         while self.state.epoch < epochs && !stopped_early {
             stopped_early = self.epoch(ctx)?;
         }
-        if let Some(best) = &self.best_weights {
-            self.set_weights(best)?;
-            if let Some(b) = &self.state.best {
-                ctx.message(format!(
-                    "keeping the best model: epoch {} step {} (validation macro-F1 {:.4})",
-                    b.epoch, b.step, b.evaluation.macro_f1
-                ));
-            }
-        }
-        let best = self.state.best.clone();
+        let (kept_epoch, valid) = self.keep_final_weights(ctx)?;
         Ok(TrainOutcome {
             report: TrainReport {
                 steps: self.state.step,
                 epochs: self.state.epoch,
-                best_epoch: best.as_ref().map(|b| b.epoch),
+                best_epoch: kept_epoch,
                 train_loss: self.state.train_loss,
-                valid: best.map(|b| b.evaluation),
+                valid,
                 stopped_early,
                 artifacts: Vec::new(),
             },
         })
+    }
+
+    /// Restore the best weights (`load_best_model_at_end`, the default) or keep the last
+    /// ones; returns the epoch whose weights are kept and their validation scores.
+    fn keep_final_weights(
+        &mut self,
+        ctx: &mut TrainContext<'_>,
+    ) -> Result<(Option<u64>, Option<Evaluation>), TrainError> {
+        let best = self.state.best.clone();
+        if !self.config.load_best_model_at_end {
+            if best.is_some() {
+                ctx.message(format!(
+                    "load_best_model_at_end is false: keeping the last weights (epoch {})",
+                    self.state.epoch
+                ));
+            }
+            let evaluated = best.is_some();
+            return Ok((
+                evaluated.then_some(self.state.epoch),
+                self.last_eval.clone(),
+            ));
+        }
+        if let (Some(weights), Some(b)) = (&self.best_weights, &best) {
+            self.set_weights(weights)?;
+            let value = self.selection.metric.value(&b.evaluation, b.loss);
+            ctx.message(format!(
+                "keeping the best model by {}: epoch {} step {} ({} {})",
+                self.selection.describe(),
+                b.epoch,
+                b.step,
+                self.selection.metric.name(),
+                value.map_or("n/a".into(), |v| format!("{v:.4}"))
+            ));
+        }
+        Ok((best.as_ref().map(|b| b.epoch), best.map(|b| b.evaluation)))
     }
 
     /// Resume or start fresh, and tell the host what is planned.
@@ -237,6 +273,15 @@ impl<'a, M: TrainableModel> Trainer<'a, M> {
         }
         if self.job.valid.is_empty() && self.config.eval_strategy != Strategy::No {
             ctx.message("no validation examples: evaluation and early stopping are off");
+        }
+        if self.config.fp16 || self.config.bf16 {
+            // The candle models train in f32; mixed precision is not implemented for any
+            // device yet, so say so once instead of ignoring the flag silently.
+            let which = if self.config.bf16 { "bf16" } else { "fp16" };
+            ctx.message(format!(
+                "training_config.{which} is set, but training runs in f32 on this device ({:?})",
+                self.model.device().location()
+            ));
         }
         Ok(())
     }
@@ -423,25 +468,30 @@ impl<'a, M: TrainableModel> Trainer<'a, M> {
         } else {
             self.state.epoch
         };
-        let improved = self
-            .state
-            .best
-            .as_ref()
-            .is_none_or(|b| evaluation.macro_f1 > b.evaluation.macro_f1);
+        let verdict = best::judge(
+            &self.selection,
+            &evaluation,
+            Some(loss),
+            self.state.best.as_ref(),
+        );
+        self.last_eval = Some(evaluation.clone());
         let flow = ctx.emit(TrainEvent::Eval {
             step: self.state.step,
             epoch,
             loss: Some(loss),
             metrics: evaluation.clone(),
         });
-        if improved {
+        if verdict.improved {
             self.best_weights = Some(self.snapshot()?);
             self.best_dirty = true;
             self.state.best = Some(Best {
                 epoch,
                 step: self.state.step,
                 evaluation,
+                loss: Some(loss),
             });
+        }
+        if verdict.resets_patience {
             self.state.evals_since_best = 0;
         } else {
             self.state.evals_since_best += 1;
@@ -449,10 +499,13 @@ impl<'a, M: TrainableModel> Trainer<'a, M> {
         if flow == Flow::Stop {
             return Err(self.cancel(ctx));
         }
-        let patience = self.config.early_stopping_patience.map(|p| p as u64);
-        if let Some(p) = patience.filter(|&p| p > 0 && self.state.evals_since_best >= p) {
+        let patience = self.config.early_stopping_patience;
+        if best::patience_ran_out(patience, self.state.evals_since_best) {
+            let p = patience.unwrap_or_default();
             ctx.message(format!(
-                "early stopping: validation macro-F1 has not improved for {p} evaluation(s)"
+                "early stopping: validation {} has not improved by more than {} for {p} evaluation(s)",
+                self.selection.metric.name(),
+                self.selection.threshold
             ));
             return Ok(true);
         }
@@ -469,7 +522,13 @@ impl<'a, M: TrainableModel> Trainer<'a, M> {
             self.best_dirty = false;
         }
         let (moments, _) = self.optimizer.state()?;
-        let path = checkpoint::save(dir, &self.state, &self.snapshot()?, &moments)?;
+        let path = checkpoint::save(
+            dir,
+            &self.state,
+            &self.snapshot()?,
+            &moments,
+            self.config.save_total_limit,
+        )?;
         ctx.emit(TrainEvent::Checkpoint {
             step: self.state.step,
             path: path.clone(),
