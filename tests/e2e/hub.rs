@@ -14,7 +14,7 @@ fn write_yaml(project: &Project, model_name: &str) {
   type: encoder
   plugin: {plugin}
   model_config: {{model_name: {model_name}, max_length: 32}}
-  training_config: {{batch_size: 8, learning_rate: 1.0e-3, num_epochs: 1, save_strategy: "no", eval_strategy: "no"}}
+  training_config: {{batch_size: 8, gradient_accumulation_steps: 1, learning_rate: 1.0e-3, num_epochs: 1, save_strategy: "no", eval_strategy: "no"}}
   label_config: {{labels: ["Clear Reply", "Clear Non-Reply", "Ambivalent"]}}
   data_config:
     train_file: "{data}/train.json"
@@ -177,7 +177,7 @@ fn the_lora_plugin_trains_a_decoder_from_the_hub() {
   plugin: {plugin}
   model_config: {{model_name: facebook/tiny-opt, max_length: 32}}
   lora_config: {{r: 4, alpha: 8, target_modules: [q_proj, v_proj]}}
-  training_config: {{batch_size: 8, learning_rate: 1.0e-3, num_epochs: 1, save_strategy: "no", eval_strategy: "no"}}
+  training_config: {{batch_size: 8, gradient_accumulation_steps: 1, learning_rate: 1.0e-3, num_epochs: 1, save_strategy: "no", eval_strategy: "no"}}
   label_config: {{labels: ["Clear Reply", "Clear Non-Reply", "Ambivalent"]}}
   data_config:
     train_file: "{data}/train.json"
