@@ -361,3 +361,49 @@ fn train_continues_from_a_fine_tuned_classifier_in_its_pair_order() {
     ]);
     assert!(LABELS.iter().any(|l| stdout.contains(l)), "{stdout}");
 }
+
+/// A classifier someone fine-tuned and pushed to the hub serves by its hub id: the plugin
+/// pulls it (here from a loopback server speaking the hub's file API) into `HF_HOME`, imports
+/// it and answers with candle's scores, with no training.
+#[test]
+fn a_fine_tuned_classifier_on_the_hub_serves_by_its_id() {
+    let project = Project::new("");
+    let source = project.path().join("pushed");
+    let bert = tiny_classifier("bert", 30522, &LABELS, 11);
+    bert.write(&source, WeightFormat::Safetensors);
+    std::fs::copy(minilm_dir().join("tokenizer.json"), source.join("tokenizer.json"))
+        .expect("copy tokenizer.json");
+    let hub = clarity_fake_hub::FakeHub::start();
+    hub.add_repo_from_dir("someone/clarity-bert", &source);
+    std::fs::remove_dir_all(&source).expect("only the hub has it now");
+    let yaml = entry(
+        "pushed",
+        "  model_config: {model_name: someone/clarity-bert, max_length: 64}\n",
+    );
+    std::fs::write(project.config(), yaml).expect("write models.yaml");
+
+    let home = project.path().join("hf-home");
+    let out = clarity_tests::host_command(
+        &project.config(),
+        project.path(),
+        &["test", "--question", QUESTION, "--context", CONTEXT],
+    )
+    .env("HF_ENDPOINT", hub.endpoint())
+    .env("HF_HOME", &home)
+    .output()
+    .expect("run clarity-host test");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("importing the fine-tuned classifier"), "{log}");
+    assert!(!log.contains("Training"), "served without training: {log}");
+    let body: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the answer is JSON");
+    assert_close(
+        "someone/clarity-bert",
+        &served_scores(&body),
+        &bert_reference(&bert, CONTEXT, QUESTION),
+    );
+    assert!(home
+        .join("hub/models--someone--clarity-bert/snapshots")
+        .is_dir());
+}

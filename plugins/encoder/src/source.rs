@@ -1,24 +1,26 @@
 //! Which classifier fine-tuned elsewhere an entry serves, and when its import is redone.
 //!
 //! Candidates, in order: the artifact folder itself (the Python Clarity's `output_dir` is the
-//! Trainer folder), then the local folder `model_config.model_name` names. A folder we
-//! trained is never a source; a pretrained base model there is the "train first" error.
+//! Trainer folder), then the folder `model_config.model_name` names: a local folder, else a
+//! pip package or a hub id as the pretrained-model search resolves it (a classifier someone
+//! fine-tuned and pushed serves straight from the hub cache). A folder we trained is never a
+//! source; a pretrained base model there is the "train first" error.
 
 use crate::hf_folder::{self, Folder, HfClassifier};
 use crate::import;
 use crate::meta::EncoderMeta;
 use clarity_runtime::meta::MetaFile;
+use clarity_runtime::resolve;
 use clarity_runtime::serve::spec;
 use clarity_sdk::{Error, PluginInit};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The fine-tuned classifier `init`'s entry points at, if any.
 pub fn fine_tuned(init: &PluginInit) -> Result<Option<HfClassifier>, Error> {
     let mut base = None;
     let artifact = &init.artifact_dir;
     let named = init.spec.model_config.model_name.as_deref();
-    let candidates =
-        std::iter::once(artifact.clone()).chain(named.map(|name| init.resolve(Path::new(name))));
+    let candidates = std::iter::once(artifact.clone()).chain(named.and_then(|n| named_dir(init, n)));
     for dir in candidates {
         // Our own trained folder is not a source, even though it looks like one.
         if EncoderMeta::present(&dir) && !imported_in_place(&dir) {
@@ -36,6 +38,23 @@ pub fn fine_tuned(init: &PluginInit) -> Result<Option<HfClassifier>, Error> {
             init.spec.name
         ))),
         _ => Ok(None),
+    }
+}
+
+/// The folder `model_name` stands for. A name that resolves nowhere (a typo, or the hub out
+/// of reach) is no candidate here: the entry is then "not trained", and `train` reports the
+/// search in full.
+fn named_dir(init: &PluginInit, name: &str) -> Option<PathBuf> {
+    let local = init.resolve(Path::new(name));
+    if local.is_dir() {
+        return Some(local);
+    }
+    match resolve::model_dir(name, &init.config_dir) {
+        Ok(dir) => Some(dir),
+        Err(e) => {
+            clarity_sdk::debug!("{}: no fine-tuned classifier to serve: {e}", init.spec.name);
+            None
+        }
     }
 }
 
