@@ -407,7 +407,8 @@ pub struct PromptConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TensorboardConfig {
-    /// Start a `tensorboard` process with `train` (and `serve`).
+    /// Start a `tensorboard` process with `train` (and `serve`). On by default, as in the
+    /// original Clarity; `--no-tensorboard` / `CLARITY_NO_TENSORBOARD` turn it off per run.
     pub auto_start: bool,
     /// Its port.
     pub port: u16,
@@ -420,8 +421,10 @@ pub struct TensorboardConfig {
 impl Default for TensorboardConfig {
     fn default() -> Self {
         Self {
-            auto_start: false,
+            auto_start: true,
             port: 6006,
+            // Not the original's 0.0.0.0: TensorBoard has no authentication. Containers get
+            // 0.0.0.0 from CLARITY_TENSORBOARD_HOST in the Dockerfile.
             host: "127.0.0.1".into(),
             logdir: PathBuf::from("runs"),
         }

@@ -371,8 +371,11 @@ fn a_fine_tuned_classifier_on_the_hub_serves_by_its_id() {
     let source = project.path().join("pushed");
     let bert = tiny_classifier("bert", 30522, &LABELS, 11);
     bert.write(&source, WeightFormat::Safetensors);
-    std::fs::copy(minilm_dir().join("tokenizer.json"), source.join("tokenizer.json"))
-        .expect("copy tokenizer.json");
+    std::fs::copy(
+        minilm_dir().join("tokenizer.json"),
+        source.join("tokenizer.json"),
+    )
+    .expect("copy tokenizer.json");
     let hub = clarity_fake_hub::FakeHub::start();
     hub.add_repo_from_dir("someone/clarity-bert", &source);
     std::fs::remove_dir_all(&source).expect("only the hub has it now");
@@ -396,8 +399,7 @@ fn a_fine_tuned_classifier_on_the_hub_serves_by_its_id() {
     assert!(out.status.success(), "{log}");
     assert!(log.contains("importing the fine-tuned classifier"), "{log}");
     assert!(!log.contains("Training"), "served without training: {log}");
-    let body: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("the answer is JSON");
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the answer is JSON");
     assert_close(
         "someone/clarity-bert",
         &served_scores(&body),

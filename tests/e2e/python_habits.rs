@@ -2,7 +2,7 @@
 //! `test` without `--model`, `train --tensorboard`, and `test`'s interactive prompt on a
 //! terminal (driven here through a real pseudo-terminal).
 
-use clarity_tests::{host_command, plugin_lib, Project};
+use clarity_tests::{host_command, plugin_lib, Project, NO_TENSORBOARD};
 use rexpect::process::WaitStatus;
 use std::path::Path;
 use std::process::{Output, Stdio};
@@ -236,7 +236,14 @@ fn train_tensorboard_starts_it_whatever_auto_start_says() {
         "{}",
         text(&out.stderr)
     );
-    let out = ok(project.host(&["train", "--tensorboard"]));
+    let out = ok(host_command(
+        &project.config(),
+        project.path(),
+        &["train", "--tensorboard"],
+    )
+    .env_remove(NO_TENSORBOARD)
+    .output()
+    .expect("run clarity-host"));
     assert!(
         text(&out.stderr).contains(&attempt),
         "{}",

@@ -3,8 +3,10 @@
 //! serves the run from, and takes down with it.
 
 use clarity_tests::encoder::venv;
-use clarity_tests::process::{free_port, group_and_children, spawn_host, CapturedLog};
-use clarity_tests::{plugin_lib, Project};
+use clarity_tests::process::{
+    free_port, group_and_children, spawn_host_with_tensorboard, CapturedLog,
+};
+use clarity_tests::{host_command, plugin_lib, Project, NO_TENSORBOARD};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -198,7 +200,14 @@ fn the_host_runs_tensorboard_for_the_run_and_takes_it_down_on_exit() {
         "--no-tensorboard: {log}"
     );
     std::fs::remove_dir_all(project.path().join("runs")).expect("clear runs/");
-    let out = project.host(&["train", "--model", "classic"]);
+    let out = host_command(
+        &project.config(),
+        project.path(),
+        &["train", "--model", "classic"],
+    )
+    .env_remove(NO_TENSORBOARD)
+    .output()
+    .expect("run clarity-host");
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{log}");
     assert!(
@@ -220,7 +229,7 @@ fn the_host_runs_tensorboard_for_the_run_and_takes_it_down_on_exit() {
         .replace(&format!("port: {taken_port}"), &format!("port: {port}"))
         .replace("host: 127.0.0.1", "host: 192.0.2.1");
     std::fs::write(project.config(), yaml).expect("models.yaml");
-    let mut server = spawn_host(
+    let mut server = spawn_host_with_tensorboard(
         &project.config(),
         project.path(),
         &["serve", "--port", "0", "--tensorboard-host", "127.0.0.1"],

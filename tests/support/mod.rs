@@ -38,11 +38,15 @@ pub fn bin_dir() -> PathBuf {
     target.join(profile)
 }
 
+/// Set by [`host_command`] so no test starts TensorBoard unless it removes the variable.
+pub const NO_TENSORBOARD: &str = "CLARITY_NO_TENSORBOARD";
+
 /// `clarity-host <args> --config <config>` run in `dir`, with info logging, no stdin, no
 /// inherited plugin folder, and the TensorBoard that `scripts/setup.sh` installed (the
 /// projects live in temporary folders without a `.venv` of their own). The Hugging Face hub
 /// is a closed loopback port with its cache in `dir`: no test asks the real hub or uses the
-/// machine's cache (a test with a fake hub sets `HF_ENDPOINT` after this).
+/// machine's cache (a test with a fake hub sets `HF_ENDPOINT` after this). TensorBoard is off
+/// through [`NO_TENSORBOARD`].
 pub fn host_command(config: &Path, dir: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(host_bin());
     for var in [
@@ -71,6 +75,9 @@ pub fn host_command(config: &Path, dir: &Path, args: &[&str]) -> Command {
         .current_dir(dir)
         .env("CLARITY_LOG_LEVEL", "info")
         .env_remove("CLARITY_PLUGIN_DIR")
+        // `tensorboard_config.auto_start` defaults to true: tests that want TensorBoard
+        // remove this variable; the rest must not start one per run.
+        .env(NO_TENSORBOARD, "true")
         .env(
             "CLARITY_TENSORBOARD",
             workspace_root().join(".venv/bin/tensorboard"),

@@ -90,8 +90,19 @@ impl Drop for HostProcess {
 
 /// `clarity-host <args> --config <config>` started with piped output, in `dir`.
 pub fn spawn_host(config: &Path, dir: &Path, args: &[&str]) -> HostProcess {
+    spawn(crate::host_command(config, dir, args))
+}
+
+/// [`spawn_host`] with TensorBoard allowed (`tensorboard_config` decides).
+pub fn spawn_host_with_tensorboard(config: &Path, dir: &Path, args: &[&str]) -> HostProcess {
+    let mut command = crate::host_command(config, dir, args);
+    command.env_remove(crate::NO_TENSORBOARD);
+    spawn(command)
+}
+
+fn spawn(mut command: Command) -> HostProcess {
     HostProcess(
-        crate::host_command(config, dir, args)
+        command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -20,7 +20,8 @@ pub fn fine_tuned(init: &PluginInit) -> Result<Option<HfClassifier>, Error> {
     let mut base = None;
     let artifact = &init.artifact_dir;
     let named = init.spec.model_config.model_name.as_deref();
-    let candidates = std::iter::once(artifact.clone()).chain(named.and_then(|n| named_dir(init, n)));
+    let candidates =
+        std::iter::once(artifact.clone()).chain(named.and_then(|n| named_dir(init, n)));
     for dir in candidates {
         // Our own trained folder is not a source, even though it looks like one.
         if EncoderMeta::present(&dir) && !imported_in_place(&dir) {
