@@ -151,4 +151,46 @@ pub struct ServeArgs {
     /// Seconds before a request is answered with 503.
     #[arg(long, default_value_t = 60)]
     pub request_timeout: u64,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// API keys (see the README's "API keys").
+#[derive(ClapArgs, Clone)]
+pub struct AuthArgs {
+    /// Require `Authorization: Bearer KEY` on every route but the open ones (repeatable;
+    /// the env var takes several keys separated by commas).
+    #[arg(
+        long = "api-key",
+        env = "CLARITY_API_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<String>,
+
+    /// File of API keys: one per line, blank lines and `#` comments ignored.
+    #[arg(long, env = "CLARITY_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
+
+    /// Routes that need no key when keys are set (repeatable, env comma-separated; replaces
+    /// the default; `none` protects every route).
+    #[arg(
+        long = "open-route",
+        env = "CLARITY_OPEN_ROUTES",
+        value_delimiter = ',',
+        default_values_t = crate::http::auth::DEFAULT_OPEN_ROUTES.map(String::from)
+    )]
+    pub open_routes: Vec<String>,
+}
+
+// Hand-written so a `{:?}` of the arguments never prints a key.
+impl std::fmt::Debug for AuthArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthArgs")
+            .field("api_keys", &self.api_keys.len())
+            .field("api_key_file", &self.api_key_file)
+            .field("open_routes", &self.open_routes)
+            .finish()
+    }
 }

@@ -28,6 +28,22 @@ const TRAINING_STOP_WAIT: Duration = Duration::from_secs(300);
 
 pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let specs = selected_models(&config, &args.models)?;
+    let auth = http::auth::Auth::new(
+        &args.auth.api_keys,
+        args.auth.api_key_file.as_deref(),
+        &args.auth.open_routes,
+    )?;
+    if auth.enabled() {
+        // Only the count: keys never reach the log.
+        tracing::info!(
+            "API key required ({} key(s) configured); open routes: {}",
+            auth.key_count(),
+            match auth.open_routes() {
+                [] => "none".to_string(),
+                open => open.join(", "),
+            }
+        );
+    }
     // Installed before the model threads start, so their first measurements count.
     let metrics = match crate::metrics::install() {
         Ok(handle) => Some(handle),
@@ -62,6 +78,7 @@ pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let state = AppState {
         models: Arc::clone(&models),
         metrics,
+        auth: Arc::new(auth),
     };
     let limits = Limits {
         body_bytes: args.body_limit,

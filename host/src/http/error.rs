@@ -40,6 +40,14 @@ pub enum ApiError {
     /// Too much queued work.
     #[error("{0}")]
     Overloaded(String),
+    /// No API key, or a wrong one (see [`super::auth`]).
+    #[error("{message}")]
+    Unauthorized {
+        /// What the client is told.
+        message: String,
+        /// RFC 6750 `error` for `WWW-Authenticate` (`None` when no credentials were sent).
+        error_code: Option<&'static str>,
+    },
     /// The model is loading or failed to load (`detail`: why, for the log).
     #[error("{message}")]
     Unavailable {
@@ -101,6 +109,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Overloaded(_) | ApiError::Unavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -122,6 +131,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Overloaded(_) => "overloaded",
+            ApiError::Unauthorized { .. } => "unauthorized",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Plugin { source, .. } => match source.kind {
                 ErrorKind::InvalidInput => "validation",
@@ -175,6 +185,17 @@ impl IntoResponse for ApiError {
             request_id: None,
         };
         let mut response = (self.status(), Json(body)).into_response();
+        if let ApiError::Unauthorized { error_code, .. } = &self {
+            let challenge = match error_code {
+                Some(code) => format!("Bearer realm=\"clarity\", error=\"{code}\""),
+                None => "Bearer realm=\"clarity\"".to_string(),
+            };
+            if let Ok(value) = axum::http::HeaderValue::from_str(&challenge) {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::WWW_AUTHENTICATE, value);
+            }
+        }
         response.extensions_mut().insert(report);
         response
     }

@@ -4,6 +4,7 @@
 //! [`router`] builds the whole application from an [`AppState`], so tests drive it
 //! in-process (`router(...).oneshot(request)`) over workers with fake backends.
 
+pub mod auth;
 pub mod error;
 mod openapi;
 pub mod request_id;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub models: Arc<Vec<Arc<ModelWorker>>>,
     /// Renders `GET /metrics`; `None` if the recorder could not be installed.
     pub metrics: Option<PrometheusHandle>,
+    /// API keys and the routes open without one.
+    pub auth: Arc<auth::Auth>,
 }
 
 /// Limits applied to every request.
@@ -58,6 +61,10 @@ pub fn router(state: AppState, limits: Limits) -> Router {
     app.route_layer(middleware::from_fn(crate::metrics::track_requests))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ))
         .layer(DefaultBodyLimit::max(limits.body_bytes))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,

@@ -195,7 +195,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 
 /// `GET /openapi.json`.
 pub async fn openapi(State(state): State<AppState>) -> Json<Value> {
-    Json(super::openapi::document(&state.models))
+    let mut document = super::openapi::document(&state.models);
+    super::auth::secure_document(&mut document, &state.auth);
+    Json(document)
 }
 
 /// `GET /docs`: a page describing every route.

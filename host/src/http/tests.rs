@@ -14,6 +14,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
+mod auth;
+
 const LABELS: [&str; 3] = ["Clear Reply", "Clear Non-Reply", "Ambivalent"];
 
 /// A door the fake backend waits at, so a test decides when a batch finishes.
@@ -122,9 +124,14 @@ fn fake(name: &str, queue_capacity: usize, gate: Option<Arc<Gate>>) -> Served {
 }
 
 fn app(workers: &[&Arc<ModelWorker>]) -> Router {
+    app_with_auth(workers, super::auth::Auth::default())
+}
+
+fn app_with_auth(workers: &[&Arc<ModelWorker>], auth: super::auth::Auth) -> Router {
     let state = AppState {
         models: Arc::new(workers.iter().map(|w| Arc::clone(w)).collect()),
         metrics: None,
+        auth: Arc::new(auth),
     };
     let limits = Limits {
         body_bytes: 4096,
