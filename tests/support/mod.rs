@@ -168,7 +168,12 @@ impl Project {
 
     /// Start `clarity-host serve` on a free loopback port.
     pub fn serve(&self, extra: &[&str]) -> Server {
-        Server::start(self, extra)
+        Server::start(self, extra, &[])
+    }
+
+    /// [`Project::serve`] with extra environment variables.
+    pub fn serve_with_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start(self, extra, env)
     }
 }
 
@@ -182,10 +187,12 @@ pub struct Server {
 }
 
 impl Server {
-    fn start(project: &Project, extra: &[&str]) -> Self {
+    fn start(project: &Project, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut args = vec!["serve", "--host", "127.0.0.1", "--port", "0"];
         args.extend_from_slice(extra);
-        let mut child = host_command(&project.config(), project.path(), &args)
+        let mut command = host_command(&project.config(), project.path(), &args);
+        command.envs(env.iter().copied());
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
