@@ -52,8 +52,14 @@ pub enum AuthError {
     /// The key file holds no key.
     #[error("the API key file {0} holds no key (put one key per line; `#` starts a comment)")]
     EmptyFile(PathBuf),
+    /// An empty key: refused rather than read as "no keys", so a blank variable fails closed.
+    #[error("{origin}: an API key is empty (a variable set to nothing, or a stray comma?); unset it to serve without keys")]
+    EmptyKey {
+        /// Where the key came from.
+        origin: String,
+    },
     /// A key that cannot travel in a Bearer header.
-    #[error("{origin}: an API key must be non-empty printable ASCII without spaces or commas")]
+    #[error("{origin}: an API key must be printable ASCII without spaces or commas")]
     BadKey {
         /// Where the key came from (flag, or file and line).
         origin: String,
@@ -177,8 +183,10 @@ pub fn parse_key_file(text: &str, path: &Path) -> Result<Vec<String>, AuthError>
 }
 
 fn check_key(key: &str, origin: impl FnOnce() -> String) -> Result<(), AuthError> {
-    let usable = !key.is_empty() && key.bytes().all(|b| b.is_ascii_graphic() && b != b',');
-    if usable {
+    if key.is_empty() {
+        return Err(AuthError::EmptyKey { origin: origin() });
+    }
+    if key.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
         Ok(())
     } else {
         Err(AuthError::BadKey { origin: origin() })
@@ -287,7 +295,11 @@ mod tests {
     #[test]
     fn bad_keys_and_open_routes_are_refused() {
         let err = Auth::new(&[" ".into()], None, &[]).unwrap_err().to_string();
-        assert!(err.contains("--api-key"), "{err}");
+        assert!(err.contains("--api-key") && err.contains("empty"), "{err}");
+        let err = Auth::new(&["caf\u{e9}".into()], None, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("printable ASCII"), "{err}");
         let err = Auth::new(&["k".into()], None, &["health".into()])
             .unwrap_err()
             .to_string();
