@@ -4,13 +4,15 @@
 //! Async handlers never call into a plugin. They queue a [`Job`] and await a oneshot reply;
 //! the worker drains whatever is queued (up to `max_batch_size` pairs) into one
 //! `classify_batch` call, so concurrent requests share a forward pass. The queue is bounded
-//! in pairs: when it is full a request fails at once with [`ClassifyError::Overloaded`].
+//! in pairs: when it is full a request fails at once with [`ClassifyError::Overloaded`], which
+//! says how long the queue should take to drain (for `Retry-After`). A job whose caller gave
+//! up (timed out, disconnected) before its batch started is dropped without being scored.
 
 use crate::backend::LoadedModel;
 use crate::metrics;
 use clarity_sdk::config::ServingConfig;
 use clarity_sdk::{Error as SdkError, ModelInfo, ModelSpec, TextPair};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -56,7 +58,7 @@ pub enum ClassifyError {
     },
     /// The queue is full.
     #[error(
-        "model `{model}` is overloaded: {queued} pairs queued (capacity {capacity}); retry later"
+        "model `{model}` is overloaded: {queued} pairs queued (capacity {capacity}); retry in {retry_after_secs} s"
     )]
     Overloaded {
         /// Model name.
@@ -65,6 +67,8 @@ pub enum ClassifyError {
         queued: usize,
         /// Queue capacity in pairs.
         capacity: usize,
+        /// Seconds the queued pairs should take to drain, at least 1.
+        retry_after_secs: u64,
     },
     /// The plugin returned an error (a caught panic included).
     #[error("model `{model}`: {source}")]
@@ -99,8 +103,13 @@ pub struct ModelWorker {
     state: Arc<RwLock<State>>,
     queue: mpsc::Sender<Job>,
     queued: Arc<AtomicUsize>,
+    /// Recent forward-pass time per pair in microseconds (0 before the first batch).
+    micros_per_pair: Arc<AtomicU64>,
     serving: ServingConfig,
 }
+
+/// Longest `Retry-After` we advise, whatever the drain estimate says.
+const MAX_RETRY_AFTER_SECS: u64 = 60;
 
 /// What the worker thread runs first: open the plugin and produce a loaded model. It gets
 /// a callback to report that it is training before it can serve.
@@ -116,6 +125,8 @@ impl ModelWorker {
         }));
         let (queue, jobs) = mpsc::channel::<Job>();
         let queued = Arc::new(AtomicUsize::new(0));
+        let micros_per_pair = Arc::new(AtomicU64::new(0));
+        let thread_pace = Arc::clone(&micros_per_pair);
         let serving = spec.serving_config.clone();
         let max_batch = serving.max_batch_size;
         let thread_state = Arc::clone(&state);
@@ -140,7 +151,12 @@ impl ModelWorker {
                             st.info = Some(info);
                             st.status = Status::Ready;
                         }
-                        run_batches(&name, &model, &jobs, &thread_queued, max_batch);
+                        let queue = Queue {
+                            jobs: &jobs,
+                            queued: &thread_queued,
+                            micros_per_pair: &thread_pace,
+                        };
+                        run_batches(&name, &model, queue, max_batch);
                     }
                     Err(reason) => {
                         tracing::error!("Model `{name}` failed to load: {reason}");
@@ -159,6 +175,7 @@ impl ModelWorker {
             state,
             queue,
             queued,
+            micros_per_pair,
             serving,
         })
     }
@@ -212,6 +229,13 @@ impl ModelWorker {
         self.serving.max_request_pairs
     }
 
+    /// Seconds `pairs` queued pairs should take to run at the recent pace, in 1..=60.
+    fn drain_secs(&self, pairs: usize) -> u64 {
+        let micros = self.micros_per_pair.load(Ordering::Relaxed);
+        let secs = (pairs as u64).saturating_mul(micros).div_ceil(1_000_000);
+        secs.clamp(1, MAX_RETRY_AFTER_SECS)
+    }
+
     /// Score `pairs`, waiting for a batch slot on the model's thread.
     pub async fn classify(&self, pairs: Vec<TextPair>) -> Result<Vec<Vec<f32>>, ClassifyError> {
         let status = self.status();
@@ -235,6 +259,7 @@ impl ModelWorker {
                 model: self.spec.name.clone(),
                 queued: before,
                 capacity,
+                retry_after_secs: self.drain_secs(before),
             });
         }
         let (reply, answer) = oneshot::channel();
@@ -257,15 +282,21 @@ impl ModelWorker {
     }
 }
 
+/// The worker thread's side of the queue.
+struct Queue<'a> {
+    jobs: &'a mpsc::Receiver<Job>,
+    queued: &'a AtomicUsize,
+    micros_per_pair: &'a AtomicU64,
+}
+
 /// The worker loop: take one job, add whatever else is already queued up to `max_batch`
 /// pairs, run them together, and answer each job with its own slice of the scores.
-fn run_batches(
-    name: &str,
-    model: &LoadedModel,
-    jobs: &mpsc::Receiver<Job>,
-    queued: &AtomicUsize,
-    max_batch: usize,
-) {
+fn run_batches(name: &str, model: &LoadedModel, queue: Queue<'_>, max_batch: usize) {
+    let Queue {
+        jobs,
+        queued,
+        micros_per_pair,
+    } = queue;
     let max_batch = max_batch.max(1);
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
@@ -283,36 +314,59 @@ fn run_batches(
             .fetch_sub(size, Ordering::SeqCst)
             .saturating_sub(size);
         metrics::set_queued(name, left);
-        // A caller that gave up (client disconnected) does not cost a forward pass.
+        // A caller that gave up (timed out, disconnected) does not cost a forward pass.
         batch.retain(|job| !job.reply.is_closed());
         for job in &batch {
             metrics::record_queue_wait(name, job.enqueued.elapsed());
         }
-        if batch.len() > 1 {
-            let pairs: Vec<TextPair> = batch.iter().flat_map(|j| j.pairs.iter().cloned()).collect();
-            match classify_chunked(name, model, &pairs, max_batch) {
-                Ok(scores) => {
-                    let mut scores = scores.into_iter();
-                    for job in batch {
-                        let mine = scores.by_ref().take(job.pairs.len()).collect();
-                        let _ = job.reply.send(Ok(mine));
-                    }
-                    continue;
+        if batch.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let pairs_run: usize = batch.iter().map(|j| j.pairs.len()).sum();
+        run_batch(name, model, batch, max_batch);
+        record_pace(micros_per_pair, started.elapsed(), pairs_run);
+    }
+}
+
+/// Keep a smoothed time per pair, for the `Retry-After` estimate.
+fn record_pace(micros_per_pair: &AtomicU64, took: std::time::Duration, pairs: usize) {
+    let sample = (took.as_micros() / pairs.max(1) as u128).min(u64::MAX as u128) as u64;
+    let old = micros_per_pair.load(Ordering::Relaxed);
+    let new = if old == 0 {
+        sample
+    } else {
+        old.saturating_mul(3).saturating_add(sample) / 4
+    };
+    micros_per_pair.store(new, Ordering::Relaxed);
+}
+
+/// Run one batch of jobs and answer each.
+fn run_batch(name: &str, model: &LoadedModel, batch: Vec<Job>, max_batch: usize) {
+    if batch.len() > 1 {
+        let pairs: Vec<TextPair> = batch.iter().flat_map(|j| j.pairs.iter().cloned()).collect();
+        match classify_chunked(name, model, &pairs, max_batch) {
+            Ok(scores) => {
+                let mut scores = scores.into_iter();
+                for job in batch {
+                    let mine = scores.by_ref().take(job.pairs.len()).collect();
+                    let _ = job.reply.send(Ok(mine));
                 }
-                // One bad request must not fail the others it was batched with: rerun each
-                // alone below so only the culprit gets the error.
-                Err(err) => tracing::debug!(
-                    "Model `{name}`: batch failed ({err}); retrying requests one by one"
-                ),
+                return;
             }
+            // One bad request must not fail the others it was batched with: rerun each
+            // alone below so only the culprit gets the error.
+            Err(err) => tracing::debug!(
+                "Model `{name}`: batch failed ({err}); retrying requests one by one"
+            ),
         }
-        for job in batch {
-            let result = classify_chunked(name, model, &job.pairs, max_batch);
-            if let Err(e) = &result {
-                metrics::record_failure(name, e.kind.as_str());
-            }
-            let _ = job.reply.send(result);
+    }
+    for job in batch {
+        let result = classify_chunked(name, model, &job.pairs, max_batch);
+        if let Err(e) = &result {
+            metrics::record_failure(name, e.kind.as_str());
         }
+        let _ = job.reply.send(result);
     }
 }
 

@@ -4,6 +4,7 @@
 //! [`router`] builds the whole application from an [`AppState`], so tests drive it
 //! in-process (`router(...).oneshot(request)`) over workers with fake backends.
 
+mod backpressure;
 pub mod error;
 mod openapi;
 pub mod request_id;
@@ -18,7 +19,6 @@ use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use std::time::Duration;
-use tower_http::timeout::TimeoutLayer;
 
 /// What every handler can see.
 #[derive(Clone)]
@@ -34,8 +34,10 @@ pub struct AppState {
 pub struct Limits {
     /// Largest accepted body in bytes.
     pub body_bytes: usize,
-    /// Longest a request may take before it is answered with an error.
+    /// Longest a request may take before it is answered with 504.
     pub timeout: Duration,
+    /// Most model requests in flight at once, across models; more get 429.
+    pub max_concurrent_requests: usize,
 }
 
 /// The full application router.
@@ -48,20 +50,23 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/openapi.json", get(routes::openapi))
         .route("/docs", get(routes::docs))
         .route("/redoc", get(routes::redoc));
+    let in_flight = backpressure::InFlight::new(limits.max_concurrent_requests);
     for worker in state.models.iter() {
         let worker = Arc::clone(worker);
         app = app.route(
             &worker.spec().route(),
-            post(move |body| routes::classify(worker, body)),
+            post(move |body| routes::classify(worker, body)).route_layer(
+                middleware::from_fn_with_state(in_flight.clone(), backpressure::limit_in_flight),
+            ),
         );
     }
     app.route_layer(middleware::from_fn(crate::metrics::track_requests))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(limits.body_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        .layer(middleware::from_fn_with_state(
             limits.timeout,
+            backpressure::deadline,
         ))
         .layer(middleware::from_fn(request_id::assign))
         .with_state(state)
