@@ -229,11 +229,9 @@ impl ModelWorker {
         self.serving.max_request_pairs
     }
 
-    /// Seconds `pairs` queued pairs should take to run at the recent pace, in 1..=60.
+    /// Seconds `pairs` queued pairs should take to run at the recent pace.
     fn drain_secs(&self, pairs: usize) -> u64 {
-        let micros = self.micros_per_pair.load(Ordering::Relaxed);
-        let secs = (pairs as u64).saturating_mul(micros).div_ceil(1_000_000);
-        secs.clamp(1, MAX_RETRY_AFTER_SECS)
+        drain_secs(pairs, self.micros_per_pair.load(Ordering::Relaxed))
     }
 
     /// Score `pairs`, waiting for a batch slot on the model's thread.
@@ -329,6 +327,15 @@ fn run_batches(name: &str, model: &LoadedModel, queue: Queue<'_>, max_batch: usi
     }
 }
 
+/// Seconds `pairs` take at `micros_per_pair`, rounded up, in 1..=60: `Retry-After` must be
+/// a whole number, and an estimate from a slow first batch must not park clients for long.
+fn drain_secs(pairs: usize, micros_per_pair: u64) -> u64 {
+    let secs = (pairs as u64)
+        .saturating_mul(micros_per_pair)
+        .div_ceil(1_000_000);
+    secs.clamp(1, MAX_RETRY_AFTER_SECS)
+}
+
 /// Keep a smoothed time per pair, for the `Retry-After` estimate.
 fn record_pace(micros_per_pair: &AtomicU64, took: std::time::Duration, pairs: usize) {
     let sample = (took.as_micros() / pairs.max(1) as u128).min(u64::MAX as u128) as u64;
@@ -392,4 +399,29 @@ fn read(state: &RwLock<State>) -> std::sync::RwLockReadGuard<'_, State> {
 
 fn write(state: &RwLock<State>) -> std::sync::RwLockWriteGuard<'_, State> {
     state.write().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn retry_after_follows_the_recent_pace_within_bounds() {
+        let pace = AtomicU64::new(0);
+        assert_eq!(
+            drain_secs(100, pace.load(Ordering::Relaxed)),
+            1,
+            "no pace yet"
+        );
+        // 32 pairs in 0.8 s: 25 ms a pair.
+        record_pace(&pace, Duration::from_millis(800), 32);
+        assert_eq!(pace.load(Ordering::Relaxed), 25_000);
+        assert_eq!(drain_secs(100, 25_000), 3, "2.5 s rounds up");
+        assert_eq!(drain_secs(10_000, 25_000), MAX_RETRY_AFTER_SECS);
+        // A faster batch moves the estimate a quarter of the way.
+        record_pace(&pace, Duration::from_millis(160), 32);
+        assert_eq!(pace.load(Ordering::Relaxed), (25_000 * 3 + 5_000) / 4);
+        assert_eq!(drain_secs(usize::MAX, u64::MAX), MAX_RETRY_AFTER_SECS);
+    }
 }

@@ -386,6 +386,12 @@ async fn the_python_clarity_fields_are_served_beside_ours() {
     );
     assert!(schemas["Index"]["properties"]["endpoints"].is_object());
     assert!(spec["paths"]["/redoc"]["get"].is_object(), "{spec}");
+    let classify = &spec["paths"]["/classify/ready"]["post"]["responses"];
+    assert_eq!(
+        classify["429"]["headers"]["Retry-After"]["schema"]["type"], "integer",
+        "{classify}"
+    );
+    assert!(classify["504"]["description"].is_string(), "{classify}");
     assert_eq!(
         spec["paths"]["/health"]["get"]["responses"]["200"]["content"]["application/json"]
             ["schema"]["$ref"],
