@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `clarity-host` binary, real plugin libraries, a real server
 //! on a loopback port. Build the workspace first (`scripts/test.sh` does).
 
+mod backpressure;
 mod cli;
 mod encoder;
 mod hf_folders;
