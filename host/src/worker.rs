@@ -313,7 +313,15 @@ fn run_batches(name: &str, model: &LoadedModel, queue: Queue<'_>, max_batch: usi
             .saturating_sub(size);
         metrics::set_queued(name, left);
         // A caller that gave up (timed out, disconnected) does not cost a forward pass.
-        batch.retain(|job| !job.reply.is_closed());
+        let dropped: usize = batch
+            .iter()
+            .filter(|job| job.reply.is_closed())
+            .map(|job| job.pairs.len())
+            .sum();
+        if dropped > 0 {
+            metrics::record_dropped(name, dropped);
+            batch.retain(|job| !job.reply.is_closed());
+        }
         for job in &batch {
             metrics::record_queue_wait(name, job.enqueued.elapsed());
         }

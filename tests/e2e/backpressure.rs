@@ -91,33 +91,64 @@ fn a_full_queue_answers_429_with_retry_after() {
 #[test]
 fn max_concurrent_requests_and_request_timeout_answer_429_and_json_504() {
     let project = slow_project(64);
-    let server = project.serve(&["--max-concurrent-requests", "1", "--request-timeout", "1"]);
+    let server = project.serve(&["--max-concurrent-requests", "2", "--request-timeout", "1"]);
     server.wait_ready(Duration::from_secs(30));
     let started = Instant::now();
+    // `slow` holds the model for two seconds; `queued` waits behind it; a third is refused.
     let slow = post_later(&server, pair("SLOW one"));
     std::thread::sleep(Duration::from_millis(300));
-    let (status, retry_after, body) = post_now(&server, &pair("second"));
+    wait_queued(&server, 0);
+    let queued = post_later(&server, pair("queued"));
+    wait_queued(&server, 1);
+    let (status, retry_after, body) = post_now(&server, &pair("third"));
     assert_eq!(status, 429, "{body}");
     assert_eq!(error_kind(&body), "overloaded");
-    assert_eq!(retry_after.as_deref(), Some("1"));
-    let (status, body) = slow.join().expect("thread");
-    let took = started.elapsed();
-    assert_eq!(status, 504, "{body}");
-    assert_eq!(error_kind(&body), "timeout");
     assert!(
         body["error"]
             .as_str()
             .unwrap_or("")
-            .contains("--request-timeout"),
+            .contains("--max-concurrent-requests"),
         "{body}"
     );
-    assert!(body["request_id"].is_string(), "{body}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    for request in [slow, queued] {
+        let (status, body) = request.join().expect("thread");
+        assert_eq!(status, 504, "{body}");
+        assert_eq!(error_kind(&body), "timeout");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("--request-timeout"),
+            "{body}"
+        );
+        assert!(body["request_id"].is_string(), "{body}");
+    }
+    let took = started.elapsed();
     assert!(
         took < Duration::from_millis(1900),
         "answered at the deadline, not after: {took:?}"
     );
-    // Health stays open, and the slot is free again once the slow batch is done.
     assert_eq!(server.get("/health").0, 200);
+    // Once the slow batch is done the slots are free; the timed-out `queued` pair was
+    // dropped, not scored.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(server.post_json(ROUTE, &pair("after")).0, 200);
+    let metrics = reqwest::blocking::get(format!("{}/metrics", server.base))
+        .and_then(|r| r.text())
+        .expect("GET /metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"clarity_dropped_pairs_total{model="slow"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("clarity_http_requests_total")
+                && l.contains(r#"status="504""#)
+                && l.ends_with(" 2")),
+        "{metrics}"
+    );
 }

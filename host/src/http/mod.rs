@@ -60,16 +60,17 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             ),
         );
     }
-    app.route_layer(middleware::from_fn(crate::metrics::track_requests))
-        .fallback(routes::not_found)
-        .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(DefaultBodyLimit::max(limits.body_bytes))
-        .layer(middleware::from_fn_with_state(
-            limits.timeout,
-            backpressure::deadline,
-        ))
-        .layer(middleware::from_fn(request_id::assign))
-        .with_state(state)
+    // The deadline sits inside the request metrics, so timeouts are counted as 504s.
+    app.route_layer(middleware::from_fn_with_state(
+        limits.timeout,
+        backpressure::deadline,
+    ))
+    .route_layer(middleware::from_fn(crate::metrics::track_requests))
+    .fallback(routes::not_found)
+    .method_not_allowed_fallback(routes::method_not_allowed)
+    .layer(DefaultBodyLimit::max(limits.body_bytes))
+    .layer(middleware::from_fn(request_id::assign))
+    .with_state(state)
 }
 
 #[cfg(test)]
