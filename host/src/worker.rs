@@ -12,7 +12,7 @@ use crate::backend::LoadedModel;
 use crate::metrics;
 use clarity_sdk::config::ServingConfig;
 use clarity_sdk::{Error as SdkError, ModelInfo, ModelSpec, TextPair};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -85,6 +85,10 @@ pub enum ClassifyError {
 
 struct Job {
     pairs: Vec<TextPair>,
+    /// Whoever sets it first takes the job's pairs off the queue count: the worker when it
+    /// drains the job, or the caller when it gives up before that, so a timed-out request
+    /// frees its queue room at once.
+    claimed: Arc<AtomicBool>,
     reply: oneshot::Sender<Result<Vec<Vec<f32>>, SdkError>>,
     enqueued: Instant,
 }
@@ -163,7 +167,7 @@ impl ModelWorker {
                         write(&thread_state).status = Status::Failed(reason);
                         // Keep draining so queued callers get an answer instead of hanging.
                         for job in jobs.iter() {
-                            thread_queued.fetch_sub(job.pairs.len(), Ordering::SeqCst);
+                            job.unqueue(&thread_queued);
                             drop(job.reply);
                         }
                     }
@@ -261,13 +265,20 @@ impl ModelWorker {
             });
         }
         let (reply, answer) = oneshot::channel();
+        let claimed = Arc::new(AtomicBool::new(false));
+        // Dropped when this request ends: answered, failed, or given up (timeout, disconnect).
+        let _unqueue_if_abandoned = Unqueue {
+            claimed: Arc::clone(&claimed),
+            queued: &self.queued,
+            pairs: n,
+        };
         let job = Job {
             pairs,
+            claimed,
             reply,
             enqueued: Instant::now(),
         };
         if self.queue.send(job).is_err() {
-            self.queued.fetch_sub(n, Ordering::SeqCst);
             return Err(ClassifyError::WorkerGone(self.spec.name.clone()));
         }
         match answer.await {
@@ -276,6 +287,32 @@ impl ModelWorker {
                 source,
             }),
             Err(_) => Err(ClassifyError::WorkerGone(self.spec.name.clone())),
+        }
+    }
+}
+
+impl Job {
+    /// Take the job's pairs off the queue count, unless its caller already did.
+    fn unqueue(&self, queued: &AtomicUsize) -> usize {
+        if self.claimed.swap(true, Ordering::SeqCst) {
+            return queued.load(Ordering::SeqCst);
+        }
+        let n = self.pairs.len();
+        queued.fetch_sub(n, Ordering::SeqCst).saturating_sub(n)
+    }
+}
+
+/// The caller's side of [`Job::claimed`].
+struct Unqueue<'a> {
+    claimed: Arc<AtomicBool>,
+    queued: &'a AtomicUsize,
+    pairs: usize,
+}
+
+impl Drop for Unqueue<'_> {
+    fn drop(&mut self) {
+        if !self.claimed.swap(true, Ordering::SeqCst) {
+            self.queued.fetch_sub(self.pairs, Ordering::SeqCst);
         }
     }
 }
@@ -308,9 +345,10 @@ fn run_batches(name: &str, model: &LoadedModel, queue: Queue<'_>, max_batch: usi
                 Err(_) => break,
             }
         }
-        let left = queued
-            .fetch_sub(size, Ordering::SeqCst)
-            .saturating_sub(size);
+        let mut left = queued.load(Ordering::SeqCst);
+        for job in &batch {
+            left = job.unqueue(queued);
+        }
         metrics::set_queued(name, left);
         // A caller that gave up (timed out, disconnected) does not cost a forward pass.
         let dropped: usize = batch

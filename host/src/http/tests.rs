@@ -547,6 +547,11 @@ async fn a_timed_out_request_gets_json_504_and_its_pairs_are_not_scored() {
     );
     // The running request times out too; its batch had started, so it finishes unseen.
     assert_eq!(running.await.expect("task"), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(
+        model.worker.queued(),
+        0,
+        "the timed-out pairs gave their queue room back at once"
+    );
     gate.open();
     // A request after the timeouts is answered; the late pairs, queued before it, were
     // dropped instead of scored.
