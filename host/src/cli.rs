@@ -148,9 +148,15 @@ pub struct ServeArgs {
     #[arg(long, env = "CLARITY_BODY_LIMIT", default_value_t = 2 * 1024 * 1024)]
     pub body_limit: usize,
 
-    /// Seconds before a request is answered with 503.
-    #[arg(long, default_value_t = 60)]
+    /// Seconds before a request is answered with 504 `timeout` (its pairs are dropped if
+    /// they have not started).
+    #[arg(long, env = "CLARITY_REQUEST_TIMEOUT", default_value_t = 60)]
     pub request_timeout: u64,
+
+    /// Most model requests in flight at once, across models; more are answered 429.
+    #[arg(long, env = "CLARITY_MAX_CONCURRENT_REQUESTS", default_value_t = 512,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_concurrent_requests: usize,
 
     #[command(flatten)]
     pub auth: AuthArgs,

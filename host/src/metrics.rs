@@ -22,6 +22,8 @@ pub const INFERENCE_SECONDS: &str = "clarity_inference_duration_seconds";
 pub const QUEUE_SECONDS: &str = "clarity_queue_duration_seconds";
 /// Pairs waiting, by model.
 pub const QUEUED_PAIRS: &str = "clarity_queued_pairs";
+/// Pairs dropped unscored because their caller gave up (timed out, disconnected), by model.
+pub const DROPPED_PAIRS: &str = "clarity_dropped_pairs_total";
 /// Failed classifications by model and error kind.
 pub const FAILURES: &str = "clarity_classify_failures_total";
 
@@ -77,4 +79,9 @@ pub fn set_queued(model: &str, pairs: usize) {
 pub fn record_failure(model: &str, kind: &str) {
     metrics::counter!(FAILURES, "model" => model.to_owned(), "kind" => kind.to_owned())
         .increment(1);
+}
+
+/// Count pairs dropped before their batch ran because nobody waits for them any more.
+pub fn record_dropped(model: &str, pairs: usize) {
+    metrics::counter!(DROPPED_PAIRS, "model" => model.to_owned()).increment(pairs as u64);
 }

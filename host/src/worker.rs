@@ -4,13 +4,15 @@
 //! Async handlers never call into a plugin. They queue a [`Job`] and await a oneshot reply;
 //! the worker drains whatever is queued (up to `max_batch_size` pairs) into one
 //! `classify_batch` call, so concurrent requests share a forward pass. The queue is bounded
-//! in pairs: when it is full a request fails at once with [`ClassifyError::Overloaded`].
+//! in pairs: when it is full a request fails at once with [`ClassifyError::Overloaded`], which
+//! says how long the queue should take to drain (for `Retry-After`). A job whose caller gave
+//! up (timed out, disconnected) before its batch started is dropped without being scored.
 
 use crate::backend::LoadedModel;
 use crate::metrics;
 use clarity_sdk::config::ServingConfig;
 use clarity_sdk::{Error as SdkError, ModelInfo, ModelSpec, TextPair};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -56,7 +58,7 @@ pub enum ClassifyError {
     },
     /// The queue is full.
     #[error(
-        "model `{model}` is overloaded: {queued} pairs queued (capacity {capacity}); retry later"
+        "model `{model}` is overloaded: {queued} pairs queued (capacity {capacity}); retry in {retry_after_secs} s"
     )]
     Overloaded {
         /// Model name.
@@ -65,6 +67,8 @@ pub enum ClassifyError {
         queued: usize,
         /// Queue capacity in pairs.
         capacity: usize,
+        /// Seconds the queued pairs should take to drain, at least 1.
+        retry_after_secs: u64,
     },
     /// The plugin returned an error (a caught panic included).
     #[error("model `{model}`: {source}")]
@@ -81,6 +85,10 @@ pub enum ClassifyError {
 
 struct Job {
     pairs: Vec<TextPair>,
+    /// Whoever sets it first takes the job's pairs off the queue count: the worker when it
+    /// drains the job, or the caller when it gives up before that, so a timed-out request
+    /// frees its queue room at once.
+    claimed: Arc<AtomicBool>,
     reply: oneshot::Sender<Result<Vec<Vec<f32>>, SdkError>>,
     enqueued: Instant,
 }
@@ -99,8 +107,13 @@ pub struct ModelWorker {
     state: Arc<RwLock<State>>,
     queue: mpsc::Sender<Job>,
     queued: Arc<AtomicUsize>,
+    /// Recent forward-pass time per pair in microseconds (0 before the first batch).
+    micros_per_pair: Arc<AtomicU64>,
     serving: ServingConfig,
 }
+
+/// Longest `Retry-After` we advise, whatever the drain estimate says.
+const MAX_RETRY_AFTER_SECS: u64 = 60;
 
 /// What the worker thread runs first: open the plugin and produce a loaded model. It gets
 /// a callback to report that it is training before it can serve.
@@ -116,6 +129,8 @@ impl ModelWorker {
         }));
         let (queue, jobs) = mpsc::channel::<Job>();
         let queued = Arc::new(AtomicUsize::new(0));
+        let micros_per_pair = Arc::new(AtomicU64::new(0));
+        let thread_pace = Arc::clone(&micros_per_pair);
         let serving = spec.serving_config.clone();
         let max_batch = serving.max_batch_size;
         let thread_state = Arc::clone(&state);
@@ -140,14 +155,19 @@ impl ModelWorker {
                             st.info = Some(info);
                             st.status = Status::Ready;
                         }
-                        run_batches(&name, &model, &jobs, &thread_queued, max_batch);
+                        let queue = Queue {
+                            jobs: &jobs,
+                            queued: &thread_queued,
+                            micros_per_pair: &thread_pace,
+                        };
+                        run_batches(&name, &model, queue, max_batch);
                     }
                     Err(reason) => {
                         tracing::error!("Model `{name}` failed to load: {reason}");
                         write(&thread_state).status = Status::Failed(reason);
                         // Keep draining so queued callers get an answer instead of hanging.
                         for job in jobs.iter() {
-                            thread_queued.fetch_sub(job.pairs.len(), Ordering::SeqCst);
+                            job.unqueue(&thread_queued);
                             drop(job.reply);
                         }
                     }
@@ -159,6 +179,7 @@ impl ModelWorker {
             state,
             queue,
             queued,
+            micros_per_pair,
             serving,
         })
     }
@@ -212,6 +233,11 @@ impl ModelWorker {
         self.serving.max_request_pairs
     }
 
+    /// Seconds `pairs` queued pairs should take to run at the recent pace.
+    fn drain_secs(&self, pairs: usize) -> u64 {
+        drain_secs(pairs, self.micros_per_pair.load(Ordering::Relaxed))
+    }
+
     /// Score `pairs`, waiting for a batch slot on the model's thread.
     pub async fn classify(&self, pairs: Vec<TextPair>) -> Result<Vec<Vec<f32>>, ClassifyError> {
         let status = self.status();
@@ -235,16 +261,24 @@ impl ModelWorker {
                 model: self.spec.name.clone(),
                 queued: before,
                 capacity,
+                retry_after_secs: self.drain_secs(before),
             });
         }
         let (reply, answer) = oneshot::channel();
+        let claimed = Arc::new(AtomicBool::new(false));
+        // Dropped when this request ends: answered, failed, or given up (timeout, disconnect).
+        let _unqueue_if_abandoned = Unqueue {
+            claimed: Arc::clone(&claimed),
+            queued: &self.queued,
+            pairs: n,
+        };
         let job = Job {
             pairs,
+            claimed,
             reply,
             enqueued: Instant::now(),
         };
         if self.queue.send(job).is_err() {
-            self.queued.fetch_sub(n, Ordering::SeqCst);
             return Err(ClassifyError::WorkerGone(self.spec.name.clone()));
         }
         match answer.await {
@@ -257,15 +291,47 @@ impl ModelWorker {
     }
 }
 
+impl Job {
+    /// Take the job's pairs off the queue count, unless its caller already did.
+    fn unqueue(&self, queued: &AtomicUsize) -> usize {
+        if self.claimed.swap(true, Ordering::SeqCst) {
+            return queued.load(Ordering::SeqCst);
+        }
+        let n = self.pairs.len();
+        queued.fetch_sub(n, Ordering::SeqCst).saturating_sub(n)
+    }
+}
+
+/// The caller's side of [`Job::claimed`].
+struct Unqueue<'a> {
+    claimed: Arc<AtomicBool>,
+    queued: &'a AtomicUsize,
+    pairs: usize,
+}
+
+impl Drop for Unqueue<'_> {
+    fn drop(&mut self) {
+        if !self.claimed.swap(true, Ordering::SeqCst) {
+            self.queued.fetch_sub(self.pairs, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The worker thread's side of the queue.
+struct Queue<'a> {
+    jobs: &'a mpsc::Receiver<Job>,
+    queued: &'a AtomicUsize,
+    micros_per_pair: &'a AtomicU64,
+}
+
 /// The worker loop: take one job, add whatever else is already queued up to `max_batch`
 /// pairs, run them together, and answer each job with its own slice of the scores.
-fn run_batches(
-    name: &str,
-    model: &LoadedModel,
-    jobs: &mpsc::Receiver<Job>,
-    queued: &AtomicUsize,
-    max_batch: usize,
-) {
+fn run_batches(name: &str, model: &LoadedModel, queue: Queue<'_>, max_batch: usize) {
+    let Queue {
+        jobs,
+        queued,
+        micros_per_pair,
+    } = queue;
     let max_batch = max_batch.max(1);
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
@@ -279,40 +345,81 @@ fn run_batches(
                 Err(_) => break,
             }
         }
-        let left = queued
-            .fetch_sub(size, Ordering::SeqCst)
-            .saturating_sub(size);
+        let mut left = queued.load(Ordering::SeqCst);
+        for job in &batch {
+            left = job.unqueue(queued);
+        }
         metrics::set_queued(name, left);
-        // A caller that gave up (client disconnected) does not cost a forward pass.
-        batch.retain(|job| !job.reply.is_closed());
+        // A caller that gave up (timed out, disconnected) does not cost a forward pass.
+        let dropped: usize = batch
+            .iter()
+            .filter(|job| job.reply.is_closed())
+            .map(|job| job.pairs.len())
+            .sum();
+        if dropped > 0 {
+            metrics::record_dropped(name, dropped);
+            batch.retain(|job| !job.reply.is_closed());
+        }
         for job in &batch {
             metrics::record_queue_wait(name, job.enqueued.elapsed());
         }
-        if batch.len() > 1 {
-            let pairs: Vec<TextPair> = batch.iter().flat_map(|j| j.pairs.iter().cloned()).collect();
-            match classify_chunked(name, model, &pairs, max_batch) {
-                Ok(scores) => {
-                    let mut scores = scores.into_iter();
-                    for job in batch {
-                        let mine = scores.by_ref().take(job.pairs.len()).collect();
-                        let _ = job.reply.send(Ok(mine));
-                    }
-                    continue;
+        if batch.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let pairs_run: usize = batch.iter().map(|j| j.pairs.len()).sum();
+        run_batch(name, model, batch, max_batch);
+        record_pace(micros_per_pair, started.elapsed(), pairs_run);
+    }
+}
+
+/// Seconds `pairs` take at `micros_per_pair`, rounded up, in 1..=60: `Retry-After` must be
+/// a whole number, and an estimate from a slow first batch must not park clients for long.
+fn drain_secs(pairs: usize, micros_per_pair: u64) -> u64 {
+    let secs = (pairs as u64)
+        .saturating_mul(micros_per_pair)
+        .div_ceil(1_000_000);
+    secs.clamp(1, MAX_RETRY_AFTER_SECS)
+}
+
+/// Keep a smoothed time per pair, for the `Retry-After` estimate.
+fn record_pace(micros_per_pair: &AtomicU64, took: std::time::Duration, pairs: usize) {
+    let sample = (took.as_micros() / pairs.max(1) as u128).min(u64::MAX as u128) as u64;
+    let old = micros_per_pair.load(Ordering::Relaxed);
+    let new = if old == 0 {
+        sample
+    } else {
+        old.saturating_mul(3).saturating_add(sample) / 4
+    };
+    micros_per_pair.store(new, Ordering::Relaxed);
+}
+
+/// Run one batch of jobs and answer each.
+fn run_batch(name: &str, model: &LoadedModel, batch: Vec<Job>, max_batch: usize) {
+    if batch.len() > 1 {
+        let pairs: Vec<TextPair> = batch.iter().flat_map(|j| j.pairs.iter().cloned()).collect();
+        match classify_chunked(name, model, &pairs, max_batch) {
+            Ok(scores) => {
+                let mut scores = scores.into_iter();
+                for job in batch {
+                    let mine = scores.by_ref().take(job.pairs.len()).collect();
+                    let _ = job.reply.send(Ok(mine));
                 }
-                // One bad request must not fail the others it was batched with: rerun each
-                // alone below so only the culprit gets the error.
-                Err(err) => tracing::debug!(
-                    "Model `{name}`: batch failed ({err}); retrying requests one by one"
-                ),
+                return;
             }
+            // One bad request must not fail the others it was batched with: rerun each
+            // alone below so only the culprit gets the error.
+            Err(err) => tracing::debug!(
+                "Model `{name}`: batch failed ({err}); retrying requests one by one"
+            ),
         }
-        for job in batch {
-            let result = classify_chunked(name, model, &job.pairs, max_batch);
-            if let Err(e) = &result {
-                metrics::record_failure(name, e.kind.as_str());
-            }
-            let _ = job.reply.send(result);
+    }
+    for job in batch {
+        let result = classify_chunked(name, model, &job.pairs, max_batch);
+        if let Err(e) = &result {
+            metrics::record_failure(name, e.kind.as_str());
         }
+        let _ = job.reply.send(result);
     }
 }
 
@@ -338,4 +445,29 @@ fn read(state: &RwLock<State>) -> std::sync::RwLockReadGuard<'_, State> {
 
 fn write(state: &RwLock<State>) -> std::sync::RwLockWriteGuard<'_, State> {
     state.write().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn retry_after_follows_the_recent_pace_within_bounds() {
+        let pace = AtomicU64::new(0);
+        assert_eq!(
+            drain_secs(100, pace.load(Ordering::Relaxed)),
+            1,
+            "no pace yet"
+        );
+        // 32 pairs in 0.8 s: 25 ms a pair.
+        record_pace(&pace, Duration::from_millis(800), 32);
+        assert_eq!(pace.load(Ordering::Relaxed), 25_000);
+        assert_eq!(drain_secs(100, 25_000), 3, "2.5 s rounds up");
+        assert_eq!(drain_secs(10_000, 25_000), MAX_RETRY_AFTER_SECS);
+        // A faster batch moves the estimate a quarter of the way.
+        record_pace(&pace, Duration::from_millis(160), 32);
+        assert_eq!(pace.load(Ordering::Relaxed), (25_000 * 3 + 5_000) / 4);
+        assert_eq!(drain_secs(usize::MAX, u64::MAX), MAX_RETRY_AFTER_SECS);
+    }
 }

@@ -2,6 +2,7 @@
 //! on a loopback port. Build the workspace first (`scripts/test.sh` does).
 
 mod api_key;
+mod backpressure;
 mod cli;
 mod encoder;
 mod hf_folders;

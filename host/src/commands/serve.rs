@@ -83,6 +83,7 @@ pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let limits = Limits {
         body_bytes: args.body_limit,
         timeout: Duration::from_secs(args.request_timeout.max(1)),
+        max_concurrent_requests: args.max_concurrent_requests,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -10,7 +10,7 @@
 
 use crate::worker::ClassifyError;
 use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use clarity_sdk::{Error as SdkError, ErrorKind};
@@ -37,9 +37,18 @@ pub enum ApiError {
     /// The route exists but not for this method.
     #[error("{0}")]
     MethodNotAllowed(String),
-    /// Too much queued work.
+    /// Too much queued or in-flight work: 429 with `Retry-After`, as text-embeddings-inference
+    /// answers, so clients back off and retry instead of treating it as an outage.
+    #[error("{message}")]
+    Overloaded {
+        /// What the client is told.
+        message: String,
+        /// Seconds to wait before retrying (the `Retry-After` header).
+        retry_after_secs: u64,
+    },
+    /// The request was not answered within `--request-timeout`.
     #[error("{0}")]
-    Overloaded(String),
+    Timeout(String),
     /// No API key, or a wrong one (see [`super::auth`]).
     #[error("{message}")]
     Unauthorized {
@@ -110,9 +119,9 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::Overloaded(_) | ApiError::Unavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Plugin { source, .. } => match source.kind {
                 ErrorKind::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
                 ErrorKind::NotLoaded | ErrorKind::NotTrained => StatusCode::SERVICE_UNAVAILABLE,
@@ -130,7 +139,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
-            ApiError::Overloaded(_) => "overloaded",
+            ApiError::Overloaded { .. } => "overloaded",
+            ApiError::Timeout(_) => "timeout",
             ApiError::Unauthorized { .. } => "unauthorized",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Plugin { source, .. } => match source.kind {
@@ -190,11 +200,19 @@ impl IntoResponse for ApiError {
                 Some(code) => format!("Bearer realm=\"clarity\", error=\"{code}\""),
                 None => "Bearer realm=\"clarity\"".to_string(),
             };
-            if let Ok(value) = axum::http::HeaderValue::from_str(&challenge) {
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
                 response
                     .headers_mut()
-                    .insert(axum::http::header::WWW_AUTHENTICATE, value);
+                    .insert(header::WWW_AUTHENTICATE, value);
             }
+        }
+        if let ApiError::Overloaded {
+            retry_after_secs, ..
+        } = self
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         response.extensions_mut().insert(report);
         response
@@ -221,7 +239,12 @@ impl From<JsonRejection> for ApiError {
 impl From<ClassifyError> for ApiError {
     fn from(err: ClassifyError) -> Self {
         match err {
-            ClassifyError::Overloaded { .. } => ApiError::Overloaded(err.to_string()),
+            ClassifyError::Overloaded {
+                retry_after_secs, ..
+            } => ApiError::Overloaded {
+                message: err.to_string(),
+                retry_after_secs,
+            },
             ClassifyError::NotReady {
                 ref model,
                 status,

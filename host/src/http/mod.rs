@@ -5,6 +5,7 @@
 //! in-process (`router(...).oneshot(request)`) over workers with fake backends.
 
 pub mod auth;
+mod backpressure;
 pub mod error;
 mod openapi;
 pub mod request_id;
@@ -19,7 +20,6 @@ use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use std::time::Duration;
-use tower_http::timeout::TimeoutLayer;
 
 /// What every handler can see.
 #[derive(Clone)]
@@ -37,8 +37,10 @@ pub struct AppState {
 pub struct Limits {
     /// Largest accepted body in bytes.
     pub body_bytes: usize,
-    /// Longest a request may take before it is answered with an error.
+    /// Longest a request may take before it is answered with 504.
     pub timeout: Duration,
+    /// Most model requests in flight at once, across models; more get 429.
+    pub max_concurrent_requests: usize,
 }
 
 /// The full application router.
@@ -51,27 +53,32 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/openapi.json", get(routes::openapi))
         .route("/docs", get(routes::docs))
         .route("/redoc", get(routes::redoc));
+    let in_flight = backpressure::InFlight::new(limits.max_concurrent_requests);
     for worker in state.models.iter() {
         let worker = Arc::clone(worker);
         app = app.route(
             &worker.spec().route(),
-            post(move |body| routes::classify(worker, body)),
+            post(move |body| routes::classify(worker, body)).route_layer(
+                middleware::from_fn_with_state(in_flight.clone(), backpressure::limit_in_flight),
+            ),
         );
     }
-    app.route_layer(middleware::from_fn(crate::metrics::track_requests))
-        .fallback(routes::not_found)
-        .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_key,
-        ))
-        .layer(DefaultBodyLimit::max(limits.body_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            limits.timeout,
-        ))
-        .layer(middleware::from_fn(request_id::assign))
-        .with_state(state)
+    // The deadline sits inside the request metrics, so timeouts are counted as 504s; the key
+    // check sits inside the request id, so 401 bodies carry it.
+    app.route_layer(middleware::from_fn_with_state(
+        limits.timeout,
+        backpressure::deadline,
+    ))
+    .route_layer(middleware::from_fn(crate::metrics::track_requests))
+    .fallback(routes::not_found)
+    .method_not_allowed_fallback(routes::method_not_allowed)
+    .layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_key,
+    ))
+    .layer(DefaultBodyLimit::max(limits.body_bytes))
+    .layer(middleware::from_fn(request_id::assign))
+    .with_state(state)
 }
 
 #[cfg(test)]

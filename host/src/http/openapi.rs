@@ -34,8 +34,10 @@ pub fn document(models: &[Arc<ModelWorker>]) -> Value {
                         "413": error_response("Body over the size limit."),
                         "415": error_response("Content-Type is not application/json."),
                         "422": error_response("Wrong shape, a missing or empty field, or too many pairs."),
+                        "429": overloaded_response(),
                         "500": error_response("The plugin failed or panicked."),
-                        "503": error_response("Model loading, training or failed; or its queue is full.")
+                        "503": error_response("Model loading, training or failed to load."),
+                        "504": error_response("No answer within --request-timeout (kind `timeout`); pairs not yet started are dropped.")
                     }
                 }
             }),
@@ -119,6 +121,19 @@ pub fn document(models: &[Arc<ModelWorker>]) -> Value {
 fn error_response(description: &str) -> Value {
     json!({"description": description,
            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+/// 429 `overloaded`, with the `Retry-After` header clients should honour.
+fn overloaded_response() -> Value {
+    let mut response = error_response(
+        "Overloaded (kind `overloaded`): the model's queue is full, or --max-concurrent-requests \
+         requests are in flight. Retry after `Retry-After` seconds.",
+    );
+    response["headers"] = json!({"Retry-After": {
+        "description": "Seconds to wait before retrying: the queue's drain estimate (1 to 60), 1 for the in-flight bound.",
+        "schema": {"type": "integer", "minimum": 1}
+    }});
+    response
 }
 
 /// A docs page with no external scripts: each route with a curl example.

@@ -6,7 +6,7 @@ use super::{router, AppState, Limits};
 use crate::backend::{Classify, LoadedModel};
 use crate::worker::{ModelWorker, Startup};
 use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use clarity_sdk::{Error as SdkError, ErrorKind, ModelInfo, ModelSpec, TextPair};
 use serde_json::{json, Value};
@@ -123,19 +123,33 @@ fn fake(name: &str, queue_capacity: usize, gate: Option<Arc<Gate>>) -> Served {
     Served { worker, calls }
 }
 
+const LIMITS: Limits = Limits {
+    body_bytes: 4096,
+    timeout: Duration::from_secs(30),
+    max_concurrent_requests: 512,
+};
+
 fn app(workers: &[&Arc<ModelWorker>]) -> Router {
-    app_with_auth(workers, super::auth::Auth::default())
+    app_with(workers, LIMITS)
 }
 
 fn app_with_auth(workers: &[&Arc<ModelWorker>], auth: super::auth::Auth) -> Router {
+    app_with_state(workers, LIMITS, auth)
+}
+
+fn app_with(workers: &[&Arc<ModelWorker>], limits: Limits) -> Router {
+    app_with_state(workers, limits, super::auth::Auth::default())
+}
+
+fn app_with_state(
+    workers: &[&Arc<ModelWorker>],
+    limits: Limits,
+    auth: super::auth::Auth,
+) -> Router {
     let state = AppState {
         models: Arc::new(workers.iter().map(|w| Arc::clone(w)).collect()),
         metrics: None,
         auth: Arc::new(auth),
-    };
-    let limits = Limits {
-        body_bytes: 4096,
-        timeout: Duration::from_secs(30),
     };
     router(state, limits)
 }
@@ -166,7 +180,16 @@ fn pair(question: &str) -> Value {
 
 /// Status and JSON body (`Value::Null` if the body is not JSON).
 async fn send(app: &Router, request: Request<Body>) -> (StatusCode, Value, Option<String>) {
+    send_for_headers(app, request).await.0
+}
+
+/// [`send`], and the response's headers.
+async fn send_for_headers(
+    app: &Router,
+    request: Request<Body>,
+) -> ((StatusCode, Value, Option<String>), HeaderMap) {
     let response = app.clone().oneshot(request).await.expect("infallible");
+    let headers = response.headers().clone();
     let status = response.status();
     let id = response
         .headers()
@@ -176,11 +199,18 @@ async fn send(app: &Router, request: Request<Body>) -> (StatusCode, Value, Optio
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
         .expect("body");
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        id,
-    )
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    ((status, body, id), headers)
+}
+
+/// The `Retry-After` header as whole seconds.
+fn retry_after(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Assert an error answer: status, kind, a message, the request id in body and header.
@@ -371,6 +401,12 @@ async fn the_python_clarity_fields_are_served_beside_ours() {
     );
     assert!(schemas["Index"]["properties"]["endpoints"].is_object());
     assert!(spec["paths"]["/redoc"]["get"].is_object(), "{spec}");
+    let classify = &spec["paths"]["/classify/ready"]["post"]["responses"];
+    assert_eq!(
+        classify["429"]["headers"]["Retry-After"]["schema"]["type"], "integer",
+        "{classify}"
+    );
+    assert!(classify["504"]["description"].is_string(), "{classify}");
     assert_eq!(
         spec["paths"]["/health"]["get"]["responses"]["200"]["content"]["application/json"]
             ["schema"]["$ref"],
@@ -439,11 +475,109 @@ async fn a_full_queue_is_refused_at_once() {
     wait_until(|| model.calls().len() == 1);
     let waiting = tokio::spawn(send_owned(app.clone(), pair("waiting")));
     wait_until(|| model.worker.queued() == 1);
-    let refused = send(&app, post_json("/classify/m", &pair("refused"))).await;
-    assert_error(&refused, 503, "overloaded");
+    let (refused, headers) =
+        send_for_headers(&app, post_json("/classify/m", &pair("refused"))).await;
+    assert_error(&refused, 429, "overloaded");
+    // No batch has finished yet, so there is no pace to estimate from: the floor, 1 s.
+    assert_eq!(retry_after(&headers), Some(1), "{headers:?}");
     gate.open();
     assert_eq!(running.await.expect("task"), StatusCode::OK);
     assert_eq!(waiting.await.expect("task"), StatusCode::OK);
+    assert_eq!(
+        model.calls(),
+        vec![1, 1],
+        "the refused pair was never scored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_over_max_concurrent_are_refused_at_once_across_models() {
+    let gate = Gate::closed();
+    let a = fake("m", 64, Some(Arc::clone(&gate)));
+    let b = fake("other", 64, Some(Arc::clone(&gate)));
+    let limits = Limits {
+        max_concurrent_requests: 2,
+        ..LIMITS
+    };
+    let app = app_with(&[&a.worker, &b.worker], limits);
+    let running = tokio::spawn(send_owned(app.clone(), pair("running")));
+    wait_until(|| a.calls().len() == 1);
+    let waiting = tokio::spawn(send_owned(app.clone(), pair("waiting")));
+    wait_until(|| a.worker.queued() == 1);
+    // The bound is global: the other model's route is refused too, with its queue empty.
+    let started = Instant::now();
+    let (refused, headers) =
+        send_for_headers(&app, post_json("/classify/other", &pair("refused"))).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "refused at once"
+    );
+    assert_error(&refused, 429, "overloaded");
+    assert!(
+        refused.1["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("--max-concurrent-requests"),
+        "{}",
+        refused.1
+    );
+    assert_eq!(retry_after(&headers), Some(1), "{headers:?}");
+    // Routes that are not model requests stay open.
+    assert_eq!(get(&app, "/health").await.0, StatusCode::OK);
+    gate.open();
+    assert_eq!(running.await.expect("task"), StatusCode::OK);
+    assert_eq!(waiting.await.expect("task"), StatusCode::OK);
+    assert!(b.calls().is_empty(), "the refused request reached no model");
+    // Slots are given back when requests finish.
+    let again = send(&app, post_json("/classify/other", &pair("again"))).await;
+    assert_eq!(again.0, StatusCode::OK, "{}", again.1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_request_gets_json_504_and_its_pairs_are_not_scored() {
+    let gate = Gate::closed();
+    let model = fake("m", 64, Some(Arc::clone(&gate)));
+    let limits = Limits {
+        timeout: Duration::from_millis(300),
+        ..LIMITS
+    };
+    let app = app_with(&[&model.worker], limits);
+    let running = tokio::spawn(send_owned(app.clone(), pair("running")));
+    wait_until(|| model.calls().len() == 1);
+    let started = Instant::now();
+    let late = send(
+        &app,
+        post_json("/classify/m", &json!([pair("late1"), pair("late2")])),
+    )
+    .await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_error(&late, 504, "timeout");
+    assert!(
+        late.1["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("--request-timeout"),
+        "{}",
+        late.1
+    );
+    // The running request times out too; its batch had started, so it finishes unseen.
+    assert_eq!(running.await.expect("task"), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(
+        model.worker.queued(),
+        0,
+        "the timed-out pairs gave their queue room back at once"
+    );
+    gate.open();
+    // A request after the timeouts is answered; the late pairs, queued before it, were
+    // dropped instead of scored.
+    let after = send(&app, post_json("/classify/m", &pair("after"))).await;
+    assert_eq!(after.0, StatusCode::OK, "{}", after.1);
+    assert_eq!(
+        model.calls(),
+        vec![1, 1],
+        "only `running` and `after` were scored"
+    );
+    assert_eq!(model.worker.queued(), 0);
 }
 
 async fn send_owned(app: Router, body: Value) -> StatusCode {
