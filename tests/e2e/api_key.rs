@@ -2,7 +2,7 @@
 //! 401 with the Bearer challenge without or with a wrong key, 200 with each key, the health
 //! routes open, keys never in the log, and a clear startup error for an empty key file.
 
-use clarity_tests::{plugin_lib, Project};
+use clarity_tests::Project;
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -11,21 +11,7 @@ const ENV_KEYS: &str = "e2e-key-one,e2e-key-two";
 const FILE_KEY: &str = "e2e-key-three";
 
 fn classic_project() -> Project {
-    let plugin = plugin_lib("clarity-classic-example");
-    Project::new(&format!(
-        r#"
-- name: classic
-  type: classic
-  plugin: {}
-  route: /classify/classic
-  label_config:
-    labels: ["Clear Reply", "Clear Non-Reply", "Ambivalent"]
-  data_config:
-    train_file: {{data}}/train.json
-    valid_file: {{data}}/valid.json
-"#,
-        plugin.display()
-    ))
+    Project::classic("")
 }
 
 /// Status, `WWW-Authenticate` and JSON body of a request with an optional Authorization.

@@ -1,28 +1,14 @@
 //! Serving the classic example: the seed's request/response shape, the batch form,
 //! readiness, and error bodies that never take the server down.
 
-use clarity_tests::{error_kind, plugin_lib, Project};
+use clarity_tests::{error_kind, Project};
 use serde_json::json;
 use std::time::Duration;
 
 const LABELS: [&str; 3] = ["Clear Reply", "Clear Non-Reply", "Ambivalent"];
 
 fn classic_project() -> Project {
-    let plugin = plugin_lib("clarity-classic-example");
-    Project::new(&format!(
-        r#"
-- name: classic
-  type: classic
-  plugin: {}
-  route: /classify/classic
-  label_config:
-    labels: ["Clear Reply", "Clear Non-Reply", "Ambivalent"]
-  data_config:
-    train_file: {{data}}/train.json
-    valid_file: {{data}}/valid.json
-"#,
-        plugin.display()
-    ))
+    Project::classic("")
 }
 
 fn assert_prediction(p: &serde_json::Value) {

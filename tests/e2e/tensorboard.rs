@@ -6,28 +6,14 @@ use clarity_tests::encoder::venv;
 use clarity_tests::process::{
     free_port, group_and_children, spawn_host_with_tensorboard, CapturedLog,
 };
-use clarity_tests::{host_command, plugin_lib, Project, NO_TENSORBOARD};
+use clarity_tests::{host_command, Project, NO_TENSORBOARD};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn classic_project(tensorboard: &str) -> Project {
-    Project::new(&format!(
-        r#"
-- name: classic
-  type: classic
-  plugin: {}
-  route: /classify/classic
-  label_config:
-    labels: ["Clear Reply", "Clear Non-Reply", "Ambivalent"]
-  data_config:
-    train_file: {{data}}/train.json
-    valid_file: {{data}}/valid.json
-  tensorboard_config: {tensorboard}
-"#,
-        plugin_lib("clarity-classic-example").display()
-    ))
+    Project::classic(&format!("  tensorboard_config: {tensorboard}\n"))
 }
 
 /// The single run folder under `runs/<model>/`.

@@ -136,6 +136,26 @@ impl Project {
         Self { dir }
     }
 
+    /// One `classic` model (the fast classic-example plugin) at `/classify/classic` on the
+    /// sample data, with the three Clarity labels; `extra` is more keys of that entry
+    /// (indented two spaces), e.g. `"  tensorboard_config: {auto_start: false}\n"`.
+    pub fn classic(extra: &str) -> Self {
+        Self::new(&format!(
+            r#"
+- name: classic
+  type: classic
+  plugin: {}
+  route: /classify/classic
+  label_config:
+    labels: ["Clear Reply", "Clear Non-Reply", "Ambivalent"]
+  data_config:
+    train_file: {{data}}/train.json
+    valid_file: {{data}}/valid.json
+{extra}"#,
+            plugin_lib("clarity-classic-example").display()
+        ))
+    }
+
     /// The project folder.
     pub fn path(&self) -> &Path {
         self.dir.path()
