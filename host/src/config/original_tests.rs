@@ -1,25 +1,8 @@
 //! `models.yaml` files in the Python original's spelling: its own file's layout, every field
 //! of its config dataclasses, and the errors for what does not carry over.
 
+use super::tests::{parse_err, parse_ok};
 use super::*;
-
-fn file() -> &'static Path {
-    Path::new("models.yaml")
-}
-
-fn parse_ok(text: &str) -> Vec<ModelSpec> {
-    match parse(file(), text) {
-        Ok(models) => models,
-        Err(e) => panic!("expected the config to parse, got:\n{e}"),
-    }
-}
-
-fn parse_err(text: &str) -> String {
-    match parse(file(), text) {
-        Ok(_) => panic!("expected an error for:\n{text}"),
-        Err(e) => e.to_string(),
-    }
-}
 
 /// The layout of the original's shipped `models.yaml` (three models: a disabled LoRA entry
 /// with `save_total_limit`, a disabled encoder with nothing but a model name, an enabled

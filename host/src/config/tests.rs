@@ -44,18 +44,18 @@ const README: &str = r#"- name: "roberta-large"
   data_config: {label_field: "sentiment", question_field: "text", context_field: "context"}
 "#;
 
-fn file() -> &'static Path {
+pub(super) fn file() -> &'static Path {
     Path::new("models.yaml")
 }
 
-fn parse_ok(text: &str) -> Vec<ModelSpec> {
+pub(super) fn parse_ok(text: &str) -> Vec<ModelSpec> {
     match parse(file(), text) {
         Ok(models) => models,
         Err(e) => panic!("expected the config to parse, got:\n{e}"),
     }
 }
 
-fn parse_err(text: &str) -> String {
+pub(super) fn parse_err(text: &str) -> String {
     match parse(file(), text) {
         Ok(_) => panic!("expected an error for:\n{text}"),
         Err(e) => e.to_string(),
