@@ -8,10 +8,12 @@ use clarity_tests::{host_command, plugin_lib, Project};
 use std::path::Path;
 use std::process::Output;
 
-fn write_yaml(project: &Project, model_name: &str) {
+/// One `kind` model `tiny` on `model_name` that trains two quick steps on 16 sample pairs;
+/// `extra` is more keys of the entry.
+fn write_yaml(project: &Project, kind: &str, model_name: &str, extra: &str) {
     let yaml = format!(
         r#"- name: tiny
-  type: encoder
+  type: {kind}
   plugin: {plugin}
   model_config: {{model_name: {model_name}, max_length: 32}}
   training_config: {{batch_size: 8, gradient_accumulation_steps: 1, learning_rate: 1.0e-3, num_epochs: 1, save_strategy: "no", eval_strategy: "no"}}
@@ -21,8 +23,8 @@ fn write_yaml(project: &Project, model_name: &str) {
     valid_file: "{data}/valid.json"
     train_sample_size: 16
     valid_sample_size: 8
-"#,
-        plugin = plugin_lib("clarity-encoder").display(),
+{extra}"#,
+        plugin = plugin_lib(&format!("clarity-{kind}")).display(),
         data = clarity_tests::sample_data().display(),
     );
     std::fs::write(project.config(), yaml).expect("write models.yaml");
@@ -54,7 +56,7 @@ fn a_hub_model_name_downloads_trains_and_then_trains_offline() {
     let endpoint = hub.endpoint().to_string();
 
     let project = Project::new("");
-    write_yaml(&project, "hub-tiny-bert");
+    write_yaml(&project, "encoder", "hub-tiny-bert", "");
     let home = project.path().join("hf-home");
     let home_str = home.to_str().expect("utf-8 path");
     let (out, log) = train(
@@ -120,7 +122,7 @@ fn assert_trained(project: &Path) {
 #[test]
 fn offline_without_the_files_is_one_clear_error() {
     let project = Project::new("");
-    write_yaml(&project, "clarity-test/not-cached");
+    write_yaml(&project, "encoder", "clarity-test/not-cached", "");
     let home = project.path().join("hf-home");
     let (out, log) = train(
         &project,
@@ -171,24 +173,12 @@ fn the_lora_plugin_trains_a_decoder_from_the_hub() {
     hub.add_repo_from_dir("facebook/tiny-opt", source.path());
 
     let project = Project::new("");
-    let yaml = format!(
-        r#"- name: tiny
-  type: lora
-  plugin: {plugin}
-  model_config: {{model_name: facebook/tiny-opt, max_length: 32}}
-  lora_config: {{r: 4, alpha: 8, target_modules: [q_proj, v_proj]}}
-  training_config: {{batch_size: 8, gradient_accumulation_steps: 1, learning_rate: 1.0e-3, num_epochs: 1, save_strategy: "no", eval_strategy: "no"}}
-  label_config: {{labels: ["Clear Reply", "Clear Non-Reply", "Ambivalent"]}}
-  data_config:
-    train_file: "{data}/train.json"
-    valid_file: "{data}/valid.json"
-    train_sample_size: 16
-    valid_sample_size: 8
-"#,
-        plugin = plugin_lib("clarity-lora").display(),
-        data = clarity_tests::sample_data().display(),
+    write_yaml(
+        &project,
+        "lora",
+        "facebook/tiny-opt",
+        "  lora_config: {r: 4, alpha: 8, target_modules: [q_proj, v_proj]}\n",
     );
-    std::fs::write(project.config(), yaml).expect("write models.yaml");
     let home = project.path().join("hf-home");
     let (out, log) = train(
         &project,
