@@ -11,6 +11,12 @@ use clarity_sdk::{Error as SdkError, ModelInfo, TextPair};
 pub trait Classify: Send {
     /// One probability vector per pair, in the model's label order.
     fn classify(&self, pairs: &[TextPair]) -> Result<Vec<Vec<f32>>, SdkError>;
+
+    /// Each pair's untruncated length in tokens; `None` when the model never truncates.
+    fn token_counts(&self, pairs: &[TextPair]) -> Result<Option<Vec<usize>>, SdkError> {
+        let _ = pairs;
+        Ok(None)
+    }
 }
 
 /// A loaded model: its backend and what it reported about itself when it loaded.
@@ -54,6 +60,29 @@ impl LoadedModel {
             )));
         }
         Ok(scores)
+    }
+
+    /// The pairs (by index) that `max_length` would cut, with their lengths in tokens, and
+    /// the limit; empty when none would be or the model never truncates.
+    pub fn too_long(&self, pairs: &[TextPair]) -> Result<Vec<(usize, usize)>, SdkError> {
+        let Some(limit) = self.info.max_length else {
+            return Ok(Vec::new());
+        };
+        let Some(counts) = self.backend.token_counts(pairs)? else {
+            return Ok(Vec::new());
+        };
+        if counts.len() != pairs.len() {
+            return Err(SdkError::other(format!(
+                "the model returned {} token counts for {} pairs",
+                counts.len(),
+                pairs.len()
+            )));
+        }
+        Ok(counts
+            .into_iter()
+            .enumerate()
+            .filter(|&(_, n)| n > limit)
+            .collect())
     }
 
     /// Score `pairs` in calls of at most `chunk` pairs.

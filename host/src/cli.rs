@@ -158,6 +158,15 @@ pub struct ServeArgs {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_concurrent_requests: usize,
 
+    /// Let browser pages from this origin call the API (CORS; repeatable, env
+    /// comma-separated; `*` allows any origin). Off by default: no CORS headers.
+    #[arg(
+        long = "cors-origin",
+        env = "CLARITY_CORS_ORIGIN",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+
     #[command(flatten)]
     pub auth: AuthArgs,
 }

@@ -439,6 +439,15 @@ impl Classify for Model {
             RResult::RErr(e) => Err(e.into()),
         }
     }
+
+    fn token_counts(&self, pairs: &[TextPair]) -> Result<Option<Vec<usize>>, SdkError> {
+        match self.backend.token_counts(RSlice::from_slice(pairs)) {
+            RResult::ROk(counts) => Ok(counts
+                .into_option()
+                .map(|c| c.into_iter().map(|n| n as usize).collect())),
+            RResult::RErr(e) => Err(e.into()),
+        }
+    }
 }
 
 struct EventForwarder<'a, F: FnMut(TrainEvent) -> bool>(&'a mut F);

@@ -85,6 +85,9 @@ pub enum ClassifyError {
 
 struct Job {
     pairs: Vec<TextPair>,
+    /// Per pair, `true` when the request said `"truncate": false`: such a pair longer than
+    /// the model's `max_length` is refused instead of cut. Empty: every pair may be cut.
+    keep_whole: Vec<bool>,
     /// Whoever sets it first takes the job's pairs off the queue count: the worker when it
     /// drains the job, or the caller when it gives up before that, so a timed-out request
     /// frees its queue room at once.
@@ -238,8 +241,19 @@ impl ModelWorker {
         drain_secs(pairs, self.micros_per_pair.load(Ordering::Relaxed))
     }
 
-    /// Score `pairs`, waiting for a batch slot on the model's thread.
+    /// Score `pairs`, waiting for a batch slot on the model's thread; pairs longer than
+    /// `max_length` are truncated.
     pub async fn classify(&self, pairs: Vec<TextPair>) -> Result<Vec<Vec<f32>>, ClassifyError> {
+        self.classify_with(pairs, Vec::new()).await
+    }
+
+    /// [`Self::classify`], refusing (as invalid input) any pair flagged in `keep_whole`
+    /// that `max_length` would cut.
+    pub async fn classify_with(
+        &self,
+        pairs: Vec<TextPair>,
+        keep_whole: Vec<bool>,
+    ) -> Result<Vec<Vec<f32>>, ClassifyError> {
         let status = self.status();
         if status != Status::Ready {
             return Err(ClassifyError::NotReady {
@@ -274,6 +288,7 @@ impl ModelWorker {
         };
         let job = Job {
             pairs,
+            keep_whole,
             claimed,
             reply,
             enqueued: Instant::now(),
@@ -363,6 +378,7 @@ fn run_batches(name: &str, model: &LoadedModel, queue: Queue<'_>, max_batch: usi
         for job in &batch {
             metrics::record_queue_wait(name, job.enqueued.elapsed());
         }
+        let batch = refuse_too_long(name, model, batch);
         if batch.is_empty() {
             continue;
         }
@@ -371,6 +387,50 @@ fn run_batches(name: &str, model: &LoadedModel, queue: Queue<'_>, max_batch: usi
         run_batch(name, model, batch, max_batch);
         record_pace(micros_per_pair, started.elapsed(), pairs_run);
     }
+}
+
+/// Answer, without scoring them, the jobs holding a pair that must not be truncated but
+/// is longer than the model's `max_length`; return the others.
+fn refuse_too_long(name: &str, model: &LoadedModel, batch: Vec<Job>) -> Vec<Job> {
+    let mut kept = Vec::with_capacity(batch.len());
+    for job in batch {
+        match check_whole(model, &job) {
+            Ok(()) => kept.push(job),
+            Err(e) => {
+                metrics::record_failure(name, e.kind.as_str());
+                let _ = job.reply.send(Err(e));
+            }
+        }
+    }
+    kept
+}
+
+/// Whether the job's `keep_whole` pairs fit `max_length` untruncated.
+fn check_whole(model: &LoadedModel, job: &Job) -> Result<(), SdkError> {
+    let strict: Vec<usize> = (0..job.pairs.len())
+        .filter(|&i| job.keep_whole.get(i).copied().unwrap_or(false))
+        .collect();
+    if strict.is_empty() {
+        return Ok(());
+    }
+    let pairs: Vec<TextPair> = strict.iter().map(|&i| job.pairs[i].clone()).collect();
+    let too_long = model.too_long(&pairs)?;
+    let Some(&(first, tokens)) = too_long.first() else {
+        return Ok(());
+    };
+    let limit = model.info().max_length.unwrap_or(0);
+    let which = match job.pairs.len() {
+        1 => "the pair".to_string(),
+        _ => format!("item {}", strict[first]),
+    };
+    let others = match too_long.len() {
+        1 => String::new(),
+        n => format!(" ({} more pairs are too long too)", n - 1),
+    };
+    Err(SdkError::input(format!(
+        "{which} is {tokens} tokens long, more than the model's max_length {limit}{others}, and \
+         \"truncate\" is false: shorten it, or send \"truncate\": true to have it cut"
+    )))
 }
 
 /// Seconds `pairs` take at `micros_per_pair`, rounded up, in 1..=60: `Retry-After` must be

@@ -11,7 +11,7 @@ use abi_stable::{
     library::RootModule,
     package_version_strings, sabi_trait,
     sabi_types::VersionStrings,
-    std_types::{RBox, RResult, RSlice, RStr, RString, RVec},
+    std_types::{RBox, RNone, ROk, ROption, RResult, RSlice, RStr, RString, RVec},
     StableAbi,
 };
 
@@ -126,6 +126,16 @@ pub trait Backend: Send {
     /// Write the servable model (e.g. `model.onnx`) from the trained weights into the
     /// folder `out_dir`; returns a JSON list of the files written.
     fn export(&mut self, out_dir: RStr<'_>) -> RResult<RString, PluginError>;
+
+    /// Each pair's untruncated length in tokens, or `None` when the model never truncates.
+    /// Plugins built before this method existed answer `None` (this default).
+    fn token_counts(
+        &self,
+        pairs: RSlice<'_, TextPair>,
+    ) -> RResult<ROption<RVec<u64>>, PluginError> {
+        let _ = pairs;
+        ROk(RNone)
+    }
 }
 
 /// A boxed backend as it crosses the boundary.

@@ -437,10 +437,13 @@ impl Default for TensorboardConfig {
 pub struct ServingConfig {
     /// Most pairs run in one `classify_batch` call.
     pub max_batch_size: usize,
-    /// Most pairs waiting; beyond it requests get 503 at once.
+    /// Most pairs waiting; beyond it requests get 429 at once.
     pub queue_capacity: usize,
     /// Most pairs in one HTTP request.
     pub max_request_pairs: usize,
+    /// Most tokens (pairs x padded length) in one forward pass: a batch of long pairs is
+    /// cut into several runs so its activations stay bounded (TEI's `max_batch_tokens`).
+    pub max_batch_tokens: usize,
 }
 
 impl Default for ServingConfig {
@@ -449,6 +452,7 @@ impl Default for ServingConfig {
             max_batch_size: 32,
             queue_capacity: 1024,
             max_request_pairs: 256,
+            max_batch_tokens: 16_384,
         }
     }
 }
@@ -462,6 +466,10 @@ pub struct PluginInit {
     pub config_dir: PathBuf,
     /// Absolute folder the trained model lives in (`output_dir`, resolved).
     pub artifact_dir: PathBuf,
+    /// Inference threads this model should use when `serve` shares the cores between
+    /// several models (`None`: all of them). `model_config.options.threads` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving_threads: Option<usize>,
 }
 
 impl PluginInit {

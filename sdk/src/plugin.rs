@@ -11,7 +11,7 @@ use abi_stable::{
     prefix_type::PrefixTypeTrait,
     sabi_trait::TD_Opaque,
     sabi_types::RMut,
-    std_types::{RErr, ROk, RResult, RSlice, RStr, RString, RVec},
+    std_types::{RErr, RNone, ROk, ROption, RResult, RSlice, RSome, RStr, RString, RVec},
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -73,6 +73,14 @@ pub trait Classifier: Send + 'static {
 
     /// Score each pair: one probability per label, in label order, summing to 1.
     fn classify_batch(&self, pairs: &[TextPair]) -> Result<Vec<Vec<f32>>, Error>;
+
+    /// Each pair's length in tokens as the model would read it before truncation, for
+    /// models that truncate at `max_length` (the host refuses pairs that would be cut when
+    /// a request says `"truncate": false`). `None`, the default: this model never truncates.
+    fn token_counts(&self, pairs: &[TextPair]) -> Result<Option<Vec<usize>>, Error> {
+        let _ = pairs;
+        Ok(None)
+    }
 
     /// Train on `job`, writing the finished model to `job.output_dir` and reporting progress
     /// through `ctx`. When [`TrainContext::should_stop`] turns true, write a checkpoint to
@@ -165,6 +173,26 @@ impl<T: Classifier> Backend for Guarded<T> {
     fn export(&mut self, out_dir: RStr<'_>) -> RResult<RString, PluginError> {
         guard("export", || {
             to_json(&self.0.export(std::path::Path::new(out_dir.as_str()))?)
+        })
+    }
+
+    fn token_counts(
+        &self,
+        pairs: RSlice<'_, TextPair>,
+    ) -> RResult<ROption<RVec<u64>>, PluginError> {
+        guard("token_counts", || {
+            let counts = self.0.token_counts(pairs.as_slice())?;
+            Ok(match counts {
+                Some(c) if c.len() != pairs.len() => {
+                    return Err(Error::other(format!(
+                        "plugin returned {} token counts for {} pairs",
+                        c.len(),
+                        pairs.len()
+                    )))
+                }
+                Some(c) => RSome(c.into_iter().map(|n| n as u64).collect()),
+                None => RNone,
+            })
         })
     }
 }

@@ -15,5 +15,6 @@ mod panics;
 mod python_habits;
 mod quality;
 mod serve;
+mod serving_controls;
 mod tensorboard;
 mod training;

@@ -17,17 +17,21 @@ use crate::tensorboard;
 use crate::training::{self, ProgressMode, TrainOptions};
 use crate::worker::{ModelWorker, Startup, Status};
 use anyhow::{bail, Context};
-use clarity_sdk::{ErrorKind, ModelSpec};
+use clarity_sdk::{ErrorKind, ModelSpec, TextPair};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Longest the process waits, after a stop signal, for an auto-train to checkpoint.
 const TRAINING_STOP_WAIT: Duration = Duration::from_secs(300);
 
 pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let specs = selected_models(&config, &args.models)?;
+    let cors = http::cors::layer(&args.cors_origins)?;
+    if cors.is_some() {
+        tracing::info!("CORS on for: {}", args.cors_origins.join(", "));
+    }
     let auth = http::auth::Auth::new(
         &args.auth.api_keys,
         args.auth.api_key_file.as_deref(),
@@ -61,6 +65,7 @@ pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let registry = Arc::new(Registry::default());
     // Set when the server is told to stop: auto-trains checkpoint and stop at their next step.
     let stop = Arc::new(AtomicBool::new(false));
+    let threads = inference_threads(&specs);
     let mut workers = Vec::with_capacity(specs.len());
     for spec in specs {
         let path = plugins::plugin_path(&spec, &config.dir);
@@ -69,6 +74,7 @@ pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
             Arc::clone(&registry),
             spec.clone(),
             (!args.no_auto_train).then(|| Arc::clone(&stop)),
+            threads,
         );
         let worker = ModelWorker::spawn(spec, path.display().to_string(), startup)
             .context("cannot start a model thread")?;
@@ -89,7 +95,8 @@ pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let served = runtime.block_on(serve(state, limits, &args.host, args.port));
+    let app = http::cors::wrap(http::router(state.clone(), limits), cors);
+    let served = runtime.block_on(serve(&state, app, &args.host, args.port));
     stop.store(true, Ordering::SeqCst);
     for worker in models.iter() {
         if worker.status() == Status::Training {
@@ -110,7 +117,7 @@ pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(state: AppState, limits: Limits, host: &str, port: u16) -> anyhow::Result<()> {
+async fn serve(state: &AppState, app: axum::Router, host: &str, port: u16) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind((host, port))
         .await
         .with_context(|| {
@@ -127,7 +134,6 @@ async fn serve(state: AppState, limits: Limits, host: &str, port: u16) -> anyhow
         );
     }
     tracing::info!("Listening on http://{addr}");
-    let app = http::router(state, limits);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
@@ -154,6 +160,28 @@ fn selected_models(config: &Config, names: &[String]) -> anyhow::Result<Vec<Mode
         .collect()
 }
 
+/// Model types whose plugins run ONNX Runtime, which by default uses every core.
+const ORT_KINDS: [&str; 2] = ["encoder", "lora"];
+
+/// Each ONNX Runtime model's share of the cores when several are served, so their thread
+/// pools do not oversubscribe the machine (`None`: one model, all cores). A model's own
+/// `model_config.options.threads` still wins.
+fn inference_threads(specs: &[ModelSpec]) -> Option<usize> {
+    let models = specs
+        .iter()
+        .filter(|s| ORT_KINDS.contains(&s.kind.as_str()))
+        .count();
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let share = (models > 1).then(|| (cores / models).max(1));
+    if let Some(share) = share {
+        tracing::info!(
+            "{models} ONNX Runtime models share {cores} cores: {share} inference thread(s) each \
+             (model_config.options.threads overrides)"
+        );
+    }
+    share
+}
+
 /// What a model's thread does before serving: open the plugin, load the model, and, when
 /// it was never trained and auto-train is on (`stop` is its stop flag), train it on its
 /// configured data first.
@@ -162,14 +190,13 @@ fn startup_for(
     registry: Arc<Registry>,
     spec: ModelSpec,
     auto_train: Option<Arc<AtomicBool>>,
+    threads: Option<usize>,
 ) -> Startup {
     Box::new(move |set_status| {
         let fail = |e: anyhow::Error| format!("{e:#}");
-        let model = registry
-            .model_for(&config, &spec)
-            .map_err(|e| e.to_string())?;
+        let model = open_for_serving(&registry, &config, &spec, threads)?;
         let stop = match (model.into_loaded(), auto_train) {
-            (Ok(loaded), _) => return Ok(loaded),
+            (Ok(loaded), _) => return warm_up(&spec.name, loaded),
             (Err(e), Some(stop))
                 if e.kind == ErrorKind::NotTrained && spec.data_config.train_file.is_some() =>
             {
@@ -195,21 +222,42 @@ fn startup_for(
             progress: ProgressMode::Lines,
         };
         training::run(&registry, &config, &spec, options).map_err(fail)?;
-        load_trained(&registry, &config, &spec)
+        let loaded = open_for_serving(&registry, &config, &spec, threads)?
+            .into_loaded()
+            .map_err(|e| format!("load after training failed: {e}"))?;
+        warm_up(&spec.name, loaded)
     })
 }
 
-/// The model `training::run` just committed, loaded.
-fn load_trained(
+/// One call through the whole path before the model is marked ready, so ONNX Runtime
+/// plans and allocates for a full-length input now rather than on the first request. A
+/// model that cannot score a plain pair is not ready to serve.
+fn warm_up(name: &str, model: LoadedModel) -> Result<LoadedModel, String> {
+    let words = model.info().max_length.unwrap_or(16);
+    let pair = TextPair::new("Is this a warm-up call?", "warm up ".repeat(words));
+    let started = Instant::now();
+    model
+        .classify(std::slice::from_ref(&pair))
+        .map_err(|e| format!("the warm-up call failed: {e}"))?;
+    tracing::info!(
+        "Model `{name}` warmed up in {} ms",
+        started.elapsed().as_millis()
+    );
+    Ok(model)
+}
+
+/// `spec`'s backend, told how many inference threads it may use.
+fn open_for_serving(
     registry: &Registry,
     config: &Config,
     spec: &ModelSpec,
-) -> Result<LoadedModel, String> {
+    threads: Option<usize>,
+) -> Result<plugins::Model, String> {
+    let mut init = config.plugin_init(spec, None);
+    init.serving_threads = threads;
     registry
-        .model_for(config, spec)
-        .map_err(|e| e.to_string())?
-        .into_loaded()
-        .map_err(|e| format!("load after training failed: {e}"))
+        .model_with(config, spec, &init)
+        .map_err(|e| e.to_string())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

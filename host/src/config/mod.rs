@@ -285,6 +285,7 @@ impl Config {
         }
         PluginInit {
             artifact_dir: self.artifact_dir(&spec),
+            serving_threads: None,
             config_dir: self.dir.clone(),
             spec,
         }

@@ -376,6 +376,44 @@ fn range_problems_are_collected() {
 }
 
 #[test]
+fn max_batch_tokens_must_fit_one_pair() {
+    let text = "\
+- name: a
+  type: encoder
+  model_config: {model_name: m, max_length: 128}
+  serving_config:
+    max_batch_tokens: 100
+- name: b
+  type: encoder
+  model_config: {model_name: m, max_length: 128}
+  serving_config: {max_batch_tokens: 0}
+- name: c
+  type: encoder
+  model_config: {model_name: m, max_length: 128}
+  serving_config: {max_batch_tokens: 128}
+";
+    let p = problems(text);
+    let summary: Vec<(Option<usize>, &str)> =
+        p.iter().map(|p| (p.line, p.field.as_str())).collect();
+    assert_eq!(
+        summary,
+        vec![
+            (Some(5), "models[0].serving_config.max_batch_tokens"),
+            (Some(9), "models[1].serving_config.max_batch_tokens"),
+        ]
+    );
+    assert!(
+        p[0].message
+            .contains("max_batch_tokens 100 is less than max_length 128"),
+        "{}",
+        p[0].message
+    );
+    assert!(p[1].message.contains("at least 1"), "{}", p[1].message);
+    let defaults = parse_ok("- name: d\n  type: classic\n");
+    assert_eq!(defaults[0].serving_config.max_batch_tokens, 16_384);
+}
+
+#[test]
 fn locations_in_mapping_shape() {
     let text = "models:\n  - name: a\n    type: classic\n  - name: a\n    type: classic\n    route: /other\n";
     let p = problems(text);

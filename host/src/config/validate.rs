@@ -327,6 +327,7 @@ pub(super) fn validate(models: &[ModelSpec]) -> Vec<Issue> {
             ("max_batch_size", s.max_batch_size),
             ("queue_capacity", s.queue_capacity),
             ("max_request_pairs", s.max_request_pairs),
+            ("max_batch_tokens", s.max_batch_tokens),
         ] {
             if value == 0 {
                 issues.push(Issue::new(
@@ -335,6 +336,18 @@ pub(super) fn validate(models: &[ModelSpec]) -> Vec<Issue> {
                     format!("{field} must be at least 1"),
                 ));
             }
+        }
+        let max_length = m.model_config.max_length.or(m.training_config.max_length);
+        if let Some(max_length) = max_length.filter(|&n| (1..n).contains(&s.max_batch_tokens)) {
+            issues.push(Issue::new(
+                i,
+                vec![key("serving_config"), key("max_batch_tokens")],
+                format!(
+                    "max_batch_tokens {} is less than max_length {max_length}: one pair \
+                     would not fit a run",
+                    s.max_batch_tokens
+                ),
+            ));
         }
         if let Some(lora) = &m.lora_config {
             if lora.r == 0 {

@@ -6,6 +6,7 @@
 
 pub mod auth;
 mod backpressure;
+pub mod cors;
 pub mod error;
 mod openapi;
 pub mod request_id;

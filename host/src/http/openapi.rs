@@ -85,7 +85,9 @@ pub fn document(models: &[Arc<ModelWorker>]) -> Value {
             "Pair": {"type": "object", "required": ["question", "context"], "properties": {
                 "question": {"type": "string", "minLength": 1, "description": "The question asked."},
                 "context": {"type": "string", "minLength": 1,
-                            "description": "The interview question and answer (alias: answer)."}
+                            "description": "The interview question and answer (alias: answer)."},
+                "truncate": {"type": "boolean", "default": true,
+                             "description": "false: a pair longer than the model's max_length is a 422 instead of being truncated."}
             }},
             "Prediction": {"type": "object", "required": ["clarity_label", "confidence", "scores"], "properties": {
                 "clarity_label": {"type": "string", "description": "The most probable label."},

@@ -24,7 +24,8 @@ pub async fn classify(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let (pairs, batch) = parse_pairs(body, worker.max_request_pairs())?;
-    let scores = worker.classify(pairs).await?;
+    let (pairs, keep_whole): (Vec<TextPair>, Vec<bool>) = pairs.into_iter().unzip();
+    let scores = worker.classify_with(pairs, keep_whole).await?;
     // The worker's model checked that every row has one score per label.
     let labels = worker.labels();
     let mut predictions: Vec<Prediction> = scores
@@ -41,8 +42,11 @@ pub async fn classify(
     })
 }
 
+/// A pair, and whether it must not be truncated (`"truncate": false`).
+type ParsedPair = (TextPair, bool);
+
 /// Turn a JSON body into pairs; `true` when it was the batch (list) form.
-fn parse_pairs(body: Value, max_pairs: usize) -> Result<(Vec<TextPair>, bool), ApiError> {
+fn parse_pairs(body: Value, max_pairs: usize) -> Result<(Vec<ParsedPair>, bool), ApiError> {
     match body {
         Value::Array(items) => {
             if items.is_empty() {
@@ -74,7 +78,7 @@ fn parse_pairs(body: Value, max_pairs: usize) -> Result<(Vec<TextPair>, bool), A
     }
 }
 
-fn parse_pair(item: Value) -> Result<TextPair, String> {
+fn parse_pair(item: Value) -> Result<ParsedPair, String> {
     if !item.is_object() {
         return Err(format!("expected an object, got {}", json_kind(&item)));
     }
@@ -85,7 +89,8 @@ fn parse_pair(item: Value) -> Result<TextPair, String> {
     if req.context.trim().is_empty() {
         return Err("`context` is empty".into());
     }
-    Ok(TextPair::new(req.question, req.context))
+    let keep_whole = req.truncate == Some(false);
+    Ok((TextPair::new(req.question, req.context), keep_whole))
 }
 
 fn summary(worker: &ModelWorker) -> ModelSummary {

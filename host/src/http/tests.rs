@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
 mod auth;
+mod cors;
+mod truncate;
 
 const LABELS: [&str; 3] = ["Clear Reply", "Clear Non-Reply", "Ambivalent"];
 

@@ -11,6 +11,10 @@ pub struct PairRequest {
     /// The interview question and answer (`answer` is accepted as an alias).
     #[serde(alias = "answer")]
     pub context: String,
+    /// `false`: refuse (422) a pair longer than the model's `max_length` instead of
+    /// truncating it, the default.
+    #[serde(default)]
+    pub truncate: Option<bool>,
 }
 
 /// One prediction: the seed's response body.

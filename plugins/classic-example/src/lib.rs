@@ -240,6 +240,7 @@ mod tests {
             spec,
             config_dir: dir.to_path_buf(),
             artifact_dir: dir.to_path_buf(),
+            serving_threads: None,
         }
     }
 

@@ -255,6 +255,10 @@ impl Classifier for EncoderPlugin {
         serve::loaded(&self.serving)?.classify_batch(pairs)
     }
 
+    fn token_counts(&self, pairs: &[TextPair]) -> Result<Option<Vec<usize>>, Error> {
+        serve::loaded(&self.serving)?.token_counts(pairs).map(Some)
+    }
+
     fn train(&mut self, job: TrainJob, ctx: &mut TrainContext<'_>) -> Result<TrainReport, Error> {
         crate::retain_freed_memory();
         let (model, tokenizer, pretrained_dir, kind) = self.pretrained(&job.labels, ctx)?;

@@ -157,6 +157,10 @@ impl Classifier for LoraPlugin {
         serve::loaded(&self.serving)?.classify_batch(pairs)
     }
 
+    fn token_counts(&self, pairs: &[TextPair]) -> Result<Option<Vec<usize>>, Error> {
+        serve::loaded(&self.serving)?.token_counts(pairs).map(Some)
+    }
+
     fn train(&mut self, job: TrainJob, ctx: &mut TrainContext<'_>) -> Result<TrainReport, Error> {
         let (device, kind) = device::open(spec::device(&self.init)).map_err(Error::config)?;
         let base = self.base(&device)?;

@@ -199,4 +199,12 @@ impl EncodePairs for PromptTokenizer {
         }
         Ok(out)
     }
+
+    fn token_counts(&self, pairs: &[(&str, &str)]) -> Result<Vec<usize>, TokenizeError> {
+        pairs
+            .iter()
+            .map(|(q, c)| self.ids(q, c).map(|ids| ids.len()))
+            .collect::<Result<_, _>>()
+            .map_err(TokenizeError::Encode)
+    }
 }

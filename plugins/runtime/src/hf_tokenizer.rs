@@ -340,6 +340,24 @@ mod tests {
     }
 
     #[test]
+    fn token_counts_measure_pairs_before_truncation() {
+        use crate::tokenize::{EncodePairs, PairTokenizer};
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), VOCAB_TXT, &BERT_VOCAB.join("\n"));
+        let t = folder_tokenizer(dir.path()).unwrap();
+        let short = ("is it open?", "the cafe");
+        let long = (
+            "is it open?",
+            "the cafe the cafe the cafe the cafe the cafe",
+        );
+        let ours = PairTokenizer::new(t, 9).unwrap();
+        let encoded = ours.encode(&[short, long]).unwrap();
+        // [CLS] 4 question tokens [SEP] context [SEP]: the long pair is cut to 9.
+        assert_eq!((encoded.length(0), encoded.length(1)), (9, 9));
+        assert_eq!(ours.token_counts(&[short, long]).unwrap(), [9, 17]);
+    }
+
+    #[test]
     fn tokenizer_json_wins_and_missing_files_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let err = folder_tokenizer(dir.path()).unwrap_err().to_string();

@@ -60,6 +60,24 @@ impl Encoded {
             .filter(|&&m| m != 0)
             .count()
     }
+
+    /// A batch of the given rows, in that order, padded to the longest of them. Rows are
+    /// right-padded, so cutting each row to the new width drops padding only.
+    pub fn select(&self, rows: &[usize]) -> Encoded {
+        let seq = rows.iter().map(|&i| self.length(i)).max().unwrap_or(0);
+        let pick = |column: &[i64]| -> Vec<i64> {
+            rows.iter()
+                .flat_map(|&i| column[i * self.seq..i * self.seq + seq].iter().copied())
+                .collect()
+        };
+        Encoded {
+            batch: rows.len(),
+            seq,
+            input_ids: pick(&self.input_ids),
+            attention_mask: pick(&self.attention_mask),
+            token_type_ids: pick(&self.token_type_ids),
+        }
+    }
 }
 
 /// Turns question/context pairs into a padded batch: what the training loop needs of a
@@ -67,11 +85,30 @@ impl Encoded {
 pub trait EncodePairs {
     /// Encode `pairs`, padded to the longest in the batch.
     fn encode(&self, pairs: &[(&str, &str)]) -> Result<Encoded, TokenizeError>;
+
+    /// Each pair's length in tokens before truncation (special tokens included): a pair
+    /// longer than `max_length` is cut by [`EncodePairs::encode`].
+    fn token_counts(&self, pairs: &[(&str, &str)]) -> Result<Vec<usize>, TokenizeError>;
 }
 
 impl EncodePairs for PairTokenizer {
     fn encode(&self, pairs: &[(&str, &str)]) -> Result<Encoded, TokenizeError> {
         self.encode_pairs(pairs)
+    }
+
+    fn token_counts(&self, pairs: &[(&str, &str)]) -> Result<Vec<usize>, TokenizeError> {
+        let inputs: Vec<tokenizers::EncodeInput> = pairs
+            .iter()
+            .map(|&(q, c)| match self.order {
+                PairOrder::QuestionContext => (q, c).into(),
+                PairOrder::ContextQuestion => (c, q).into(),
+            })
+            .collect();
+        let encodings = self
+            .untruncated
+            .encode_batch(inputs, true)
+            .map_err(|e| TokenizeError::Encode(e.to_string()))?;
+        Ok(encodings.iter().map(tokenizers::Encoding::len).collect())
     }
 }
 
@@ -94,6 +131,8 @@ pub struct PairTokenizer {
     context_first: Tokenizer,
     /// Fallback when the question alone is longer than `max_length`.
     longest_first: Tokenizer,
+    /// Neither truncates nor pads: measures pairs for [`EncodePairs::token_counts`].
+    untruncated: Tokenizer,
     max_length: usize,
     order: PairOrder,
 }
@@ -139,9 +178,15 @@ impl PairTokenizer {
             t.with_padding(Some(padding.clone()));
             Ok(t)
         };
+        let mut untruncated = tokenizer.clone();
+        untruncated
+            .with_truncation(None)
+            .map_err(|e| e.to_string())?;
+        untruncated.with_padding(None);
         Ok(Self {
             context_first: configure(TruncationStrategy::OnlySecond)?,
             longest_first: configure(TruncationStrategy::LongestFirst)?,
+            untruncated,
             max_length,
             order: PairOrder::default(),
         })

@@ -31,6 +31,8 @@ pub struct OrtClassifier {
     feeds: [bool; 3],
     output: String,
     num_labels: Option<usize>,
+    /// Intra-op threads of the session.
+    threads: usize,
 }
 
 impl OrtClassifier {
@@ -68,7 +70,13 @@ impl OrtClassifier {
             feeds,
             output,
             num_labels,
+            threads,
         })
+    }
+
+    /// ONNX Runtime's intra-op threads for this session.
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     /// The execution provider actually in use: `cpu`, `cuda` or `coreml`.

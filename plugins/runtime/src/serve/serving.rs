@@ -33,6 +33,8 @@ pub struct ServedFolder<T> {
 pub struct OnnxServing<T> {
     session: OrtClassifier,
     folder: ServedFolder<T>,
+    /// `serving_config.max_batch_tokens`: most padded tokens in one run.
+    max_batch_tokens: usize,
 }
 
 impl<T: EncodePairs> OnnxServing<T> {
@@ -52,15 +54,38 @@ impl<T: EncodePairs> OnnxServing<T> {
                 )));
             }
         }
-        Ok(Self { session, folder })
+        let max_batch_tokens = init.spec.serving_config.max_batch_tokens;
+        Ok(Self {
+            session,
+            folder,
+            max_batch_tokens,
+        })
     }
 
     /// Label probabilities, one row per pair. A pair the tokenizer refuses is
-    /// [`ErrorKind::InvalidInput`].
+    /// [`ErrorKind::InvalidInput`]. A batch whose padded size passes `max_batch_tokens` is
+    /// run in several parts of similar lengths (see [`token_budget_runs`]).
     pub fn classify_batch(&self, pairs: &[TextPair]) -> Result<Vec<Vec<f32>>, Error> {
         let pairs: Vec<(&str, &str)> = pairs.iter().map(|p| (p.question(), p.context())).collect();
         let encoded = self.folder.tokenizer.encode(&pairs)?;
-        Ok(self.session.classify(&encoded)?)
+        if encoded.batch * encoded.seq <= self.max_batch_tokens {
+            return Ok(self.session.classify(&encoded)?);
+        }
+        let lengths: Vec<usize> = (0..encoded.batch).map(|i| encoded.length(i)).collect();
+        let mut scores: Vec<Vec<f32>> = vec![Vec::new(); encoded.batch];
+        for rows in token_budget_runs(&lengths, self.max_batch_tokens) {
+            let part = self.session.classify(&encoded.select(&rows))?;
+            for (row, score) in rows.into_iter().zip(part) {
+                scores[row] = score;
+            }
+        }
+        Ok(scores)
+    }
+
+    /// Each pair's untruncated length in tokens, as this model builds its input.
+    pub fn token_counts(&self, pairs: &[TextPair]) -> Result<Vec<usize>, Error> {
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|p| (p.question(), p.context())).collect();
+        Ok(self.folder.tokenizer.token_counts(&pairs)?)
     }
 
     /// What `info` says once loaded, as `backend`.
@@ -75,6 +100,10 @@ impl<T: EncodePairs> OnnxServing<T> {
         info.details.insert("runtime".into(), "onnxruntime".into());
         info.details
             .insert("execution_provider".into(), self.provider().into());
+        info.details
+            .insert("intra_op_threads".into(), self.session.threads().into());
+        info.details
+            .insert("max_batch_tokens".into(), self.max_batch_tokens.into());
         info.details.extend(folder.details.clone());
         info
     }
@@ -88,6 +117,31 @@ impl<T: EncodePairs> OnnxServing<T> {
     pub fn dir(&self) -> &Path {
         &self.folder.dir
     }
+}
+
+/// Rows grouped into runs whose padded size (rows x longest row) stays within `budget`
+/// tokens: rows sorted by length, so each run pads little. A row longer than the budget
+/// runs alone.
+pub fn token_budget_runs(lengths: &[usize], budget: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+    let mut runs: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    // Sorted longest first: a run's first row sets its padded width.
+    let mut width = 0;
+    for i in order {
+        if !current.is_empty() && (current.len() + 1) * width > budget {
+            runs.push(std::mem::take(&mut current));
+        }
+        if current.is_empty() {
+            width = lengths[i];
+        }
+        current.push(i);
+    }
+    if !current.is_empty() {
+        runs.push(current);
+    }
+    runs
 }
 
 /// What `info` says before `load`, as `backend`: the configured labels and `max_length`.

@@ -31,10 +31,12 @@ pub fn device(init: &PluginInit) -> Device {
     init.spec.model_config.device
 }
 
-/// `model_config.options.threads`: ONNX Runtime's intra-op threads (`None`: all cores).
+/// `model_config.options.threads`: ONNX Runtime's intra-op threads; unset, the share of
+/// the cores `serve` gave this model ([`PluginInit::serving_threads`]), else all cores
+/// (`None`).
 pub fn threads(init: &PluginInit) -> Result<Option<usize>, Error> {
     match init.spec.model_config.options.get("threads") {
-        None => Ok(None),
+        None => Ok(init.serving_threads.filter(|&n| n > 0)),
         Some(v) => v
             .as_u64()
             .filter(|&n| n > 0)

@@ -793,6 +793,164 @@ impl crate::tokenize::EncodePairs for Fixed {
             .clone()
             .ok_or_else(|| crate::tokenize::TokenizeError::Encode("refused".into()))
     }
+
+    fn token_counts(
+        &self,
+        pairs: &[(&str, &str)],
+    ) -> Result<Vec<usize>, crate::tokenize::TokenizeError> {
+        let e = self
+            .0
+            .as_ref()
+            .ok_or_else(|| crate::tokenize::TokenizeError::Encode("refused".into()))?;
+        Ok((0..pairs.len()).map(|i| e.length(i % e.batch)).collect())
+    }
+}
+
+/// A tokenizer stand-in: one token per word of question and context (ids cycle through the
+/// pooler's vocabulary), cut at `.0` tokens, right-padded.
+#[derive(Debug)]
+struct Words(usize);
+
+impl Words {
+    fn ids(q: &str, c: &str) -> Vec<i64> {
+        q.split_whitespace()
+            .chain(c.split_whitespace())
+            .enumerate()
+            .map(|(i, w)| ((i + w.len()) % (VOCAB - 1) + 1) as i64)
+            .collect()
+    }
+}
+
+impl crate::tokenize::EncodePairs for Words {
+    fn encode(&self, pairs: &[(&str, &str)]) -> Result<Encoded, crate::tokenize::TokenizeError> {
+        let rows: Vec<Vec<i64>> = pairs
+            .iter()
+            .map(|(q, c)| Self::ids(q, c).into_iter().take(self.0).collect())
+            .collect();
+        let seq = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let mut e = Encoded {
+            batch: rows.len(),
+            seq,
+            input_ids: Vec::new(),
+            attention_mask: Vec::new(),
+            token_type_ids: vec![0; rows.len() * seq],
+        };
+        for row in rows {
+            e.attention_mask.extend(row.iter().map(|_| 1));
+            e.attention_mask
+                .extend(std::iter::repeat_n(0, seq - row.len()));
+            e.input_ids.extend(row.iter().copied());
+            e.input_ids.extend(std::iter::repeat_n(0, seq - row.len()));
+        }
+        Ok(e)
+    }
+
+    fn token_counts(
+        &self,
+        pairs: &[(&str, &str)],
+    ) -> Result<Vec<usize>, crate::tokenize::TokenizeError> {
+        Ok(pairs.iter().map(|(q, c)| Self::ids(q, c).len()).collect())
+    }
+}
+
+#[test]
+fn a_batch_over_the_token_budget_runs_in_parts_with_the_same_scores() {
+    let (dir, model) = pooler_folder();
+    let cut_at = 6;
+    let texts = [
+        "a",
+        "b c d e f g h i",
+        "j k",
+        "l m n o p",
+        "q r s t u v w",
+        "x",
+    ];
+    let pairs: Vec<clarity_sdk::TextPair> = texts
+        .iter()
+        .map(|c| clarity_sdk::TextPair::new("why", *c))
+        .collect();
+    let serve_with = |budget: usize| {
+        let mut init = plugin_init(dir.path(), serde_json::json!({"device": "cpu"}));
+        init.spec.serving_config.max_batch_tokens = budget;
+        let folder = ServedFolder {
+            dir: dir.path().to_path_buf(),
+            tokenizer: Words(cut_at),
+            labels: vec!["a".into(), "b".into()],
+            max_length: cut_at,
+            artifacts: vec![],
+            details: Default::default(),
+        };
+        OnnxServing::start(&init, folder).unwrap()
+    };
+    let whole = serve_with(16_384).classify_batch(&pairs).unwrap();
+    // 6 pairs of up to 6 tokens: 36 padded tokens, so a budget of 12 forces several runs.
+    let parts = serve_with(12).classify_batch(&pairs).unwrap();
+    assert_close(&parts, &whole, 1e-6);
+    // And both are what each pair alone scores: padding and grouping change nothing.
+    let pairs_ref: Vec<(&str, &str)> = pairs.iter().map(|p| (p.question(), p.context())).collect();
+    for (i, pair) in pairs_ref.iter().enumerate() {
+        let alone = crate::tokenize::EncodePairs::encode(&Words(cut_at), &[*pair]).unwrap();
+        let want: Vec<Vec<f32>> = model
+            .reference(&alone, false)
+            .iter()
+            .map(|r| softmax(r))
+            .collect();
+        assert_close(&parts[i..=i], &want, 1e-5);
+    }
+    assert_eq!(
+        serve_with(12).token_counts(&pairs).unwrap(),
+        [2, 9, 3, 6, 8, 2],
+        "untruncated lengths, question word included"
+    );
+    assert_eq!(serve_with(12).info("t").details["max_batch_tokens"], 12);
+}
+
+#[test]
+fn token_budget_runs_group_by_length_within_the_budget() {
+    // Every row lands in exactly one run, and each run's padded size fits the budget
+    // (a row longer than the budget runs alone).
+    let lengths = [5, 1, 9, 3, 3, 7, 2, 40];
+    for budget in [1, 8, 10, 16, 64, 1000] {
+        let runs = token_budget_runs(&lengths, budget);
+        let mut seen: Vec<usize> = runs.iter().flatten().copied().collect();
+        seen.sort_unstable();
+        assert_eq!(
+            seen,
+            (0..lengths.len()).collect::<Vec<_>>(),
+            "budget {budget}"
+        );
+        for run in &runs {
+            let width = run.iter().map(|&i| lengths[i]).max().unwrap();
+            assert!(
+                run.len() == 1 || run.len() * width <= budget,
+                "{run:?} over {budget}"
+            );
+        }
+    }
+    assert_eq!(token_budget_runs(&lengths, 1000).len(), 1);
+    assert_eq!(token_budget_runs(&lengths, 1).len(), lengths.len());
+    // Longest first: 40 alone, then 9 and 7 (2 x 9 = 18 <= 20), then 5, 3, 3 and 2
+    // (4 x 5 = 20), then 1.
+    assert_eq!(
+        token_budget_runs(&lengths, 20),
+        [vec![7], vec![2, 5], vec![0, 3, 4, 6], vec![1]]
+    );
+    assert!(token_budget_runs(&[], 10).is_empty());
+}
+
+#[test]
+fn selecting_rows_repacks_them_to_their_own_longest() {
+    let e = batch(
+        4,
+        &[1, 2, 3, 4, 1, 2, 0, 0, 3, 0, 0, 0],
+        &[1, 1, 1, 1, 1, 1, 0, 0, 1, 0, 0, 0],
+        &[0; 12],
+    );
+    let picked = e.select(&[2, 1]);
+    assert_eq!((picked.batch, picked.seq), (2, 2));
+    assert_eq!(picked.input_ids, [3, 0, 1, 2]);
+    assert_eq!(picked.attention_mask, [1, 0, 1, 1]);
+    assert_eq!(picked.token_type_ids, [0; 4]);
 }
 
 /// A `models.yaml` entry for a model served from `dir`, finding ONNX Runtime like the
@@ -809,6 +967,7 @@ fn plugin_init(dir: &Path, model_config: serde_json::Value) -> clarity_sdk::Plug
         spec,
         config_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
         artifact_dir: dir.to_path_buf(),
+        serving_threads: None,
     }
 }
 
