@@ -10,6 +10,7 @@ mod hub;
 mod interrupt;
 mod load_failures;
 mod lora;
+mod open_inference;
 mod original_keys;
 mod panics;
 mod python_habits;

@@ -1,5 +1,6 @@
 //! The HTTP API (axum): one `POST` route per served model, plus `/`, `/health`, `/ready` and
-//! `/metrics`, `/openapi.json`, `/docs` and `/redoc`.
+//! `/metrics`, `/openapi.json`, `/docs` and `/redoc`, and the Open Inference Protocol under
+//! `/v2` ([`v2`]).
 //!
 //! [`router`] builds the whole application from an [`AppState`], so tests drive it
 //! in-process (`router(...).oneshot(request)`) over workers with fake backends.
@@ -11,6 +12,7 @@ mod openapi;
 pub mod request_id;
 mod routes;
 pub mod types;
+pub mod v2;
 
 use crate::worker::ModelWorker;
 use axum::extract::DefaultBodyLimit;
@@ -30,6 +32,18 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// API keys and the routes open without one.
     pub auth: Arc<auth::Auth>,
+}
+
+impl AppState {
+    /// The served models now, in `models.yaml` order.
+    pub fn models(&self) -> Arc<Vec<Arc<ModelWorker>>> {
+        Arc::clone(&self.models)
+    }
+
+    /// The served model called `name`.
+    pub fn model_named(&self, name: &str) -> Option<Arc<ModelWorker>> {
+        self.models.iter().find(|w| w.spec().name == name).cloned()
+    }
 }
 
 /// Limits applied to every request.
@@ -54,6 +68,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/docs", get(routes::docs))
         .route("/redoc", get(routes::redoc));
     let in_flight = backpressure::InFlight::new(limits.max_concurrent_requests);
+    app = open_inference_routes(app, &in_flight);
     for worker in state.models.iter() {
         let worker = Arc::clone(worker);
         app = app.route(
@@ -79,6 +94,31 @@ pub fn router(state: AppState, limits: Limits) -> Router {
     .layer(DefaultBodyLimit::max(limits.body_bytes))
     .layer(middleware::from_fn(request_id::assign))
     .with_state(state)
+}
+
+/// The Open Inference Protocol (KServe v2) routes, each model also at `/versions/1`; infer
+/// counts against the in-flight bound like the seed routes.
+fn open_inference_routes(
+    app: Router<AppState>,
+    in_flight: &backpressure::InFlight,
+) -> Router<AppState> {
+    let limited = || {
+        post(v2::infer).route_layer(middleware::from_fn_with_state(
+            in_flight.clone(),
+            backpressure::limit_in_flight,
+        ))
+    };
+    let mut app = app
+        .route("/v2", get(v2::server_metadata))
+        .route("/v2/health/live", get(v2::live))
+        .route("/v2/health/ready", get(v2::server_ready));
+    for model in ["/v2/models/{name}", "/v2/models/{name}/versions/{version}"] {
+        app = app
+            .route(model, get(v2::model_metadata))
+            .route(&format!("{model}/ready"), get(v2::model_ready))
+            .route(&format!("{model}/infer"), limited());
+    }
+    app
 }
 
 #[cfg(test)]

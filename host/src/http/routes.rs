@@ -79,13 +79,18 @@ fn parse_pair(item: Value) -> Result<TextPair, String> {
         return Err(format!("expected an object, got {}", json_kind(&item)));
     }
     let req: PairRequest = serde_json::from_value(item).map_err(|e| e.to_string())?;
-    if req.question.trim().is_empty() {
+    checked_pair(req.question, req.context)
+}
+
+/// A pair, unless one side is blank (every route refuses those alike).
+pub(super) fn checked_pair(question: String, context: String) -> Result<TextPair, String> {
+    if question.trim().is_empty() {
         return Err("`question` is empty".into());
     }
-    if req.context.trim().is_empty() {
+    if context.trim().is_empty() {
         return Err("`context` is empty".into());
     }
-    Ok(TextPair::new(req.question, req.context))
+    Ok(TextPair::new(question, context))
 }
 
 fn summary(worker: &ModelWorker) -> ModelSummary {

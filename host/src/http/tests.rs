@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
 mod auth;
+mod v2;
 
 const LABELS: [&str; 3] = ["Clear Reply", "Clear Non-Reply", "Ambivalent"];
 
