@@ -44,12 +44,18 @@ pub fn install() -> Result<PrometheusHandle, String> {
 
 /// Middleware: count and time every request by its matched route.
 pub async fn track_requests(request: Request, next: Next) -> Response {
-    let started = Instant::now();
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
+    track_as(route, request, next).await
+}
+
+/// Count and time one request under the route label `route` (the HTTP layer names model
+/// routes, which are looked up in the served table rather than matched by the router).
+pub async fn track_as(route: String, request: Request, next: Next) -> Response {
+    let started = Instant::now();
     let method = request.method().to_string();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();

@@ -15,6 +15,7 @@ mod original_keys;
 mod panics;
 mod python_habits;
 mod quality;
+mod reload;
 mod serve;
 mod tensorboard;
 mod training;

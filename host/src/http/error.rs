@@ -34,6 +34,10 @@ pub enum ApiError {
     /// No such route.
     #[error("{0}")]
     NotFound(String),
+    /// A reload found `models.yaml` unusable (file, line and field in the text); nothing
+    /// changed.
+    #[error("{0}")]
+    InvalidConfig(String),
     /// The route exists but not for this method.
     #[error("{0}")]
     MethodNotAllowed(String),
@@ -130,6 +134,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::InvalidConfig(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -151,6 +156,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::NotFound(_) => "not_found",
+            ApiError::InvalidConfig(_) => "invalid_config",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Overloaded { .. } => "overloaded",
             ApiError::Timeout(_) => "timeout",

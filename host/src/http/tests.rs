@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
 mod auth;
+mod reload;
 mod v2;
 
 const LABELS: [&str; 3] = ["Clear Reply", "Clear Non-Reply", "Ambivalent"];
@@ -147,12 +148,8 @@ fn app_with_state(
     limits: Limits,
     auth: super::auth::Auth,
 ) -> Router {
-    let state = AppState {
-        models: Arc::new(workers.iter().map(|w| Arc::clone(w)).collect()),
-        metrics: None,
-        auth: Arc::new(auth),
-    };
-    router(state, limits)
+    let models = workers.iter().map(|w| Arc::clone(w)).collect();
+    router(AppState::fixed(models, None, auth), limits)
 }
 
 fn wait_until(done: impl Fn() -> bool) {

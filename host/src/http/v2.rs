@@ -98,8 +98,8 @@ pub async fn live() -> Json<Value> {
 
 /// `GET /v2/health/ready`: 200 once every served model is ready, 503 before.
 pub async fn server_ready(State(state): State<AppState>) -> Response {
-    let models = state.models();
-    let waiting: Vec<&str> = models
+    let table = state.models();
+    let waiting: Vec<&str> = table
         .iter()
         .filter(|w| w.status() != Status::Ready)
         .map(|w| w.spec().name.as_str())
