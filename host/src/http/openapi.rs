@@ -74,6 +74,7 @@ pub fn document(models: &[Arc<ModelWorker>]) -> Value {
         simple("This API in ReDoc (loaded from a CDN; the /docs page offline)"),
     );
     open_inference_paths(&mut paths);
+    admin_paths(&mut paths);
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -115,6 +116,21 @@ pub fn document(models: &[Arc<ModelWorker>]) -> Value {
                 "models_loaded": {"type": "integer", "minimum": 0,
                                   "description": "How many served models are loaded and ready."}
             }},
+            "ReloadReport": {"type": "object",
+                "required": ["trigger", "finished_at", "loaded", "unchanged", "removed", "failed", "pending"],
+                "properties": {
+                    "trigger": {"type": "string", "description": "POST /admin/reload, SIGHUP, or POST /admin/models/{name}/reload."},
+                    "finished_at": {"type": "string", "format": "date-time"},
+                    "loaded": {"type": "array", "items": {"type": "string"}, "description": "New or changed models now serving on a new worker."},
+                    "unchanged": {"type": "array", "items": {"type": "string"}, "description": "Same entry: same worker."},
+                    "removed": {"type": "array", "items": {"type": "string"}, "description": "No longer served; they stop after their requests in flight."},
+                    "failed": {"type": "array", "items": {"type": "object", "required": ["name", "error", "old_model_serving"], "properties": {
+                        "name": {"type": "string"}, "error": {"type": "string"},
+                        "old_model_serving": {"type": "boolean", "description": "Whether the previous worker still serves the route."}}}},
+                    "pending": {"type": "array", "items": {"type": "string"}, "description": "Still loading or training: they join when ready (see GET / `last_reload`)."},
+                    "error": {"type": "string", "description": "Only with a failure: which entries failed."},
+                    "kind": {"type": "string", "enum": ["reload_failed"], "description": "Only with a failure."}
+                }},
             "V2Error": {"type": "object", "required": ["error"], "properties": {
                 "error": {"type": "string", "description": "What went wrong (the protocol's field)."},
                 "kind": {"type": "string", "description": "Machine-readable kind, as in Error."},
@@ -145,6 +161,30 @@ pub fn document(models: &[Arc<ModelWorker>]) -> Value {
             }}
         }}
     })
+}
+
+/// The hot-reload routes; see [`super::admin`].
+fn admin_paths(paths: &mut Map<String, Value>) {
+    let report = |summary: &str| {
+        json!({"summary": summary, "tags": ["Admin"],
+        "responses": {
+            "200": {"description": "Applied: what was loaded, unchanged, removed, pending.",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ReloadReport"}}}},
+            "422": {"description": "An entry failed to load (the report with `error` and kind `reload_failed`; the rest is applied and the old model keeps serving), or models.yaml is invalid (kind `invalid_config`, with file, line and field; nothing changed).",
+                    "content": {"application/json": {"schema": {"oneOf": [
+                        {"$ref": "#/components/schemas/ReloadReport"}, {"$ref": "#/components/schemas/Error"}]}}}},
+            "503": error_response("Hot reload is not available in this process.")
+        }})
+    };
+    paths.insert(
+        "/admin/reload".into(),
+        json!({"post": report("Re-read models.yaml: new and changed models load beside the served ones and switch when ready; removed ones stop after their requests in flight (SIGHUP does the same)")}),
+    );
+    let mut one = report("Load one model's artifacts again (after a `train` in another process) and switch to it when ready; it is never trained here");
+    one["parameters"] =
+        json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}]);
+    one["responses"]["404"] = error_response("No served model has that name.");
+    paths.insert("/admin/models/{name}/reload".into(), json!({"post": one}));
 }
 
 /// The Open Inference Protocol (KServe v2) routes; see [`super::v2`].

@@ -30,9 +30,10 @@ use std::time::{Duration, Instant};
 pub type SpawnWorker =
     dyn Fn(Arc<Config>, ModelSpec, bool) -> std::io::Result<ModelWorker> + Send + Sync;
 
-/// Longest a reload waits for a new worker to load before answering; one still loading then
-/// is reported `pending` and joins the table when it is ready.
-const SETTLE_WAIT: Duration = Duration::from_secs(120);
+/// Longest a reload waits for a new worker to load before answering (under the default
+/// `--request-timeout` of 60 s); one still loading then is reported `pending` and joins the
+/// table when it is ready.
+const SETTLE_WAIT: Duration = Duration::from_secs(30);
 
 /// How often a loading worker's status is looked at.
 const POLL: Duration = Duration::from_millis(25);

@@ -430,3 +430,37 @@ async fn a_failed_artifact_reload_keeps_the_old_model() {
     );
     assert!(Arc::ptr_eq(&old, &served.worker("t").expect("t")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_documents_the_admin_routes_and_get_shows_no_reload_before_one() {
+    let served = Reloadable::new(&[entry("a", "")], Auth::default());
+    let (_, index, _) = get(&served.app, "/").await;
+    assert!(index.get("last_reload").is_none(), "{index}");
+    let (_, doc, _) = get(&served.app, "/openapi.json").await;
+    for path in ["/admin/reload", "/admin/models/{name}/reload"] {
+        let responses = &doc["paths"][path]["post"]["responses"];
+        assert_eq!(
+            responses["200"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ReloadReport",
+            "{path}: {responses}"
+        );
+        assert!(responses["422"].is_object(), "{path}");
+    }
+    let report = &doc["components"]["schemas"]["ReloadReport"]["required"];
+    assert_eq!(
+        *report,
+        json!([
+            "trigger",
+            "finished_at",
+            "loaded",
+            "unchanged",
+            "removed",
+            "failed",
+            "pending"
+        ])
+    );
+    // The fixed-state router (no reloader) answers the admin routes 503.
+    let fixed = app(&[]);
+    let answer = send(&fixed, post("/admin/reload", Body::empty(), None)).await;
+    assert_error(&answer, 503, "unavailable");
+}
