@@ -98,6 +98,56 @@ fn v2_infer_answers_the_seed_routes_scores_and_the_protocol_errors() {
             assert_eq!(label["data"][i], expected["clarity_label"], "pair {i}");
         }
     }
+    // The binary tensor extension (Triton's clients' default): raw BYTES in, raw FP32 out.
+    let raw = |items: Vec<&str>| -> Vec<u8> {
+        items
+            .iter()
+            .flat_map(|s| {
+                [
+                    (s.len() as u32).to_le_bytes().to_vec(),
+                    s.as_bytes().to_vec(),
+                ]
+                .concat()
+            })
+            .collect()
+    };
+    let questions = raw(PAIRS.iter().map(|p| p.0).collect());
+    let contexts = raw(PAIRS.iter().map(|p| p.1).collect());
+    let header = json!({"inputs": [
+        {"name": "question", "datatype": "BYTES", "shape": [3], "parameters": {"binary_data_size": questions.len()}},
+        {"name": "context", "datatype": "BYTES", "shape": [3], "parameters": {"binary_data_size": contexts.len()}}],
+        "outputs": [{"name": "scores", "parameters": {"binary_data": true}}]})
+    .to_string();
+    let body = [header.as_bytes(), &questions, &contexts].concat();
+    let response = reqwest::blocking::Client::new()
+        .post(format!("{}/v2/models/classic/infer", server.base))
+        .header("inference-header-content-length", header.len())
+        .body(body)
+        .send()
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 200);
+    let json_length: usize = response.headers()["inference-header-content-length"]
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .expect("JSON length header");
+    let bytes = response.bytes().expect("body");
+    let floats: Vec<f32> = bytes[json_length..]
+        .chunks(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert_eq!(floats.len(), 9);
+    for (i, expected) in seed.iter().enumerate() {
+        for (j, name) in labels.iter().enumerate() {
+            let want = expected["scores"][name].as_f64().expect("seed score") as f32;
+            assert_eq!(
+                floats[i * labels.len() + j],
+                want,
+                "binary pair {i}, label {name}"
+            );
+        }
+    }
+
     // Only the requested output.
     let mut body = infer_body(&PAIRS[..1]);
     body["outputs"] = json!([{"name": "label"}]);
@@ -145,7 +195,8 @@ fn v2_infer_answers_the_seed_routes_scores_and_the_protocol_errors() {
 }
 
 /// Triton's own Python client (`tritonclient[http]` from PyPI) against the real server: its
-/// health, metadata and infer calls work unchanged and get the seed route's scores. Ignored by
+/// health, metadata and infer calls work unchanged, with JSON tensors and with its default
+/// binary tensors, and get the seed route's scores. Ignored by
 /// default (it needs the package): point `CLARITY_TRITONCLIENT_PYTHON` at a Python that has it,
 /// e.g. `python3 -m venv /tmp/triton && /tmp/triton/bin/pip install 'tritonclient[http]'`.
 #[test]
@@ -188,20 +239,23 @@ fn tritonclient_works_unchanged() {
     assert_eq!(seen["model_ready"], true, "{seen}");
     assert_eq!(seen["server"]["name"], "clarity-host", "{seen}");
     assert_eq!(seen["metadata"]["inputs"][0]["name"], "question", "{seen}");
-    assert_eq!(seen["id"], "triton-1", "{seen}");
     assert_eq!(seen["unknown_model_error"]["status"], "404", "{seen}");
     let labels = seen["metadata"]["parameters"]["labels"].clone();
-    for (i, (q, c)) in PAIRS.iter().enumerate() {
-        let (status, expected) =
-            server.post_json("/classify/classic", &json!({"question": q, "context": c}));
-        assert_eq!(status, 200, "{expected}");
-        for (j, name) in labels.as_array().expect("labels").iter().enumerate() {
-            let name = name.as_str().expect("label");
-            let want = expected["scores"][name].as_f64().expect("score");
-            let got = seen["scores"][i][j].as_f64().expect("client score");
-            // numpy read the f32 digits back as float32: equal as f32.
-            assert_eq!(got as f32, want as f32, "pair {i} {name}: {seen}");
+    for (mode, id) in [("json", "triton-1"), ("binary", "triton-2")] {
+        let got = &seen[mode];
+        assert_eq!(got["id"], id, "{mode}: {seen}");
+        for (i, (q, c)) in PAIRS.iter().enumerate() {
+            let (status, expected) =
+                server.post_json("/classify/classic", &json!({"question": q, "context": c}));
+            assert_eq!(status, 200, "{expected}");
+            for (j, name) in labels.as_array().expect("labels").iter().enumerate() {
+                let name = name.as_str().expect("label");
+                let want = expected["scores"][name].as_f64().expect("score");
+                let score = got["scores"][i][j].as_f64().expect("client score");
+                // numpy read the f32 back as float32: equal as f32.
+                assert_eq!(score as f32, want as f32, "{mode} pair {i} {name}: {seen}");
+            }
+            assert_eq!(got["label"][i], expected["clarity_label"], "{mode}: {seen}");
         }
-        assert_eq!(seen["label"][i], expected["clarity_label"], "{seen}");
     }
 }

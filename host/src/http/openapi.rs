@@ -246,6 +246,7 @@ fn open_inference_paths(paths: &mut Map<String, Value>) {
         paths.insert(format!("{prefix}/ready"), json!({"get": model_ready}));
         paths.insert(format!("{prefix}/infer"), json!({"post": {
             "summary": "Classify N pairs (Open Inference Protocol); the same queue, batching and limits as the model's route",
+            "description": "Tensors as JSON `data`, or in the binary tensor data extension: the JSON part is `Inference-Header-Content-Length` bytes, followed by each input with `parameters.binary_data_size` (BYTES: a 4-byte little-endian length before each element). Outputs asked with `parameters.binary_data: true` (or the request's `binary_data_output: true`) follow the JSON answer the same way, FP32 little-endian.",
             "tags": ["Open Inference Protocol"],
             "parameters": params,
             "requestBody": {"required": true, "content": {"application/json": {
@@ -256,7 +257,7 @@ fn open_inference_paths(paths: &mut Map<String, Value>) {
             "responses": {
                 "200": {"description": "`scores` and `label` (or the requested `outputs`).",
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/V2InferResponse"}}}},
-                "400": v2_error("Not JSON, a missing, unknown or mistyped input, mismatched shapes, a blank element, too many pairs, an unknown output, or the binary tensor extension."),
+                "400": v2_error("Not JSON, a missing, unknown or mistyped input, mismatched shapes, a blank element, too many pairs, an unknown output, or binary data whose sizes do not add up."),
                 "404": v2_error("Unknown model or version."),
                 "413": v2_error("Body over the size limit."),
                 "429": overloaded_response(),

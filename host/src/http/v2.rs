@@ -6,8 +6,10 @@
 //! Inference goes through the model's worker queue like the seed route, so batching, the
 //! in-flight bound, the deadline, metrics and request ids apply alike. Errors are the
 //! protocol's `{"error": "..."}` (plus our `kind` and `request_id`), with 400 for anything
-//! wrong with the request instead of the seed route's 422. Tensors travel as JSON only: the
-//! binary tensor extension is refused with a 400 that says to send JSON.
+//! wrong with the request instead of the seed route's 422. Tensors travel as JSON `data` or,
+//! as Triton's clients send them by default, in the binary tensor extension ([`binary`]).
+
+mod binary;
 
 use super::error::{ApiError, BodyStyle};
 use super::AppState;
@@ -15,7 +17,7 @@ use crate::worker::{ModelWorker, Status};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use clarity_sdk::{ErrorKind, TextPair};
@@ -25,9 +27,6 @@ use std::sync::Arc;
 
 /// The one version every model has (the protocol's version paths accept only this).
 pub const MODEL_VERSION: &str = "1";
-
-/// The header of the binary tensor extension, which we do not speak.
-const BINARY_HEADER: &str = "inference-header-content-length";
 
 /// Whether `path` is one of the protocol's (its errors are answered in its shape).
 pub fn is_v2_path(path: &str) -> bool {
@@ -226,11 +225,8 @@ pub async fn infer(
     Path(path): Path<ModelPath>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<InferResponse>, V2Error> {
+) -> Result<Response, V2Error> {
     let worker = find(&state, &path)?;
-    if headers.contains_key(BINARY_HEADER) {
-        return Err(binary_refused());
-    }
     let body = body.map_err(|e| {
         V2Error(if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(format!("request body is over the limit: {}", e.body_text()))
@@ -238,44 +234,81 @@ pub async fn infer(
             ApiError::MalformedJson(e.body_text())
         })
     })?;
-    let request: InferRequest = parse_body(&body)?;
+    let (json_part, tail) =
+        binary::split(&body, headers.get(binary::HEADER)).map_err(V2Error::bad_request)?;
+    let request: InferRequest = parse_body(json_part)?;
     let wanted = requested_outputs(&request)?;
-    let pairs = pairs_of(request.inputs, worker.max_request_pairs())?;
+    let mut tail = binary::Tail::new(tail);
+    let pairs = pairs_of(request.inputs, &mut tail, worker.max_request_pairs())?;
+    tail.finish().map_err(V2Error::bad_request)?;
     let n = pairs.len();
     let scores = worker.classify(pairs).await?;
     let labels = worker.labels();
     let mut outputs = Vec::new();
-    if wanted.contains(&"scores") {
-        outputs.push(OutputTensor {
-            name: "scores",
-            datatype: "FP32",
-            shape: vec![n, labels.len()],
-            data: TensorData::Fp32(scores.iter().flatten().copied().collect()),
-        });
+    let mut blobs = Vec::new();
+    for (name, as_binary) in wanted {
+        let (datatype, shape, data) = if name == "scores" {
+            let flat: Vec<f32> = scores.iter().flatten().copied().collect();
+            ("FP32", vec![n, labels.len()], TensorData::Fp32(flat))
+        } else {
+            let best = scores
+                .iter()
+                .map(|row| {
+                    labels
+                        .get(clarity_sdk::metrics::argmax(row))
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .collect();
+            ("BYTES", vec![n], TensorData::Bytes(best))
+        };
+        let mut output = OutputTensor {
+            name,
+            datatype,
+            shape,
+            parameters: None,
+            data: Some(data),
+        };
+        if as_binary {
+            let raw = match output.data.take() {
+                Some(TensorData::Fp32(values)) => binary::encode_fp32(&values),
+                Some(TensorData::Bytes(items)) => binary::encode_bytes(&items),
+                None => Vec::new(),
+            };
+            output.parameters = Some(json!({"binary_data_size": raw.len()}));
+            blobs.push(raw);
+        }
+        outputs.push(output);
     }
-    if wanted.contains(&"label") {
-        let best = scores
-            .iter()
-            .map(|row| {
-                labels
-                    .get(clarity_sdk::metrics::argmax(row))
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .collect();
-        outputs.push(OutputTensor {
-            name: "label",
-            datatype: "BYTES",
-            shape: vec![n],
-            data: TensorData::Bytes(best),
-        });
-    }
-    Ok(Json(InferResponse {
+    let answer = InferResponse {
         model_name: worker.spec().name.clone(),
         model_version: MODEL_VERSION,
         id: request.id,
         outputs,
-    }))
+    };
+    if blobs.is_empty() {
+        return Ok(Json(answer).into_response());
+    }
+    // JSON first, then each binary output in order, its length in the header.
+    let mut body = serde_json::to_vec(&answer).map_err(|e| {
+        V2Error(ApiError::unavailable(
+            "cannot write the answer",
+            Some(e.to_string()),
+        ))
+    })?;
+    let json_length = body.len();
+    blobs.iter().for_each(|blob| body.extend_from_slice(blob));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                HeaderName::from_static(binary::HEADER),
+                json_length.to_string(),
+            ),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 /// The infer response. Typed rather than built with `json!`, so FP32 scores are written as
@@ -294,7 +327,11 @@ struct OutputTensor {
     name: &'static str,
     datatype: &'static str,
     shape: Vec<usize>,
-    data: TensorData,
+    /// `binary_data_size` when the data follows the JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<TensorData>,
 }
 
 #[derive(Debug, Serialize)]
@@ -302,13 +339,6 @@ struct OutputTensor {
 enum TensorData {
     Fp32(Vec<f32>),
     Bytes(Vec<String>),
-}
-
-fn binary_refused() -> V2Error {
-    V2Error::bad_request(
-        "the binary tensor data extension is not supported: send tensors as JSON `data` \
-         (tritonclient: binary_data=False on inputs and outputs)",
-    )
 }
 
 /// The body as JSON, whatever its `Content-Type` (Triton's clients send none), with the
@@ -331,20 +361,18 @@ fn parse_body(body: &[u8]) -> Result<InferRequest, V2Error> {
     })
 }
 
-/// The outputs to answer, in the protocol's order (all unless `outputs` names some).
-fn requested_outputs(request: &InferRequest) -> Result<Vec<&'static str>, V2Error> {
-    let asks_binary = |parameters: &Option<Map<String, Value>>, key: &str| {
+/// The outputs to answer (all unless `outputs` names some), each with whether it goes in
+/// binary: its own `binary_data`, else the request's `binary_data_output`.
+fn requested_outputs(request: &InferRequest) -> Result<Vec<(&'static str, bool)>, V2Error> {
+    let flag = |parameters: &Option<Map<String, Value>>, key: &str| {
         parameters
             .as_ref()
             .and_then(|p| p.get(key))
             .and_then(Value::as_bool)
-            .unwrap_or(false)
     };
-    if asks_binary(&request.parameters, "binary_data_output") {
-        return Err(binary_refused());
-    }
+    let all_binary = flag(&request.parameters, "binary_data_output").unwrap_or(false);
     let Some(requested) = &request.outputs else {
-        return Ok(OUTPUTS.to_vec());
+        return Ok(OUTPUTS.iter().map(|o| (*o, all_binary)).collect());
     };
     let mut wanted = Vec::new();
     for output in requested {
@@ -354,17 +382,21 @@ fn requested_outputs(request: &InferRequest) -> Result<Vec<&'static str>, V2Erro
                 output.name
             )));
         };
-        if asks_binary(&output.parameters, "binary_data") {
-            return Err(binary_refused());
-        }
-        wanted.push(*known);
+        wanted.push((
+            *known,
+            flag(&output.parameters, "binary_data").unwrap_or(all_binary),
+        ));
     }
     Ok(wanted)
 }
 
 /// The pairs from the `question` and `context` inputs, checked against the protocol and the
 /// model's request limit.
-fn pairs_of(inputs: Vec<InputTensor>, max_pairs: usize) -> Result<Vec<TextPair>, V2Error> {
+fn pairs_of(
+    inputs: Vec<InputTensor>,
+    tail: &mut binary::Tail<'_>,
+    max_pairs: usize,
+) -> Result<Vec<TextPair>, V2Error> {
     let mut questions = None;
     let mut contexts = None;
     for input in inputs {
@@ -383,7 +415,7 @@ fn pairs_of(inputs: Vec<InputTensor>, max_pairs: usize) -> Result<Vec<TextPair>,
                 input.name
             )));
         }
-        *slot = Some(strings_of(input)?);
+        *slot = Some(strings_of(input, tail)?);
     }
     let (Some(questions), Some(contexts)) = (questions, contexts) else {
         return Err(V2Error::bad_request(
@@ -418,8 +450,9 @@ fn pairs_of(inputs: Vec<InputTensor>, max_pairs: usize) -> Result<Vec<TextPair>,
 }
 
 /// A BYTES input's strings: shape `[N]` (or `[N, 1]`), `data` a list of N strings (nested
-/// lists are flattened, row-major, as the protocol allows).
-fn strings_of(input: InputTensor) -> Result<Vec<String>, V2Error> {
+/// lists are flattened, row-major, as the protocol allows), or `binary_data_size` bytes of
+/// the binary tail.
+fn strings_of(input: InputTensor, tail: &mut binary::Tail<'_>) -> Result<Vec<String>, V2Error> {
     let name = &input.name;
     if input.datatype != "BYTES" {
         return Err(V2Error::bad_request(format!(
@@ -427,13 +460,20 @@ fn strings_of(input: InputTensor) -> Result<Vec<String>, V2Error> {
             input.datatype
         )));
     }
-    if input
+    let binary_size = input
         .parameters
         .as_ref()
-        .is_some_and(|p| p.contains_key("binary_data_size"))
-    {
-        return Err(binary_refused());
-    }
+        .and_then(|p| p.get("binary_data_size"))
+        .map(|size| {
+            size.as_u64()
+                .and_then(|s| usize::try_from(s).ok())
+                .ok_or_else(|| {
+                    V2Error::bad_request(format!(
+                        "input `{name}`: binary_data_size must be a byte count, got {size}"
+                    ))
+                })
+        })
+        .transpose()?;
     let rows = match input.shape.as_slice() {
         [n] | [n, 1] if *n >= 0 => *n as usize,
         other => {
@@ -442,13 +482,27 @@ fn strings_of(input: InputTensor) -> Result<Vec<String>, V2Error> {
             )))
         }
     };
-    let Some(data) = input.data else {
-        return Err(V2Error::bad_request(format!(
-            "input `{name}` has no `data`"
-        )));
+    let strings = match (binary_size, input.data) {
+        (Some(_), Some(_)) => {
+            return Err(V2Error::bad_request(format!(
+                "input `{name}` has both `data` and binary_data_size: send one"
+            )))
+        }
+        (Some(size), None) => {
+            let raw = tail.take(name, size).map_err(V2Error::bad_request)?;
+            binary::decode_bytes(name, raw).map_err(V2Error::bad_request)?
+        }
+        (None, Some(data)) => {
+            let mut strings = Vec::with_capacity(rows);
+            flatten_strings(name, data, &mut strings)?;
+            strings
+        }
+        (None, None) => {
+            return Err(V2Error::bad_request(format!(
+                "input `{name}` has no `data` (and no binary_data_size)"
+            )))
+        }
     };
-    let mut strings = Vec::with_capacity(rows);
-    flatten_strings(name, data, &mut strings)?;
     if strings.len() != rows {
         return Err(V2Error::bad_request(format!(
             "input `{name}` has {} elements in `data` but shape {:?} says {rows}",

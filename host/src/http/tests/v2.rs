@@ -163,7 +163,7 @@ async fn every_protocol_error() {
     let mut binary = post_json(route, &infer_body(&["q"]));
     binary.headers_mut().insert(
         "inference-header-content-length",
-        "10".parse().expect("header"),
+        "99999".parse().expect("header"),
     );
     let cases: Vec<(Request<Body>, u16, &str, &str)> = vec![
         (
@@ -295,15 +295,11 @@ async fn every_protocol_error() {
             "unknown output `probabilities`",
         ),
         (
-            post_json(
-                route,
-                &json!({"inputs": infer_body(&["q"])["inputs"], "outputs": [{"name": "scores", "parameters": {"binary_data": true}}]}),
-            ),
+            binary,
             400,
             "validation",
-            "binary tensor data",
+            "says the JSON part is 99999 bytes",
         ),
-        (binary, 400, "validation", "binary_data=False"),
         (
             post(route, "x".repeat(5000), None),
             413,
@@ -437,4 +433,129 @@ async fn openapi_documents_every_v2_route() {
         assert!(infer["responses"][status].is_object(), "{status}: {infer}");
     }
     assert!(doc["components"]["schemas"]["V2Error"]["required"] == json!(["error"]));
+}
+
+/// A body in the binary tensor extension: the JSON, then each input's raw BYTES.
+fn binary_request(json_part: &Value, tail: &[u8]) -> Request<Body> {
+    let mut body = json_part.to_string().into_bytes();
+    let length = body.len();
+    body.extend_from_slice(tail);
+    let mut request = post("/v2/models/m/infer", body, Some("application/octet-stream"));
+    request.headers_mut().insert(
+        "inference-header-content-length",
+        length.to_string().parse().expect("header"),
+    );
+    request
+}
+
+fn raw_bytes(items: &[&str]) -> Vec<u8> {
+    items
+        .iter()
+        .flat_map(|s| {
+            let mut raw = (s.len() as u32).to_le_bytes().to_vec();
+            raw.extend_from_slice(s.as_bytes());
+            raw
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_tensor_extension_works_both_ways() {
+    let model = fake("m", 64, None);
+    let app = app(&[&model.worker]);
+    let questions = raw_bytes(&["one", "two"]);
+    let contexts = raw_bytes(&["Q: a\nA: b", "Q: c\nA: d"]);
+    let tensor = |name: &str, size: usize| json!({"name": name, "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": size}});
+    // Triton's client default: binary inputs, and no `outputs` but binary_data_output.
+    let header = json!({"inputs": [tensor("question", questions.len()), tensor("context", contexts.len())],
+                        "parameters": {"binary_data_output": true}});
+    let tail = [questions.clone(), contexts.clone()].concat();
+    let response = app
+        .clone()
+        .oneshot(binary_request(&header, &tail))
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    let json_length: usize = response.headers()["inference-header-content-length"]
+        .to_str()
+        .expect("header")
+        .parse()
+        .expect("length");
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    let answer: Value = serde_json::from_slice(&bytes[..json_length]).expect("JSON part");
+    let scores = &answer["outputs"][0];
+    assert_eq!(scores["name"], "scores");
+    assert_eq!(scores["parameters"]["binary_data_size"], 24, "{answer}");
+    assert!(scores.get("data").is_none(), "{answer}");
+    let blob = &bytes[json_length..];
+    let floats: Vec<f32> = blob[..24]
+        .chunks(4)
+        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .collect();
+    assert_eq!(floats, vec![1.0 / 3.0; 6]);
+    assert_eq!(&blob[24..], raw_bytes(&[LABELS[0], LABELS[0]]).as_slice());
+    assert_eq!(
+        answer["outputs"][1]["parameters"]["binary_data_size"],
+        blob.len() - 24
+    );
+
+    // Binary in, JSON out when the output asks for it; JSON in, binary out for one output.
+    let mut header = json!({"inputs": [tensor("question", questions.len()), tensor("context", contexts.len())],
+                            "outputs": [{"name": "label", "parameters": {"binary_data": false}}]});
+    let answer = send(&app, binary_request(&header, &tail)).await;
+    assert_eq!(answer.0, StatusCode::OK, "{}", answer.1);
+    assert_eq!(
+        answer.1["outputs"][0]["data"],
+        json!([LABELS[0], LABELS[0]])
+    );
+    let mut mixed = infer_body(&["q"]);
+    mixed["outputs"] = json!([{"name": "label", "parameters": {"binary_data": true}}]);
+    let response = app
+        .clone()
+        .oneshot(post_json("/v2/models/m/infer", &mixed))
+        .await
+        .expect("infallible");
+    assert!(response
+        .headers()
+        .contains_key("inference-header-content-length"));
+
+    // Sizes that do not add up are 400s that say which input.
+    header["inputs"][0]["parameters"]["binary_data_size"] = json!(questions.len() + 1);
+    let answer = send(&app, binary_request(&header, &tail)).await;
+    assert_v2_error(&answer, 400, "validation");
+    assert!(
+        answer.1["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("input `question`"),
+        "{}",
+        answer.1
+    );
+    let header =
+        json!({"inputs": [tensor("question", questions.len()), tensor("context", contexts.len())]});
+    let answer = send(
+        &app,
+        binary_request(&header, &[tail.clone(), vec![0]].concat()),
+    )
+    .await;
+    assert_v2_error(&answer, 400, "validation");
+    assert!(
+        answer.1["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("belong to no input"),
+        "{}",
+        answer.1
+    );
+    let mut both = header.clone();
+    both["inputs"][0]["data"] = json!(["one", "two"]);
+    let answer = send(&app, binary_request(&both, &tail)).await;
+    assert_v2_error(&answer, 400, "validation");
+    assert_eq!(
+        model.calls(),
+        vec![2, 2, 1],
+        "only the good requests reached the model"
+    );
 }
