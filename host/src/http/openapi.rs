@@ -317,6 +317,9 @@ pub fn docs_page(models: &[Arc<ModelWorker>]) -> String {
          <code>/v2/models/NAME/ready</code> and <code>POST /v2/models/NAME/infer</code> with BYTES inputs \
          <code>question</code> and <code>context</code> (shape [N]), answering FP32 <code>scores</code> \
          [N, labels] and BYTES <code>label</code> [N].</p>\
+         <h2>Hot reload</h2><p><code>POST /admin/reload</code> (or SIGHUP) re-reads models.yaml; \
+         <code>POST /admin/models/NAME/reload</code> loads one model's artifacts again. Both answer \
+         what was loaded, unchanged, removed, failed and pending.</p>\
          <pre>curl -s http://HOST/v2/models/NAME/infer -d '{{\"inputs\": [\
          {{\"name\": \"question\", \"datatype\": \"BYTES\", \"shape\": [1], \"data\": [\"Will you sign it?\"]}}, \
          {{\"name\": \"context\", \"datatype\": \"BYTES\", \"shape\": [1], \"data\": [\"Q: Will you sign it?\\nA: Yes.\"]}}]}}'</pre>\
