@@ -335,6 +335,18 @@ fn models_reload_under_load_without_a_failed_request() {
     wait_for_log(&server, "Model `second` stopped", 1);
     load.wait_for_progress(20);
 
+    // Every model load by a reload is counted: 1, 2 (SIGHUP), 3 (retrain), classic again
+    // and second in 6; the broken plugin in 4 failed; the broken YAML in 5.
+    let (_, metrics) = server.get("/metrics");
+    let metrics = metrics.as_str().unwrap_or_default();
+    for line in [
+        r#"clarity_model_reloads_total{outcome="loaded"} 5"#,
+        r#"clarity_model_reloads_total{outcome="failed"} 1"#,
+        r#"clarity_model_reloads_total{outcome="invalid_config"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "metrics lack {line}:\n{metrics}");
+    }
+
     let (answered, failures) = load.finish();
     assert!(
         failures.is_empty(),

@@ -167,8 +167,16 @@ impl Reloader {
 
     async fn reload_config(self: Arc<Self>, trigger: String) -> Result<Report, ReloadError> {
         let _one = self.one_at_a_time.lock().await;
-        let config = Arc::new(crate::config::load(&self.config_path)?);
-        let wanted = self.wanted(&config)?;
+        let read = crate::config::load(&self.config_path)
+            .map_err(ReloadError::from)
+            .and_then(|config| Ok((self.wanted(&config)?, config)));
+        let (wanted, config) = match read {
+            Ok((wanted, config)) => (wanted, Arc::new(config)),
+            Err(e) => {
+                crate::metrics::record_reloads("invalid_config", 1);
+                return Err(e);
+            }
+        };
         let served = self.table.load_full();
         let pending = self.pending();
         let plan = plan::plan(
@@ -347,6 +355,7 @@ impl Reloader {
                 Status::Failed(reason) => Err(reason),
                 Status::Loading | Status::Training => return,
             };
+            crate::metrics::record_reloads(if outcome.is_ok() { "loaded" } else { "failed" }, 1);
             let mut progress = this.progress();
             if let Some(report) = progress.last.as_mut() {
                 report.pending.retain(|n| *n != name);
@@ -374,6 +383,8 @@ impl Reloader {
     /// Log the report, keep it for `GET /`, and return it.
     fn finish(&self, mut report: Report) -> Report {
         report.finished_at = chrono::Utc::now().to_rfc3339();
+        crate::metrics::record_reloads("loaded", report.loaded.len());
+        crate::metrics::record_reloads("failed", report.failed.len());
         for failure in &report.failed {
             tracing::error!(
                 "Reload ({}): model `{}` failed to load{}: {}",
