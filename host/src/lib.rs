@@ -9,6 +9,7 @@
 //! - [`backend`]: the [`backend::Classify`] seam and the shape-checked [`backend::LoadedModel`].
 //! - [`training`]: one training run from data to a committed model folder.
 //! - [`worker`] and [`http`]: batching per model, and the axum router over it.
+//! - [`reload`]: hot reload of the served models from `models.yaml`.
 //! - [`commands`]: the subcommands, thin adapters over the above.
 
 pub mod artifacts;
@@ -22,6 +23,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod plugins;
+pub mod reload;
 pub mod tensorboard;
 pub mod training;
 pub mod worker;

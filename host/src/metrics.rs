@@ -26,6 +26,8 @@ pub const QUEUED_PAIRS: &str = "clarity_queued_pairs";
 pub const DROPPED_PAIRS: &str = "clarity_dropped_pairs_total";
 /// Failed classifications by model and error kind.
 pub const FAILURES: &str = "clarity_classify_failures_total";
+/// Model (re)loads by hot reload, by outcome: `loaded`, `failed` or `invalid_config`.
+pub const RELOADS: &str = "clarity_model_reloads_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -44,12 +46,18 @@ pub fn install() -> Result<PrometheusHandle, String> {
 
 /// Middleware: count and time every request by its matched route.
 pub async fn track_requests(request: Request, next: Next) -> Response {
-    let started = Instant::now();
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
+    track_as(route, request, next).await
+}
+
+/// Count and time one request under the route label `route` (the HTTP layer names model
+/// routes, which are looked up in the served table rather than matched by the router).
+pub async fn track_as(route: String, request: Request, next: Next) -> Response {
+    let started = Instant::now();
     let method = request.method().to_string();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
@@ -84,4 +92,9 @@ pub fn record_failure(model: &str, kind: &str) {
 /// Count pairs dropped before their batch ran because nobody waits for them any more.
 pub fn record_dropped(model: &str, pairs: usize) {
     metrics::counter!(DROPPED_PAIRS, "model" => model.to_owned()).increment(pairs as u64);
+}
+
+/// Count `n` model reloads that ended in `outcome`.
+pub fn record_reloads(outcome: &'static str, n: usize) {
+    metrics::counter!(RELOADS, "outcome" => outcome).increment(n as u64);
 }

@@ -164,6 +164,9 @@ impl ModelWorker {
                             micros_per_pair: &thread_pace,
                         };
                         run_batches(&name, &model, queue, max_batch);
+                        // Every handle is gone (a reload replaced or removed the model, or
+                        // the server stops): the last request is answered.
+                        tracing::info!("Model `{name}` stopped");
                     }
                     Err(reason) => {
                         tracing::error!("Model `{name}` failed to load: {reason}");

@@ -246,6 +246,11 @@ impl Server {
         process::wait_exit(&mut self.child, timeout)
     }
 
+    /// The server's process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the server logged so far.
     pub fn log(&self) -> String {
         self.log.text()

@@ -4,6 +4,9 @@
 //! while models load and `/ready` turns 200 when all have. A model that fails to load (a
 //! missing plugin, an ABI mismatch, no trained model) is reported and the others serve.
 //!
+//! SIGHUP (or `POST /admin/reload`) re-reads `models.yaml` while serving; see
+//! [`crate::reload`].
+//!
 //! A model with no trained artifact is trained first (auto-train). Ctrl-C or SIGTERM asks
 //! such a run to checkpoint and stop, and the process waits for it before exiting, so a
 //! stop never leaves half a model behind.
@@ -13,6 +16,7 @@ use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::http::{self, AppState, Limits};
 use crate::plugins::{self, Registry};
+use crate::reload::{ModelTable, Reloader};
 use crate::tensorboard;
 use crate::training::{self, ProgressMode, TrainOptions};
 use crate::worker::{ModelWorker, Startup, Status};
@@ -65,26 +69,42 @@ pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let registry = Arc::new(Registry::default());
     // Set when the server is told to stop: auto-trains checkpoint and stop at their next step.
     let stop = Arc::new(AtomicBool::new(false));
+    // Shares are fixed at startup: a reload that adds a model does not re-split the cores.
     let threads = inference_threads(&specs);
+    let spawn = {
+        let registry = Arc::clone(&registry);
+        let stop = Arc::clone(&stop);
+        let auto_train = !args.no_auto_train;
+        move |config: Arc<Config>, spec: ModelSpec, train_first: bool| {
+            let path = plugins::plugin_path(&spec, &config.dir);
+            let startup = startup_for(
+                config,
+                Arc::clone(&registry),
+                spec.clone(),
+                (auto_train && train_first).then(|| Arc::clone(&stop)),
+                threads,
+            );
+            ModelWorker::spawn(spec, path.display().to_string(), startup)
+        }
+    };
     let mut workers = Vec::with_capacity(specs.len());
     for spec in specs {
-        let path = plugins::plugin_path(&spec, &config.dir);
-        let startup = startup_for(
-            Arc::clone(&config),
-            Arc::clone(&registry),
-            spec.clone(),
-            (!args.no_auto_train).then(|| Arc::clone(&stop)),
-            threads,
-        );
-        let worker = ModelWorker::spawn(spec, path.display().to_string(), startup)
-            .context("cannot start a model thread")?;
+        let worker =
+            spawn(Arc::clone(&config), spec, true).context("cannot start a model thread")?;
         workers.push(Arc::new(worker));
     }
-    let models = Arc::new(workers);
+    let table = ModelTable::shared(workers);
+    let reloader = Arc::new(Reloader::new(
+        Arc::clone(&config),
+        args.models.clone(),
+        Arc::clone(&table),
+        Box::new(spawn),
+    ));
     let state = AppState {
-        models: Arc::clone(&models),
+        models: table,
         metrics,
         auth: Arc::new(auth),
+        reloader: Some(Arc::clone(&reloader)),
     };
     let limits = Limits {
         body_bytes: args.body_limit,
@@ -98,7 +118,9 @@ pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let app = http::cors::wrap(http::router(state.clone(), limits), cors);
     let served = runtime.block_on(serve(&state, app, &args.host, args.port));
     stop.store(true, Ordering::SeqCst);
-    for worker in models.iter() {
+    let mut running: Vec<Arc<ModelWorker>> = state.models().iter().cloned().collect();
+    running.extend(reloader.pending());
+    for worker in running {
         if worker.status() == Status::Training {
             tracing::info!(
                 "Waiting for `{}` to checkpoint its training",
@@ -126,7 +148,10 @@ async fn serve(state: &AppState, app: axum::Router, host: &str, port: u16) -> an
     let addr = listener
         .local_addr()
         .context("cannot read the bound address")?;
-    for worker in state.models.iter() {
+    if let Some(reloader) = &state.reloader {
+        reload_on_sighup(Arc::clone(reloader));
+    }
+    for worker in state.models().iter() {
         tracing::info!(
             "Route POST {} -> model `{}`",
             worker.spec().route(),
@@ -140,6 +165,29 @@ async fn serve(state: &AppState, app: axum::Router, host: &str, port: u16) -> an
         .context("server error")?;
     tracing::info!("Server stopped");
     Ok(())
+}
+
+/// Reload `models.yaml` on each SIGHUP (the reply goes to the log).
+fn reload_on_sighup(reloader: Arc<Reloader>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGHUP (reload with POST /admin/reload): {e}");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading {}", reloader.config_path().display());
+            if let Err(e) = reloader.reload("SIGHUP").await {
+                tracing::error!("Reload (SIGHUP): {e}");
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(reloader);
 }
 
 /// Every enabled model, or exactly the ones named with `--model`.

@@ -40,6 +40,9 @@ pub const RESERVED_ROUTES: &[&str] = &[
     "/redoc",
 ];
 
+/// Path prefixes the server itself answers under (the Open Inference Protocol, hot reload).
+pub const RESERVED_PREFIXES: &[&str] = &["/v2", "/admin"];
+
 /// A loaded and checked `models.yaml`.
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -276,6 +276,26 @@ fn route_problems() {
 }
 
 #[test]
+fn routes_under_v2_and_admin_are_reserved() {
+    let text = "\
+- name: a
+  type: classic
+  route: /v2/models/a/infer
+- name: b
+  type: classic
+  route: /admin
+- name: c
+  type: classic
+  route: /v2x/c
+";
+    let p = problems(text);
+    let lines: Vec<Option<usize>> = p.iter().map(|p| p.line).collect();
+    assert_eq!(lines, [Some(3), Some(6)], "{p:?}");
+    assert!(p[0].message.contains("under /v2/"), "{}", p[0].message);
+    assert!(p[1].message.contains("under /admin/"), "{}", p[1].message);
+}
+
+#[test]
 fn names_and_kinds() {
     let text = "\
 - name: my model

@@ -2,7 +2,7 @@
 //! label counts, ranges).
 
 use super::locate::{key, Locator, Seg};
-use super::{quoted_list, Problem, BUILTIN_KINDS, RESERVED_ROUTES};
+use super::{quoted_list, Problem, BUILTIN_KINDS, RESERVED_PREFIXES, RESERVED_ROUTES};
 use clarity_sdk::ModelSpec;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -63,6 +63,14 @@ fn route_problem(route: &str) -> Option<String> {
         return Some(format!(
             "route \"{route}\" is one of the server's own routes ({}); choose another, e.g. \"/classify/<name>\"",
             RESERVED_ROUTES.join(", ")
+        ));
+    }
+    if let Some(prefix) = RESERVED_PREFIXES
+        .iter()
+        .find(|p| route == **p || route.starts_with(&format!("{p}/")))
+    {
+        return Some(format!(
+            "route \"{route}\" is under {prefix}/, where the server answers itself; choose another, e.g. \"/classify/<name>\""
         ));
     }
     if route.contains("//") {

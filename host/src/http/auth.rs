@@ -1,5 +1,6 @@
 //! API keys: with any key configured, every route but the open ones (by default `/health`,
-//! `/ready` and `/metrics`) needs `Authorization: Bearer <key>`. A missing, malformed or
+//! `/ready`, `/metrics` and the Open Inference Protocol's `/v2/health/live` and
+//! `/v2/health/ready`, which Kubernetes probes call without credentials) needs `Authorization: Bearer <key>`. A missing, malformed or
 //! wrong key is a 401 with `WWW-Authenticate: Bearer realm="clarity"` (RFC 6750).
 //!
 //! Keys are compared in constant time against every configured key, with no early exit, so
@@ -16,7 +17,13 @@ use std::path::{Path, PathBuf};
 use subtle::{Choice, ConstantTimeEq};
 
 /// The routes open without a key unless `--open-route` says otherwise.
-pub const DEFAULT_OPEN_ROUTES: [&str; 3] = ["/health", "/ready", "/metrics"];
+pub const DEFAULT_OPEN_ROUTES: [&str; 5] = [
+    "/health",
+    "/ready",
+    "/metrics",
+    "/v2/health/live",
+    "/v2/health/ready",
+];
 
 /// The name of the OpenAPI security scheme.
 const SCHEME: &str = "bearerAuth";

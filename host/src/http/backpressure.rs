@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// `Retry-After` for a request refused by the in-flight bound: slots free as soon as any
 /// running request finishes, so one second is enough.
@@ -36,23 +36,31 @@ impl InFlight {
     }
 }
 
+impl InFlight {
+    /// A slot for one model request, held until it is dropped, or 429 at once.
+    pub fn enter(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        Arc::clone(&self.slots)
+            .try_acquire_owned()
+            .map_err(|_| ApiError::Overloaded {
+                message: format!(
+                    "the server is overloaded: {} model requests in flight (--max-concurrent-requests); retry later",
+                    self.limit
+                ),
+                retry_after_secs: IN_FLIGHT_RETRY_AFTER_SECS,
+            })
+    }
+}
+
 /// Middleware on model routes: take a slot for the whole request, or refuse it at once.
 pub async fn limit_in_flight(
     State(in_flight): State<InFlight>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Ok(_slot) = Arc::clone(&in_flight.slots).try_acquire_owned() else {
-        return ApiError::Overloaded {
-            message: format!(
-                "the server is overloaded: {} model requests in flight (--max-concurrent-requests); retry later",
-                in_flight.limit
-            ),
-            retry_after_secs: IN_FLIGHT_RETRY_AFTER_SECS,
-        }
-        .into_response();
-    };
-    next.run(request).await
+    match in_flight.enter() {
+        Ok(_slot) => next.run(request).await,
+        Err(refused) => refused.into_response(),
+    }
 }
 
 /// Middleware on every route: answer 504 `timeout` when the request takes longer than the

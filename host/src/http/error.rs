@@ -34,6 +34,10 @@ pub enum ApiError {
     /// No such route.
     #[error("{0}")]
     NotFound(String),
+    /// A reload found `models.yaml` unusable (file, line and field in the text); nothing
+    /// changed.
+    #[error("{0}")]
+    InvalidConfig(String),
     /// The route exists but not for this method.
     #[error("{0}")]
     MethodNotAllowed(String),
@@ -84,6 +88,18 @@ pub struct ErrorReport {
     pub kind: &'static str,
     /// The full story, for the log only.
     pub detail: String,
+    /// Which JSON shape the client gets.
+    pub style: BodyStyle,
+}
+
+/// The shape of an error body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyStyle {
+    /// `{"error", "kind", "detail", "request_id"}`: the seed routes' shape.
+    Clarity,
+    /// `{"error", "kind", "request_id"}`: the Open Inference Protocol's `{"error"}` (see
+    /// [`super::v2`]), without FastAPI's `detail`.
+    OpenInference,
 }
 
 /// The JSON error body.
@@ -93,8 +109,9 @@ pub struct ErrorBody<'a> {
     pub error: &'a str,
     /// Machine-readable kind.
     pub kind: &'a str,
-    /// The same text as `error`, under FastAPI's name.
-    pub detail: &'a str,
+    /// The same text as `error`, under FastAPI's name (not in the Open Inference shape).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<&'a str>,
     /// The request's id, to find its log lines.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<&'a str>,
@@ -117,6 +134,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::InvalidConfig(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -138,6 +156,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::NotFound(_) => "not_found",
+            ApiError::InvalidConfig(_) => "invalid_config",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Overloaded { .. } => "overloaded",
             ApiError::Timeout(_) => "timeout",
@@ -181,20 +200,31 @@ impl ApiError {
             public: self.public_message(),
             kind: self.kind(),
             detail,
+            style: BodyStyle::Clarity,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let report = self.report();
+        let status = self.status();
+        self.respond(status, BodyStyle::Clarity)
+    }
+}
+
+impl ApiError {
+    /// The response with `status` and a body in `style` (the Open Inference routes answer
+    /// some errors with other statuses than the seed routes).
+    pub fn respond(self, status: StatusCode, style: BodyStyle) -> Response {
+        let mut report = self.report();
+        report.style = style;
         let body = ErrorBody {
             error: &report.public,
             kind: report.kind,
-            detail: &report.public,
+            detail: (style == BodyStyle::Clarity).then_some(report.public.as_str()),
             request_id: None,
         };
-        let mut response = (self.status(), Json(body)).into_response();
+        let mut response = (status, Json(body)).into_response();
         if let ApiError::Unauthorized { error_code, .. } = &self {
             let challenge = match error_code {
                 Some(code) => format!("Bearer realm=\"clarity\", error=\"{code}\""),

@@ -73,6 +73,8 @@ pub fn document(models: &[Arc<ModelWorker>]) -> Value {
         "/redoc".into(),
         simple("This API in ReDoc (loaded from a CDN; the /docs page offline)"),
     );
+    open_inference_paths(&mut paths);
+    admin_paths(&mut paths);
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -115,9 +117,158 @@ pub fn document(models: &[Arc<ModelWorker>]) -> Value {
                 "status": {"type": "string", "enum": ["ok"]},
                 "models_loaded": {"type": "integer", "minimum": 0,
                                   "description": "How many served models are loaded and ready."}
+            }},
+            "ReloadReport": {"type": "object",
+                "required": ["trigger", "finished_at", "loaded", "unchanged", "removed", "failed", "pending"],
+                "properties": {
+                    "trigger": {"type": "string", "description": "POST /admin/reload, SIGHUP, or POST /admin/models/{name}/reload."},
+                    "finished_at": {"type": "string", "format": "date-time"},
+                    "loaded": {"type": "array", "items": {"type": "string"}, "description": "New or changed models now serving on a new worker."},
+                    "unchanged": {"type": "array", "items": {"type": "string"}, "description": "Same entry: same worker."},
+                    "removed": {"type": "array", "items": {"type": "string"}, "description": "No longer served; they stop after their requests in flight."},
+                    "failed": {"type": "array", "items": {"type": "object", "required": ["name", "error", "old_model_serving"], "properties": {
+                        "name": {"type": "string"}, "error": {"type": "string"},
+                        "old_model_serving": {"type": "boolean", "description": "Whether the previous worker still serves the route."}}}},
+                    "pending": {"type": "array", "items": {"type": "string"}, "description": "Still loading or training: they join when ready (see GET / `last_reload`)."},
+                    "error": {"type": "string", "description": "Only with a failure: which entries failed."},
+                    "kind": {"type": "string", "enum": ["reload_failed"], "description": "Only with a failure."}
+                }},
+            "V2Error": {"type": "object", "required": ["error"], "properties": {
+                "error": {"type": "string", "description": "What went wrong (the protocol's field)."},
+                "kind": {"type": "string", "description": "Machine-readable kind, as in Error."},
+                "request_id": {"type": "string", "description": "The request's id, also in the x-request-id header."}
+            }},
+            "V2Tensor": {"type": "object", "required": ["name", "datatype", "shape"], "properties": {
+                "name": {"type": "string"},
+                "datatype": {"type": "string", "description": "BYTES for the inputs and `label`, FP32 for `scores`."},
+                "shape": {"type": "array", "items": {"type": "integer"}},
+                "parameters": {"type": "object"},
+                "data": {"type": "array", "description": "Row-major, flattened (nested lists are accepted in requests)."}
+            }},
+            "V2InferRequest": {"type": "object", "required": ["inputs"], "properties": {
+                "id": {"type": "string", "description": "Echoed in the response."},
+                "parameters": {"type": "object"},
+                "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2Tensor"},
+                           "description": "`question` and `context`: BYTES, shape [N], `data` N strings each."},
+                "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
+                    "name": {"type": "string", "enum": ["scores", "label"]}, "parameters": {"type": "object"}}},
+                    "description": "Only these outputs (default: both)."}
+            }},
+            "V2InferResponse": {"type": "object", "required": ["model_name", "outputs"], "properties": {
+                "model_name": {"type": "string"},
+                "model_version": {"type": "string"},
+                "id": {"type": "string"},
+                "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2Tensor"},
+                            "description": "`scores`: FP32 [N, labels], each row the labels' probabilities in label order; `label`: BYTES [N], the most probable label."}
             }}
         }}
     })
+}
+
+/// The hot-reload routes; see [`super::admin`].
+fn admin_paths(paths: &mut Map<String, Value>) {
+    let report = |summary: &str| {
+        json!({"summary": summary, "tags": ["Admin"],
+        "responses": {
+            "200": {"description": "Applied: what was loaded, unchanged, removed, pending.",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ReloadReport"}}}},
+            "422": {"description": "An entry failed to load (the report with `error` and kind `reload_failed`; the rest is applied and the old model keeps serving), or models.yaml is invalid (kind `invalid_config`, with file, line and field; nothing changed).",
+                    "content": {"application/json": {"schema": {"oneOf": [
+                        {"$ref": "#/components/schemas/ReloadReport"}, {"$ref": "#/components/schemas/Error"}]}}}},
+            "503": error_response("Hot reload is not available in this process.")
+        }})
+    };
+    paths.insert(
+        "/admin/reload".into(),
+        json!({"post": report("Re-read models.yaml: new and changed models load beside the served ones and switch when ready; removed ones stop after their requests in flight (SIGHUP does the same)")}),
+    );
+    let mut one = report("Load one model's artifacts again (after a `train` in another process) and switch to it when ready; it is never trained here");
+    one["parameters"] =
+        json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}]);
+    one["responses"]["404"] = error_response("No served model has that name.");
+    paths.insert("/admin/models/{name}/reload".into(), json!({"post": one}));
+}
+
+/// The Open Inference Protocol (KServe v2) routes; see [`super::v2`].
+fn open_inference_paths(paths: &mut Map<String, Value>) {
+    let v2_error = |description: &str| {
+        json!({"description": description,
+               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/V2Error"}}}})
+    };
+    let ok = |summary: &str, example: Value| {
+        json!({"summary": summary, "tags": ["Open Inference Protocol"],
+               "responses": {"200": {"description": "OK", "content": {"application/json": {"example": example}}}}})
+    };
+    let name = json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"},
+                      "description": "The model's name in models.yaml."});
+    let version = json!({"name": "version", "in": "path", "required": true,
+                         "schema": {"type": "string", "enum": [super::v2::MODEL_VERSION]},
+                         "description": "Every model has the one version `1`."});
+    paths.insert(
+        "/v2".into(),
+        json!({"get": ok("Server metadata (Open Inference Protocol)",
+        json!({"name": "clarity-host", "version": env!("CARGO_PKG_VERSION"), "extensions": []}))}),
+    );
+    paths.insert(
+        "/v2/health/live".into(),
+        json!({"get": ok("Liveness: 200 while the process runs", json!({"live": true}))}),
+    );
+    let mut ready = ok(
+        "Readiness: 200 once every served model is loaded",
+        json!({"ready": true}),
+    );
+    ready["responses"]["503"] =
+        v2_error("Not ready yet (`ready: false` and the models not ready in `error`).");
+    paths.insert("/v2/health/ready".into(), json!({"get": ready}));
+    for (prefix, params) in [
+        ("/v2/models/{name}", vec![name.clone()]),
+        (
+            "/v2/models/{name}/versions/{version}",
+            vec![name.clone(), version.clone()],
+        ),
+    ] {
+        let mut metadata = ok("Model metadata: inputs `question`, `context` (BYTES [-1]); outputs `scores` (FP32 [-1, labels]), `label` (BYTES [-1])",
+            json!({"name": "classic", "versions": ["1"], "platform": "clarity_classic",
+                   "inputs": [{"name": "question", "datatype": "BYTES", "shape": [-1]},
+                              {"name": "context", "datatype": "BYTES", "shape": [-1]}],
+                   "outputs": [{"name": "scores", "datatype": "FP32", "shape": [-1, 3]},
+                               {"name": "label", "datatype": "BYTES", "shape": [-1]}],
+                   "parameters": {"labels": ["Clear Reply", "Clear Non-Reply", "Ambivalent"]}}));
+        metadata["parameters"] = json!(params);
+        metadata["responses"]["404"] = v2_error("Unknown model or version.");
+        paths.insert(prefix.into(), json!({"get": metadata}));
+        let mut model_ready = ok(
+            "Model readiness: 200 when it serves",
+            json!({"name": "classic", "ready": true}),
+        );
+        model_ready["parameters"] = json!(params);
+        model_ready["responses"]["404"] = v2_error("Unknown model or version.");
+        model_ready["responses"]["503"] =
+            v2_error("The model is loading, training or failed to load.");
+        paths.insert(format!("{prefix}/ready"), json!({"get": model_ready}));
+        paths.insert(format!("{prefix}/infer"), json!({"post": {
+            "summary": "Classify N pairs (Open Inference Protocol); the same queue, batching and limits as the model's route",
+            "description": "Tensors as JSON `data`, or in the binary tensor data extension: the JSON part is `Inference-Header-Content-Length` bytes, followed by each input with `parameters.binary_data_size` (BYTES: a 4-byte little-endian length before each element). Outputs asked with `parameters.binary_data: true` (or the request's `binary_data_output: true`) follow the JSON answer the same way, FP32 little-endian.",
+            "tags": ["Open Inference Protocol"],
+            "parameters": params,
+            "requestBody": {"required": true, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/V2InferRequest"},
+                "example": {"id": "42", "inputs": [
+                    {"name": "question", "datatype": "BYTES", "shape": [1], "data": ["Will you sign the bill?"]},
+                    {"name": "context", "datatype": "BYTES", "shape": [1], "data": ["Q: Will you sign it?\nA: Yes."]}]}}}},
+            "responses": {
+                "200": {"description": "`scores` and `label` (or the requested `outputs`).",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/V2InferResponse"}}}},
+                "400": v2_error("Not JSON, a missing, unknown or mistyped input, mismatched shapes, a blank element, too many pairs, an unknown output, or binary data whose sizes do not add up."),
+                "404": v2_error("Unknown model or version."),
+                "413": v2_error("Body over the size limit."),
+                "429": overloaded_response(),
+                "500": v2_error("The plugin failed or panicked."),
+                "503": v2_error("Model loading, training or failed to load."),
+                "504": v2_error("No answer within --request-timeout.")
+            }
+        }}));
+    }
 }
 
 fn error_response(description: &str) -> Value {
@@ -162,7 +313,19 @@ pub fn docs_page(models: &[Arc<ModelWorker>]) -> String {
          <code>{{\"error\", \"kind\", \"detail\"}}</code>. Machine-readable: <a href=\"/openapi.json\">/openapi.json</a> \
          (also as <a href=\"/redoc\">ReDoc</a>). \
          Also <a href=\"/\">/</a>, <a href=\"/health\">/health</a>, <a href=\"/ready\">/ready</a>, \
-         <a href=\"/metrics\">/metrics</a>.</p>{rows}</body></html>",
+         <a href=\"/metrics\">/metrics</a>.</p>{rows}\
+         <h2>Open Inference Protocol (KServe v2)</h2><p><code>GET /v2</code>, \
+         <code>/v2/health/live</code>, <code>/v2/health/ready</code>, <code>/v2/models/NAME</code>, \
+         <code>/v2/models/NAME/ready</code> and <code>POST /v2/models/NAME/infer</code> with BYTES inputs \
+         <code>question</code> and <code>context</code> (shape [N]), answering FP32 <code>scores</code> \
+         [N, labels] and BYTES <code>label</code> [N].</p>\
+         <h2>Hot reload</h2><p><code>POST /admin/reload</code> (or SIGHUP) re-reads models.yaml; \
+         <code>POST /admin/models/NAME/reload</code> loads one model's artifacts again. Both answer \
+         what was loaded, unchanged, removed, failed and pending.</p>\
+         <pre>curl -s http://HOST/v2/models/NAME/infer -d '{{\"inputs\": [\
+         {{\"name\": \"question\", \"datatype\": \"BYTES\", \"shape\": [1], \"data\": [\"Will you sign it?\"]}}, \
+         {{\"name\": \"context\", \"datatype\": \"BYTES\", \"shape\": [1], \"data\": [\"Q: Will you sign it?\\nA: Yes.\"]}}]}}'</pre>\
+         </body></html>",
         env!("CARGO_PKG_VERSION")
     )
 }

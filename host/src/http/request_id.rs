@@ -2,7 +2,7 @@
 //! every error body names it: the middleware here logs an error's full detail under that id
 //! and writes the JSON body the client gets (see [`super::error`]).
 
-use super::error::{ErrorBody, ErrorReport};
+use super::error::{BodyStyle, ErrorBody, ErrorReport};
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
@@ -32,7 +32,7 @@ pub async fn assign(mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
     request.extensions_mut().insert(RequestId(id.clone()));
     let mut response = next.run(request).await;
-    if let Some(report) = response.extensions_mut().remove::<ErrorReport>() {
+    if let Some(mut report) = response.extensions_mut().remove::<ErrorReport>() {
         let status = response.status();
         let line = format!(
             "{method} {path} -> {} {} [request {id}]: {}",
@@ -44,6 +44,10 @@ pub async fn assign(mut request: Request, next: Next) -> Response {
             tracing::error!("{line}");
         } else {
             tracing::debug!("{line}");
+        }
+        // Errors from the layers (401, 429, 504) on a protocol route take its shape too.
+        if super::v2::is_v2_path(&path) {
+            report.style = BodyStyle::OpenInference;
         }
         response = with_body(response, &report, &id);
     }
@@ -68,7 +72,7 @@ fn with_body(response: Response, report: &ErrorReport, id: &str) -> Response {
     let body = ErrorBody {
         error: &public,
         kind: report.kind,
-        detail: &public,
+        detail: (report.style == BodyStyle::Clarity).then_some(public.as_str()),
         request_id: Some(id),
     };
     let fresh = Json(body).into_response();

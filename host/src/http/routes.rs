@@ -1,12 +1,14 @@
 //! Route handlers.
 
+use super::backpressure::InFlight;
 use super::error::ApiError;
 use super::types::{ModelSummary, PairRequest, Prediction};
 use super::AppState;
 use crate::data::json_kind;
 use crate::worker::{ModelWorker, Status};
-use axum::extract::{FromRequest, State};
+use axum::extract::{FromRequest, MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use clarity_sdk::TextPair;
@@ -17,6 +19,52 @@ use std::sync::Arc;
 #[derive(FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
+
+/// The catch-all route model requests arrive on (see [`model_route`]).
+pub const MODEL_ROUTES: &str = "/{*path}";
+
+/// Any path the fixed routes do not take: the model served there now, if any. The request
+/// keeps its own handle on that model, so it finishes on it even if a reload swaps it out.
+pub async fn model_route(state: AppState, in_flight: InFlight, request: Request) -> Response {
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let Some(worker) = state.model_at(uri.path()) else {
+        return not_found(method, uri).await.into_response();
+    };
+    if method != Method::POST {
+        return method_not_allowed(method, uri).await.into_response();
+    }
+    let _slot = match in_flight.enter() {
+        Ok(slot) => slot,
+        Err(refused) => return refused.into_response(),
+    };
+    match ApiJson::<Value>::from_request(request, &state).await {
+        Ok(body) => classify(worker, body).await.into_response(),
+        Err(rejected) => rejected.into_response(),
+    }
+}
+
+/// Middleware: request metrics, labelled by the matched route, or for model requests by the
+/// model's route (`unmatched` for paths no model serves), so the label set stays bounded.
+pub async fn track_requests(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let matched = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let route = match matched {
+        Some(path) if path == MODEL_ROUTES => state
+            .model_at(request.uri().path())
+            .map(|w| w.spec().route())
+            .unwrap_or_else(|| "unmatched".into()),
+        Some(path) => path,
+        None => "unmatched".into(),
+    };
+    crate::metrics::track_as(route, request, next).await
+}
 
 /// `POST <route>`: one pair (an object) or a batch (a list of objects).
 pub async fn classify(
@@ -83,14 +131,19 @@ fn parse_pair(item: Value) -> Result<ParsedPair, String> {
         return Err(format!("expected an object, got {}", json_kind(&item)));
     }
     let req: PairRequest = serde_json::from_value(item).map_err(|e| e.to_string())?;
-    if req.question.trim().is_empty() {
+    let keep_whole = req.truncate == Some(false);
+    Ok((checked_pair(req.question, req.context)?, keep_whole))
+}
+
+/// A pair, unless one side is blank (every route refuses those alike).
+pub(super) fn checked_pair(question: String, context: String) -> Result<TextPair, String> {
+    if question.trim().is_empty() {
         return Err("`question` is empty".into());
     }
-    if req.context.trim().is_empty() {
+    if context.trim().is_empty() {
         return Err("`context` is empty".into());
     }
-    let keep_whole = req.truncate == Some(false);
-    Ok((TextPair::new(req.question, req.context), keep_whole))
+    Ok(TextPair::new(question, context))
 }
 
 fn summary(worker: &ModelWorker) -> ModelSummary {
@@ -121,22 +174,28 @@ fn summary(worker: &ModelWorker) -> ModelSummary {
 /// `GET /`: the service and its models. `endpoints` (the models' routes) is the Python
 /// Clarity's field.
 pub async fn index(State(state): State<AppState>) -> Json<Value> {
-    let models: Vec<ModelSummary> = state.models.iter().map(|w| summary(w)).collect();
-    let endpoints: Vec<String> = state.models.iter().map(|w| w.spec().route()).collect();
-    Json(json!({
+    let table = state.models();
+    let models: Vec<ModelSummary> = table.iter().map(|w| summary(w)).collect();
+    let endpoints: Vec<String> = table.iter().map(|w| w.spec().route()).collect();
+    let mut index = json!({
         "service": "clarity-host",
         "version": env!("CARGO_PKG_VERSION"),
         "sdk_version": clarity_sdk::SDK_VERSION,
         "models": models,
         "endpoints": endpoints,
-    }))
+    });
+    // The last reload: what it loaded, kept, removed, and why an entry failed.
+    if let Some(report) = state.reloader.as_ref().and_then(|r| r.last_report()) {
+        index["last_reload"] = json!(report);
+    }
+    Json(index)
 }
 
 /// `GET /health`: the process is up; `models_loaded` (the Python Clarity's field) counts the
 /// models ready to classify.
 pub async fn health(State(state): State<AppState>) -> Json<Value> {
     let loaded = state
-        .models
+        .models()
         .iter()
         .filter(|w| w.status() == Status::Ready)
         .count();
@@ -145,12 +204,12 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
 
 /// `GET /ready`: 200 once every served model is loaded, 503 before (or if one failed).
 pub async fn ready(State(state): State<AppState>) -> Response {
-    let statuses: serde_json::Map<String, Value> = state
-        .models
+    let table = state.models();
+    let statuses: serde_json::Map<String, Value> = table
         .iter()
         .map(|w| (w.spec().name.clone(), json!(w.status().as_str())))
         .collect();
-    let all_ready = state.models.iter().all(|w| w.status() == Status::Ready);
+    let all_ready = table.iter().all(|w| w.status() == Status::Ready);
     if all_ready {
         (
             StatusCode::OK,
@@ -200,19 +259,19 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 
 /// `GET /openapi.json`.
 pub async fn openapi(State(state): State<AppState>) -> Json<Value> {
-    let mut document = super::openapi::document(&state.models);
+    let mut document = super::openapi::document(state.models().workers());
     super::auth::secure_document(&mut document, &state.auth);
     Json(document)
 }
 
 /// `GET /docs`: a page describing every route.
 pub async fn docs(State(state): State<AppState>) -> axum::response::Html<String> {
-    axum::response::Html(super::openapi::docs_page(&state.models))
+    axum::response::Html(super::openapi::docs_page(state.models().workers()))
 }
 
 /// `GET /redoc`: the OpenAPI document in ReDoc, as FastAPI serves it.
 pub async fn redoc(State(state): State<AppState>) -> axum::response::Html<String> {
-    axum::response::Html(super::openapi::redoc_page(&state.models))
+    axum::response::Html(super::openapi::redoc_page(state.models().workers()))
 }
 
 /// Unknown routes.

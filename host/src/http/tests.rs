@@ -16,7 +16,9 @@ use tower::ServiceExt;
 
 mod auth;
 mod cors;
+mod reload;
 mod truncate;
+mod v2;
 
 const LABELS: [&str; 3] = ["Clear Reply", "Clear Non-Reply", "Ambivalent"];
 
@@ -148,12 +150,8 @@ fn app_with_state(
     limits: Limits,
     auth: super::auth::Auth,
 ) -> Router {
-    let state = AppState {
-        models: Arc::new(workers.iter().map(|w| Arc::clone(w)).collect()),
-        metrics: None,
-        auth: Arc::new(auth),
-    };
-    router(state, limits)
+    let models = workers.iter().map(|w| Arc::clone(w)).collect();
+    router(AppState::fixed(models, None, auth), limits)
 }
 
 fn wait_until(done: impl Fn() -> bool) {
