@@ -95,6 +95,17 @@ pub struct ExportArgs {
     /// Write the exported model folder here instead of replacing the model in place.
     #[arg(long, short)]
     pub output: Option<std::path::PathBuf>,
+
+    /// `int8`: also write the dynamically quantized model.int8.onnx (and serve it for this
+    /// export's check); `fp32`/`none`: model.onnx only [default: `model_config.quantize`]
+    #[arg(long, value_parser = parse_quantize)]
+    pub quantize: Option<clarity_sdk::config::Quantize>,
+}
+
+/// `--quantize`, spelled as `model_config.quantize` is.
+fn parse_quantize(text: &str) -> Result<clarity_sdk::config::Quantize, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_string()))
+        .map_err(|_| format!("`{text}` is not one of int8, fp32, none"))
 }
 
 /// `test`.

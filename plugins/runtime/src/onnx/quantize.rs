@@ -122,6 +122,17 @@ pub fn load(path: &Path) -> Result<ModelProto, OnnxError> {
     })
 }
 
+/// Read the fp32 model at `from`, quantize it with `options` and write it to `to` (atomically).
+pub fn quantize_file(
+    from: &Path,
+    to: &Path,
+    options: &QuantizeOptions,
+) -> Result<QuantizeSummary, OnnxError> {
+    let (model, summary) = quantize_dynamic(load(from)?, options)?;
+    super::save(model, to)?;
+    Ok(summary)
+}
+
 /// Rewrite `model` (fp32) into a dynamically quantized one; see the module docs.
 pub fn quantize_dynamic(
     mut model: ModelProto,

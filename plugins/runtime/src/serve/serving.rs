@@ -2,11 +2,11 @@
 //! (labels, tokenizer) into a [`ServedFolder`]; from there, starting ONNX Runtime, loading
 //! the graph, `classify_batch` and `info` are the same for every backend.
 
-use super::spec;
 use super::{init_ort, OrtClassifier};
-use crate::meta::ONNX_FILE;
+use super::{precision, spec};
 use crate::resolve;
 use crate::tokenize::EncodePairs;
+use clarity_sdk::config::Quantize;
 use clarity_sdk::{Error, ErrorKind, ModelInfo, PluginInit, TextPair};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,15 +33,22 @@ pub struct ServedFolder<T> {
 pub struct OnnxServing<T> {
     session: OrtClassifier,
     folder: ServedFolder<T>,
+    quantize: Quantize,
 }
 
 impl<T: EncodePairs> OnnxServing<T> {
-    /// Load ONNX Runtime (once per process) and `folder/model.onnx` on the configured device
-    /// and threads; the graph's label count, when it fixes one, must match the labels.
-    pub fn start(init: &PluginInit, folder: ServedFolder<T>) -> Result<Self, Error> {
+    /// Load ONNX Runtime (once per process) and `folder/model.onnx` (`model.int8.onnx` for
+    /// `quantize: int8`, written first if missing) on the configured device and threads;
+    /// the graph's label count, when it fixes one, must match the labels.
+    pub fn start(init: &PluginInit, mut folder: ServedFolder<T>) -> Result<Self, Error> {
         let library = resolve::ort_library(&init.config_dir)?;
         init_ort(&library)?;
-        let onnx = folder.dir.join(ONNX_FILE);
+        let quantize = init.spec.model_config.quantize;
+        let onnx = precision::graph_to_serve(&folder.dir, quantize)?;
+        let file = precision::graph_file(quantize);
+        if !folder.artifacts.iter().any(|a| a == file) {
+            folder.artifacts.insert(0, file.to_string());
+        }
         let session = OrtClassifier::load(&onnx, spec::device(init), spec::threads(init)?)?;
         if let Some(n) = session.num_labels() {
             if n != folder.labels.len() {
@@ -52,7 +59,11 @@ impl<T: EncodePairs> OnnxServing<T> {
                 )));
             }
         }
-        Ok(Self { session, folder })
+        Ok(Self {
+            session,
+            folder,
+            quantize,
+        })
     }
 
     /// Label probabilities, one row per pair. A pair the tokenizer refuses is
@@ -75,6 +86,10 @@ impl<T: EncodePairs> OnnxServing<T> {
         info.details.insert("runtime".into(), "onnxruntime".into());
         info.details
             .insert("execution_provider".into(), self.provider().into());
+        info.details
+            .insert("precision".into(), precision::name(self.quantize).into());
+        info.details
+            .insert("graph".into(), precision::graph_file(self.quantize).into());
         info.details.extend(folder.details.clone());
         info
     }
