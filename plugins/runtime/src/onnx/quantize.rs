@@ -75,7 +75,7 @@ impl Default for QuantizeOptions {
     fn default() -> Self {
         Self {
             form: MatMulForm::Integer,
-            weights: WeightRange::Int7,
+            weights: WeightRange::Int8,
             embeddings: true,
             min_channels: 16,
         }
@@ -747,3 +747,7 @@ fn dequantize_int8(t: &TensorProto, scales: &[f32], axis: i64) -> Option<Matrix>
         .collect::<Option<Vec<f32>>>()?;
     Some(Matrix { rows, cols, data })
 }
+
+#[cfg(test)]
+#[path = "quantize_tests.rs"]
+mod tests;
