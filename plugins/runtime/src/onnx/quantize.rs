@@ -412,7 +412,7 @@ impl<'g> Pass<'g> {
                     &n,
                     "MatMulInteger",
                     &inputs,
-                    &[product.clone()],
+                    std::slice::from_ref(&product),
                     vec![],
                 ));
                 let as_float = self.fresh(&format!("{base}_float"));
@@ -421,12 +421,18 @@ impl<'g> Pass<'g> {
                     &n,
                     "Cast",
                     &[&product],
-                    &[as_float.clone()],
+                    std::slice::from_ref(&as_float),
                     vec![int("to", DataType::Float as i64)],
                 ));
                 let scale = self.fresh(&format!("{base}_scale_product"));
                 let n = self.fresh(&format!("{base}_scale_Mul"));
-                out.push(node(&n, "Mul", &[&xs, &ws], &[scale.clone()], vec![]));
+                out.push(node(
+                    &n,
+                    "Mul",
+                    &[&xs, &ws],
+                    std::slice::from_ref(&scale),
+                    vec![],
+                ));
                 let n = self.fresh(&format!("{base}_Mul"));
                 out.push(node(&n, "Mul", &[&as_float, &scale], &[y], vec![]));
             }
@@ -466,7 +472,7 @@ impl<'g> Pass<'g> {
                             &n,
                             "DequantizeLinear",
                             &[&xq, &xs, &xzp],
-                            &[d.clone()],
+                            std::slice::from_ref(&d),
                             vec![],
                         ));
                         self.dequantized.insert(x.clone(), d.clone());
@@ -483,7 +489,7 @@ impl<'g> Pass<'g> {
                     &n,
                     "DequantizeLinear",
                     &inputs,
-                    &[wdq.clone()],
+                    std::slice::from_ref(&wdq),
                     vec![int("axis", 1)],
                 ));
                 let n = self.fresh(&format!("{base}_MatMul"));
@@ -570,28 +576,28 @@ impl<'g> Pass<'g> {
                 &names[0],
                 "Gather",
                 &[&q, ids],
-                &[picked.clone()],
+                std::slice::from_ref(&picked),
                 vec![int("axis", 0)],
             ),
             node(
                 &names[1],
                 "Cast",
                 &[&picked],
-                &[as_float.clone()],
+                std::slice::from_ref(&as_float),
                 vec![int("to", DataType::Float as i64)],
             ),
             node(
                 &names[2],
                 "Gather",
                 &[&s, ids],
-                &[row_scales.clone()],
+                std::slice::from_ref(&row_scales),
                 vec![int("axis", 0)],
             ),
             node(
                 &names[3],
                 "Unsqueeze",
                 &[&row_scales, &axes],
-                &[column.clone()],
+                std::slice::from_ref(&column),
                 vec![],
             ),
             node(&names[4], "Mul", &[&as_float, &column], &[y], vec![]),
