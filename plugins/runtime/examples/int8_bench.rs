@@ -7,8 +7,10 @@
 //!     <artifact dir with model.onnx and tokenizer.json> data/sample/valid.json [seconds]
 //! ```
 //!
-//! Each timing runs for at most `seconds` (default 8) per variant; the variants are written
-//! to a temporary folder, removed at the end.
+//! The timings go round-robin over the variants (so other load on the machine falls on all
+//! alike) for about `seconds` (default 8) per variant, at most 30 rounds; the variants are
+//! written to a temporary folder, removed at the end. `variants` (e.g. `Integer/Int8,Fused/Int8`)
+//! limits which quantized forms are built.
 
 use clarity_runtime::onnx::quantize::{self, MatMulForm, QuantizeOptions, WeightRange};
 use clarity_runtime::serve::{init_ort, OrtClassifier};
@@ -22,9 +24,12 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 fn main() -> Res<()> {
     let args: Vec<String> = std::env::args().collect();
     let [_, dir, data, rest @ ..] = args.as_slice() else {
-        return Err("usage: int8_bench <artifact dir> <data.json> [seconds]".into());
+        return Err("usage: int8_bench <artifact dir> <data.json> [seconds [variants]]".into());
     };
     let seconds: u64 = rest.first().map_or(Ok(8), |s| s.parse())?;
+    let wanted = rest
+        .get(1)
+        .map(|s| s.split(',').map(str::to_string).collect::<Vec<_>>());
     let budget = Duration::from_secs(seconds);
     let dir = PathBuf::from(dir);
     init_ort(&clarity_runtime::resolve::ort_library(Path::new("."))?)?;
@@ -43,6 +48,10 @@ fn main() -> Res<()> {
     let mut variants: Vec<(String, PathBuf)> = vec![("fp32".into(), fp32_path.clone())];
     for form in [MatMulForm::Integer, MatMulForm::Fused, MatMulForm::Qdq] {
         for weights in [WeightRange::Int8, WeightRange::Int7, WeightRange::Uint8] {
+            let name = format!("{form:?}/{weights:?}");
+            if wanted.as_ref().is_some_and(|w| !w.contains(&name)) {
+                continue;
+            }
             let options = QuantizeOptions {
                 form,
                 weights,
@@ -60,14 +69,10 @@ fn main() -> Res<()> {
                 summary.kept_f32,
                 started.elapsed().as_secs_f64()
             );
-            variants.push((format!("{form:?}/{weights:?}"), path));
+            variants.push((name, path));
         }
     }
 
-    println!(
-        "| variant | size MB (x fp32) | b1 p50 ms | b16x128 pairs/s | max |dp| | mean |dp| | argmax agree |"
-    );
-    println!("|---|---|---|---|---|---|---|");
     let reference = OrtClassifier::load(&fp32_path, Device::Cpu, Some(2))?;
     let expected: Vec<Vec<f32>> = batches
         .iter()
@@ -75,11 +80,35 @@ fn main() -> Res<()> {
         .collect::<Result<Vec<_>, _>>()?
         .concat();
     drop(reference);
-    for (name, path) in &variants {
+    let sessions: Vec<OrtClassifier> = variants
+        .iter()
+        .map(|(_, path)| OrtClassifier::load(path, Device::Cpu, Some(2)))
+        .collect::<Result<_, _>>()?;
+    // Round-robin over the variants, so load from other processes on the machine falls on
+    // all of them alike; the median of each variant's runs is reported.
+    let mut single = vec![Vec::new(); sessions.len()];
+    let mut full_runs = vec![Vec::new(); sessions.len()];
+    let started = Instant::now();
+    let mut round = 0;
+    while round < 3 || (started.elapsed() < budget * sessions.len() as u32 && round < 30) {
+        for (k, session) in sessions.iter().enumerate() {
+            if round == 0 {
+                session.logits(&one)?;
+                session.logits(&full)?;
+            }
+            single[k].extend(time_ms(session, &one, 3)?);
+            full_runs[k].extend(time_ms(session, &full, 1)?);
+        }
+        round += 1;
+    }
+    println!(
+        "| variant | size MB (x fp32) | b1 p50 ms | b16x128 pairs/s | max |dp| | mean |dp| | argmax agree |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (k, ((name, path), session)) in variants.iter().zip(&sessions).enumerate() {
         let size = std::fs::metadata(path)?.len();
-        let session = OrtClassifier::load(path, Device::Cpu, Some(2))?;
-        let p50 = median_ms(&session, &one, budget, 200)?;
-        let per_batch = median_ms(&session, &full, budget, 40)?;
+        let p50 = median(&mut single[k]);
+        let per_batch = median(&mut full_runs[k]);
         let got: Vec<Vec<f32>> = batches
             .iter()
             .map(|b| session.classify(b))
@@ -94,29 +123,24 @@ fn main() -> Res<()> {
             expected.len()
         );
     }
+    eprintln!("{round} rounds in {:.0}s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
-/// Median wall time of `session` on `batch`, after two warm-up runs, within `budget` and at
-/// most `max_runs` runs.
-fn median_ms(
-    session: &OrtClassifier,
-    batch: &Encoded,
-    budget: Duration,
-    max_runs: usize,
-) -> Res<f64> {
-    for _ in 0..2 {
-        session.logits(batch)?;
-    }
-    let started = Instant::now();
-    let mut times = Vec::new();
-    while times.len() < max_runs && (times.len() < 3 || started.elapsed() < budget) {
-        let t = Instant::now();
-        session.logits(batch)?;
-        times.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
+/// Wall times of `runs` runs of `session` on `batch`, in ms.
+fn time_ms(session: &OrtClassifier, batch: &Encoded, runs: usize) -> Res<Vec<f64>> {
+    (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            session.logits(batch)?;
+            Ok(t.elapsed().as_secs_f64() * 1000.0)
+        })
+        .collect()
+}
+
+fn median(times: &mut [f64]) -> f64 {
     times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+    times[times.len() / 2]
 }
 
 /// `batch` rows of `seq` real tokens (no padding).
