@@ -41,7 +41,7 @@ pub enum Command {
     Test(TestArgs),
     /// Serve every enabled model over HTTP.
     Serve(ServeArgs),
-    /// Rebuild a trained model's servable file (model.onnx) from its saved weights.
+    /// Rebuild a trained model's servable file (model.onnx; model.int8.onnx with --quantize int8) from its saved weights.
     Export(ExportArgs),
 }
 

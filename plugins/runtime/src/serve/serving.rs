@@ -110,6 +110,9 @@ pub fn idle_info(backend: &str, init: &PluginInit) -> ModelInfo {
     let mut info = ModelInfo::new(backend, init.labels().to_vec());
     info.artifact_dir = Some(init.artifact_dir.clone());
     info.max_length = Some(spec::max_length(init));
+    let quantize = init.spec.model_config.quantize;
+    info.details
+        .insert("precision".into(), precision::name(quantize).into());
     info
 }
 
