@@ -120,3 +120,26 @@ fn quantize_int8_trains_serves_and_exports_the_int8_graph() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("int8, fp32, none"), "{err}");
 }
+
+/// The lora plugin: `quantize: int8` writes and serves the int8 graph of the merged decoder.
+#[test]
+fn a_lora_model_with_quantize_int8_serves_its_int8_graph() {
+    let project = Project::new("");
+    crate::lora::write_tiny_decoder(&project, "llama");
+    crate::lora::write_yaml(&project, 1);
+    let yaml = std::fs::read_to_string(project.config()).expect("models.yaml");
+    assert!(yaml.contains("use_8bit: false}"), "{yaml}");
+    let yaml = yaml.replace("use_8bit: false}", "use_8bit: false, quantize: int8}");
+    std::fs::write(project.config(), yaml).expect("write models.yaml");
+    let out = project.host(&["train", "--model", "tiny"]);
+    assert!(
+        out.status.success(),
+        "train failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = project.path().join("artifacts/tiny");
+    assert!(dir.join("model.onnx").is_file() && dir.join("model.int8.onnx").is_file());
+    let text = std::fs::read_to_string(dir.join("lora_meta.json")).expect("lora_meta.json");
+    assert!(text.contains("\"quantization\": \"int8 dynamic"), "{text}");
+    serves_int8(&project);
+}

@@ -75,7 +75,7 @@ impl Default for QuantizeOptions {
     fn default() -> Self {
         Self {
             form: MatMulForm::Integer,
-            weights: WeightRange::Int8,
+            weights: WeightRange::Int7,
             embeddings: true,
             min_channels: 16,
         }

@@ -114,11 +114,12 @@ fn matmul_weights_get_one_scale_per_output_channel_and_dequantize_to_the_origina
         let max = (0..HIDDEN)
             .map(|k| w1[k * INNER + n].abs())
             .fold(0f32, f32::max);
+        let qmax = QuantizeOptions::default().weights.qmax();
         assert!(
-            (scales[n] - max / 127.0).abs() < 1e-7,
+            (scales[n] - max / qmax).abs() < 1e-7,
             "column {n}: {} vs {}",
             scales[n],
-            max / 127.0
+            max / qmax
         );
         for k in 0..HIDDEN {
             let back = raw[k * INNER + n] as i8 as f32 * scales[n];
