@@ -159,13 +159,31 @@ def export_int8(args, workdir: Path) -> Path:
 # ---- servers ----
 
 
+def start_server(name: str, command: list[str], pattern: str, log_file: Path,
+                 env=None) -> sc.Server:
+    """serve_classic's start_server, but a server that never gets ready is killed, not left
+    running, before the run stops with its log."""
+    started = time.perf_counter()
+    with log_file.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        port = sc.wait_for_port(log_file, pattern, process)
+        sc.wait_ready(port, timeout=120.0)
+    except SystemExit:
+        process.kill()
+        process.wait()
+        sys.exit(f"{name} did not get ready; its log ({log_file}):\n"
+                 f"{log_file.read_text(errors='replace')[-3000:]}")
+    return sc.Server(name, process, port, time.perf_counter() - started)
+
+
 def start_clarity(args, workdir: Path, quantize: str | None, prefix: list[str]) -> sc.Server:
     name = f"clarity-host {quantize or 'fp32'}"
     config = write_config(workdir / f"{quantize or 'fp32'}.yaml",
                           model_entry(args.bin_dir, args.model_dir, quantize))
     command = prefix + [str(args.bin_dir / "clarity-host"), "--config", str(config), "serve",
                         "--port", "0", "--no-auto-train", "--no-tensorboard"]
-    return sc.start_server(name, command, r"Listening on http://127\.0\.0\.1:(\d+)",
+    return start_server(name, command, r"Listening on http://127\.0\.0\.1:(\d+)",
                            workdir / f"{quantize or 'fp32'}.log", env=clarity_env())
 
 
@@ -173,7 +191,7 @@ def start_fastapi(args, python: Path, workdir: Path, prefix: list[str]) -> sc.Se
     command = prefix + [str(python), str(BENCH_DIR / "fastapi_encoder_server.py"),
                         "--model-dir", str(args.model_dir), "--route", ROUTE,
                         "--max-length", str(MAX_LENGTH), "--labels", ",".join(LABELS)]
-    return sc.start_server("FastAPI+transformers", command, r"PORT (\d+)",
+    return start_server("FastAPI+transformers", command, r"PORT (\d+)",
                            workdir / "fastapi.log")
 
 

@@ -41,7 +41,7 @@ pub enum Command {
     Test(TestArgs),
     /// Serve every enabled model over HTTP.
     Serve(ServeArgs),
-    /// Rebuild a trained model's servable file (model.onnx) from its saved weights.
+    /// Rebuild a trained model's servable file (model.onnx; model.int8.onnx with --quantize int8) from its saved weights.
     Export(ExportArgs),
 }
 
@@ -95,6 +95,17 @@ pub struct ExportArgs {
     /// Write the exported model folder here instead of replacing the model in place.
     #[arg(long, short)]
     pub output: Option<std::path::PathBuf>,
+
+    /// `int8`: also write the dynamically quantized model.int8.onnx (and serve it for this
+    /// export's check); `fp32`/`none`: model.onnx only [default: `model_config.quantize`]
+    #[arg(long, value_parser = parse_quantize)]
+    pub quantize: Option<clarity_sdk::config::Quantize>,
+}
+
+/// `--quantize`, spelled as `model_config.quantize` is.
+fn parse_quantize(text: &str) -> Result<clarity_sdk::config::Quantize, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_string()))
+        .map_err(|_| format!("`{text}` is not one of int8, fp32, none"))
 }
 
 /// `test`.

@@ -105,6 +105,25 @@ pub enum Device {
     Coreml,
 }
 
+/// Precision of the served ONNX graph (`model_config.quantize`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quantize {
+    /// fp32 `model.onnx` (also spelled `fp32`).
+    #[default]
+    #[serde(alias = "fp32")]
+    None,
+    /// Dynamically quantized `model.int8.onnx`, written beside the fp32 graph.
+    Int8,
+}
+
+impl Quantize {
+    /// Whether this is the default (fp32), left out when a spec is written back.
+    pub fn is_none(&self) -> bool {
+        *self == Quantize::None
+    }
+}
+
 /// `model_config`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -117,6 +136,9 @@ pub struct ModelConfig {
     pub use_8bit: bool,
     /// Where to run.
     pub device: Device,
+    /// Serve a dynamically quantized int8 graph (`int8`) instead of fp32 (`none`, `fp32`).
+    #[serde(skip_serializing_if = "Quantize::is_none")]
+    pub quantize: Quantize,
     /// Maximum tokens per pair (also accepted in `training_config`).
     pub max_length: Option<usize>,
     /// LoRA rank (also accepted in `lora_config`).

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 const LABELS: [&str; 3] = ["Clear Reply", "Clear Non-Reply", "Ambivalent"];
 
-fn write_tiny_decoder(project: &Project, family: &str) {
+pub(crate) fn write_tiny_decoder(project: &Project, family: &str) {
     let example = bin_dir().join("examples/write_tiny_decoder");
     assert!(
         example.is_file(),
@@ -30,7 +30,7 @@ fn write_tiny_decoder(project: &Project, family: &str) {
     );
 }
 
-fn write_yaml(project: &Project, epochs: usize) {
+pub(crate) fn write_yaml(project: &Project, epochs: usize) {
     write_yaml_with(project, epochs, "false");
 }
 

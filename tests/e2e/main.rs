@@ -7,6 +7,7 @@ mod cli;
 mod encoder;
 mod hf_folders;
 mod hub;
+mod int8;
 mod interrupt;
 mod load_failures;
 mod lora;

@@ -32,6 +32,9 @@ pub fn run(config: &Config, args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let registry = Registry::default();
     let mut init = config.plugin_init(spec, None);
     init.artifact_dir = staging.path().to_path_buf();
+    if let Some(quantize) = args.quantize {
+        init.spec.model_config.quantize = quantize;
+    }
     let mut model = registry.model_with(config, spec, &init)?;
     let files = model
         .export(staging.path())

@@ -513,3 +513,30 @@ fn locator_handles_flow_style_and_anchors() {
         Some((4, 5))
     );
 }
+
+#[test]
+fn quantize_accepts_int8_and_fp32_spellings_and_names_the_choices_otherwise() {
+    use clarity_sdk::config::Quantize;
+    let spec = |value: &str| {
+        format!("- name: a\n  type: encoder\n  model_config:\n    model_name: m\n    quantize: {value}\n")
+    };
+    assert_eq!(
+        parse_ok(&spec("int8"))[0].model_config.quantize,
+        Quantize::Int8
+    );
+    assert_eq!(
+        parse_ok(&spec("fp32"))[0].model_config.quantize,
+        Quantize::None
+    );
+    assert_eq!(
+        parse_ok(&spec("none"))[0].model_config.quantize,
+        Quantize::None
+    );
+    let absent = "- name: a\n  type: encoder\n  model_config:\n    model_name: m\n";
+    assert_eq!(parse_ok(absent)[0].model_config.quantize, Quantize::None);
+    let err = parse_err(&spec("int4"));
+    assert!(
+        err.starts_with("models.yaml:5:15: models[0].model_config.quantize: unknown variant `int4`, expected one of `fp32`, `none`, `int8`"),
+        "{err}"
+    );
+}

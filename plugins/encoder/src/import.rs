@@ -81,6 +81,7 @@ pub fn import(
             source: hf.dir.clone(),
             fingerprint: hf.fingerprint(),
         }),
+        quantization: None,
     };
     meta.write(out)?;
     staging.commit()?;

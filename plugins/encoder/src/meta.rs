@@ -37,6 +37,9 @@ pub struct EncoderMeta {
     /// Python Clarity) rather than trained here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imported: Option<Imported>,
+    /// How `model.int8.onnx` was quantized, when `model_config.quantize: int8` wrote one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<String>,
 }
 
 /// Where an imported model came from, to re-import when the source changes.

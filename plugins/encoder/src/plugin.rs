@@ -9,11 +9,11 @@ use crate::source;
 use crate::weights;
 use clarity_runtime::hf_tokenizer;
 use clarity_runtime::meta::MetaFile;
-use clarity_runtime::serve::{self, spec, OnnxServing, ServedFolder};
+use clarity_runtime::serve::{self, precision, spec, OnnxServing, ServedFolder};
 use clarity_runtime::tokenize::{PairOrder, PairTokenizer};
 use clarity_runtime::train as trainer;
 use clarity_runtime::{device, onnx, resolve};
-use clarity_sdk::config::Device;
+use clarity_sdk::config::{Device, Quantize};
 use clarity_sdk::{
     Classifier, Error, ModelInfo, PluginInit, TextPair, TrainContext, TrainJob, TrainReport,
 };
@@ -278,7 +278,15 @@ impl Classifier for EncoderPlugin {
             ctx,
         )?;
         let out = &job.output_dir;
-        let artifacts = write_artifacts(&model, &tokenizer, &pretrained_dir, &job.labels, out)?;
+        let quantize = self.init.spec.model_config.quantize;
+        let artifacts = write_artifacts(
+            &model,
+            &tokenizer,
+            &pretrained_dir,
+            &job.labels,
+            quantize,
+            out,
+        )?;
         let mut report = outcome.report;
         report.artifacts = artifacts;
         Ok(report)
@@ -302,7 +310,13 @@ impl Classifier for EncoderPlugin {
         let model = EncoderModel::from_varmap(meta.arch.clone(), filled.varmap, device)
             .map_err(|e| Error::other(e.to_string()))?;
         export::export(&model, &out_dir.join(meta::ONNX_FILE))?;
-        Ok(vec![meta::ONNX_FILE.to_string()])
+        let mut files = vec![meta::ONNX_FILE.to_string()];
+        let int8 = precision::after_export(out_dir, self.init.spec.model_config.quantize)?;
+        let mut meta = meta;
+        meta.quantization = int8.as_ref().map(|(_, how)| how.clone());
+        meta.write(out_dir)?;
+        files.extend(int8.map(|(file, _)| file));
+        Ok(files)
     }
 }
 
@@ -312,12 +326,14 @@ fn write_artifacts(
     tokenizer: &PairTokenizer,
     pretrained_dir: &Path,
     labels: &[String],
+    quantize: Quantize,
     out: &Path,
 ) -> Result<Vec<String>, Error> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     weights::save(model.varmap_ref(), &out.join(meta::WEIGHTS_FILE))
         .map_err(|e| Error::other(e.to_string()))?;
     export::export(model, &out.join(meta::ONNX_FILE))?;
+    let int8 = precision::after_export(out, quantize)?;
     let source = pretrained_dir.join(meta::TOKENIZER_FILE);
     if source.is_file() {
         std::fs::copy(&source, out.join(meta::TOKENIZER_FILE))
@@ -344,9 +360,10 @@ fn write_artifacts(
         opset: onnx::OPSET,
         pair_order: tokenizer.order(),
         imported: None,
+        quantization: int8.as_ref().map(|(_, how)| how.clone()),
     }
     .write(out)?;
-    Ok([
+    let mut files: Vec<String> = [
         meta::ONNX_FILE,
         meta::TOKENIZER_FILE,
         meta::WEIGHTS_FILE,
@@ -354,5 +371,7 @@ fn write_artifacts(
         meta::META_FILE,
     ]
     .map(String::from)
-    .to_vec())
+    .to_vec();
+    files.extend(int8.map(|(file, _)| file));
+    Ok(files)
 }

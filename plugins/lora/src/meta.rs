@@ -48,6 +48,9 @@ pub struct LoraMeta {
     /// The frozen weights were held in 8 bits in training.
     #[serde(default)]
     pub use_8bit: bool,
+    /// How `model.int8.onnx` was quantized, when `model_config.quantize: int8` wrote one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<String>,
 }
 
 impl MetaFile for LoraMeta {

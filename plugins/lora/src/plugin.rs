@@ -8,11 +8,11 @@ use crate::model::{self, DecoderModel, Trainable};
 use crate::prompt::{PromptTokenizer, DEFAULT_TEMPLATE};
 use crate::weights::{self, Base};
 use clarity_runtime::meta::MetaFile;
-use clarity_runtime::serve::{self, spec, OnnxServing, ServedFolder};
+use clarity_runtime::serve::{self, precision, spec, OnnxServing, ServedFolder};
 use clarity_runtime::tokenize::read_tokenizer;
 use clarity_runtime::train as trainer;
 use clarity_runtime::{device, onnx, resolve};
-use clarity_sdk::config::Device;
+use clarity_sdk::config::{Device, Quantize};
 use clarity_sdk::{
     Classifier, Error, ModelInfo, PluginInit, TextPair, TrainContext, TrainJob, TrainReport,
 };
@@ -223,9 +223,12 @@ impl Classifier for LoraPlugin {
             },
             opset: onnx::OPSET,
             use_8bit: self.init.spec.model_config.use_8bit,
+            quantization: None,
         };
         let mut report = outcome.report;
-        report.artifacts = write_artifacts(&model, &prompt, &meta, &self.lora, &job.output_dir)?;
+        let quantize = self.init.spec.model_config.quantize;
+        report.artifacts =
+            write_artifacts(&model, &prompt, meta, &self.lora, quantize, &job.output_dir)?;
         Ok(report)
     }
 
@@ -242,7 +245,13 @@ impl Classifier for LoraPlugin {
             export_options(&meta),
             &out_dir.join(meta::ONNX_FILE),
         )?;
-        Ok(vec![meta::ONNX_FILE.to_string()])
+        let mut files = vec![meta::ONNX_FILE.to_string()];
+        let int8 = precision::after_export(out_dir, self.init.spec.model_config.quantize)?;
+        let mut meta = meta;
+        meta.quantization = int8.as_ref().map(|(_, how)| how.clone());
+        meta.write(out_dir)?;
+        files.extend(int8.map(|(file, _)| file));
+        Ok(files)
     }
 }
 
@@ -258,14 +267,17 @@ fn export_options(meta: &LoraMeta) -> export::ExportOptions {
 fn write_artifacts(
     model: &DecoderModel,
     prompt: &PromptTokenizer,
-    meta: &LoraMeta,
+    mut meta: LoraMeta,
     lora: &LoraSettings,
+    quantize: Quantize,
     out: &Path,
 ) -> Result<Vec<String>, Error> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     weights::save_adapters(model.varmap_ref(), lora, &meta.base_model, out)
         .map_err(Error::other)?;
-    export::export(model, export_options(meta), &out.join(meta::ONNX_FILE))?;
+    export::export(model, export_options(&meta), &out.join(meta::ONNX_FILE))?;
+    let int8 = precision::after_export(out, quantize)?;
+    meta.quantization = int8.as_ref().map(|(_, how)| how.clone());
     let tokenizer_path = out.join(meta::TOKENIZER_FILE);
     prompt
         .tokenizer()
@@ -273,7 +285,7 @@ fn write_artifacts(
         .map_err(|e| Error::other(format!("{}: {e}", tokenizer_path.display())))?;
     meta.write_hf_config(out)?;
     meta.write(out)?;
-    Ok([
+    let mut files: Vec<String> = [
         meta::ONNX_FILE,
         meta::TOKENIZER_FILE,
         weights::ADAPTER_FILE,
@@ -282,7 +294,9 @@ fn write_artifacts(
         meta::META_FILE,
     ]
     .map(String::from)
-    .to_vec())
+    .to_vec();
+    files.extend(int8.map(|(file, _)| file));
+    Ok(files)
 }
 
 /// A graph that cannot be built or written is our failure, not the user's.

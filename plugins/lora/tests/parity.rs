@@ -231,3 +231,53 @@ fn eight_bit_models_agree_closely_and_export_in_8_bits() {
         "int8 {int8_size} B vs f32 {f32_size} B"
     );
 }
+
+/// `model_config.quantize: int8`: `onnx::quantize` on our fp32 export (and on the `use_8bit`
+/// export, whose `DequantizeLinear` weights it reads back) run by ONNX Runtime against candle.
+/// Bound: 0.05 on logits. Per-channel int8 weights and per-tensor uint8 activations add about
+/// 0.5% noise per matmul (tests/int8.rs of the encoder derives it); measured here ~1e-2 at most.
+#[test]
+fn int8_quantized_graphs_match_candle() {
+    use clarity_runtime::onnx::quantize::{self, QuantizeOptions};
+    start_ort();
+    for (family, use_8bit) in [
+        (Family::Llama, false),
+        (Family::Gpt2, false),
+        (Family::Llama, true),
+    ] {
+        let model = tiny_model(family);
+        let what = format!("{family:?} (use_8bit export: {use_8bit}) int8");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fp32 = dir.path().join("model.onnx");
+        let int8 = dir.path().join("model.int8.onnx");
+        let options = export::ExportOptions {
+            max_length: 64,
+            int8: use_8bit,
+        };
+        export::export(&model, options, &fp32).expect("export");
+        let summary =
+            quantize::quantize_file(&fp32, &int8, &QuantizeOptions::default()).expect("quantize");
+        assert!(
+            // The use_8bit export's embedding is int8 already.
+            summary.matmuls >= 2 * 4 && (use_8bit || summary.gathers >= 1),
+            "{what}: {summary:?}"
+        );
+        let session = OrtClassifier::load(&int8, DeviceChoice::Cpu, Some(2)).expect("load");
+        let encoded = batch();
+        let ort = session.logits(&encoded).expect("ORT logits");
+        let tensors = TensorBatch::from_encoded(&encoded, &Device::Cpu).expect("batch");
+        let candle = model
+            .logits(&tensors, false)
+            .expect("candle logits")
+            .to_vec2::<f32>()
+            .expect("logits");
+        let worst = ort
+            .iter()
+            .flatten()
+            .zip(candle.iter().flatten())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        eprintln!("{what}: max |ORT - candle| = {worst:.2e}");
+        assert!(worst < 0.05, "{what}: max |ORT - candle| = {worst}");
+    }
+}

@@ -92,12 +92,15 @@ impl From<ResolveError> for Error {
     }
 }
 
-/// A malformed graph is our bug; a file that cannot be written is I/O.
+/// A malformed graph (or model file) is our bug or a broken artifact; a file that cannot be
+/// read or written is I/O.
 impl From<OnnxError> for Error {
     fn from(e: OnnxError) -> Self {
         let kind = match &e {
             OnnxError::Io { .. } => ErrorKind::Io,
-            OnnxError::Invalid(_) | OnnxError::BadPath(_) => ErrorKind::Other,
+            OnnxError::Invalid(_) | OnnxError::BadPath(_) | OnnxError::Decode { .. } => {
+                ErrorKind::Other
+            }
         };
         of(kind, e)
     }

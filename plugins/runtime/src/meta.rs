@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 /// The ONNX graph that is served.
 pub const ONNX_FILE: &str = "model.onnx";
+/// The dynamically quantized graph written beside it for `model_config.quantize: int8`.
+pub const INT8_ONNX_FILE: &str = "model.int8.onnx";
 /// The tokenizer that feeds it.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// transformers' config, with our labels.

@@ -5,11 +5,13 @@
 //!   operator the exporters use (in `ops`).
 //! - [`check`]: catches dangling or duplicate values before ONNX Runtime would.
 //! - [`save`]: atomic write, with external data beside the model past ~1.8 GB.
+//! - [`quantize`]: rewrite a written fp32 model into a dynamically quantized int8 one.
 
 mod builder;
 mod check;
 mod ops;
 pub mod proto;
+pub mod quantize;
 mod save;
 
 pub use builder::{Attr, Dim, ElemType, GraphBuilder, IR_VERSION};
@@ -33,6 +35,14 @@ pub enum OnnxError {
     /// The target path has no file name.
     #[error("cannot write an ONNX model to {0}: the path has no file name")]
     BadPath(PathBuf),
+    /// A model file could not be decoded.
+    #[error("cannot read the ONNX model {path}: {message}")]
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// What the decoder said.
+        message: String,
+    },
     /// Writing failed.
     #[error("cannot write {path}: {source}")]
     Io {

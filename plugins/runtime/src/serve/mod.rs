@@ -7,9 +7,11 @@
 //! - [`hf_labels`]: label names from a Hugging Face `config.json`.
 //! - [`OnnxServing`]: what a plugin holds once loaded (session, tokenizer, labels), with
 //!   `classify_batch` and `info`; [`spec`] reads the settings it is started with.
+//! - [`precision`]: which graph `model_config.quantize` serves (fp32 or int8).
 
 mod classifier;
 mod labels;
+pub mod precision;
 pub mod provider;
 mod runtime;
 mod serving;

@@ -2,11 +2,11 @@
 //! (labels, tokenizer) into a [`ServedFolder`]; from there, starting ONNX Runtime, loading
 //! the graph, `classify_batch` and `info` are the same for every backend.
 
-use super::spec;
 use super::{init_ort, OrtClassifier};
-use crate::meta::ONNX_FILE;
+use super::{precision, spec};
 use crate::resolve;
 use crate::tokenize::EncodePairs;
+use clarity_sdk::config::Quantize;
 use clarity_sdk::{Error, ErrorKind, ModelInfo, PluginInit, TextPair};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,15 +35,22 @@ pub struct OnnxServing<T> {
     folder: ServedFolder<T>,
     /// `serving_config.max_batch_tokens`: most padded tokens in one run.
     max_batch_tokens: usize,
+    quantize: Quantize,
 }
 
 impl<T: EncodePairs> OnnxServing<T> {
-    /// Load ONNX Runtime (once per process) and `folder/model.onnx` on the configured device
-    /// and threads; the graph's label count, when it fixes one, must match the labels.
-    pub fn start(init: &PluginInit, folder: ServedFolder<T>) -> Result<Self, Error> {
+    /// Load ONNX Runtime (once per process) and `folder/model.onnx` (`model.int8.onnx` for
+    /// `quantize: int8`, written first if missing) on the configured device and threads;
+    /// the graph's label count, when it fixes one, must match the labels.
+    pub fn start(init: &PluginInit, mut folder: ServedFolder<T>) -> Result<Self, Error> {
         let library = resolve::ort_library(&init.config_dir)?;
         init_ort(&library)?;
-        let onnx = folder.dir.join(ONNX_FILE);
+        let quantize = init.spec.model_config.quantize;
+        let onnx = precision::graph_to_serve(&folder.dir, quantize)?;
+        let file = precision::graph_file(quantize);
+        if !folder.artifacts.iter().any(|a| a == file) {
+            folder.artifacts.insert(0, file.to_string());
+        }
         let session = OrtClassifier::load(&onnx, spec::device(init), spec::threads(init)?)?;
         if let Some(n) = session.num_labels() {
             if n != folder.labels.len() {
@@ -59,6 +66,7 @@ impl<T: EncodePairs> OnnxServing<T> {
             session,
             folder,
             max_batch_tokens,
+            quantize,
         })
     }
 
@@ -104,6 +112,10 @@ impl<T: EncodePairs> OnnxServing<T> {
             .insert("intra_op_threads".into(), self.session.threads().into());
         info.details
             .insert("max_batch_tokens".into(), self.max_batch_tokens.into());
+        info.details
+            .insert("precision".into(), precision::name(self.quantize).into());
+        info.details
+            .insert("graph".into(), precision::graph_file(self.quantize).into());
         info.details.extend(folder.details.clone());
         info
     }
@@ -149,6 +161,9 @@ pub fn idle_info(backend: &str, init: &PluginInit) -> ModelInfo {
     let mut info = ModelInfo::new(backend, init.labels().to_vec());
     info.artifact_dir = Some(init.artifact_dir.clone());
     info.max_length = Some(spec::max_length(init));
+    let quantize = init.spec.model_config.quantize;
+    info.details
+        .insert("precision".into(), precision::name(quantize).into());
     info
 }
 
