@@ -465,7 +465,10 @@ pub struct ServingConfig {
     pub max_request_pairs: usize,
     /// Most tokens (pairs x padded length) in one forward pass: a batch of long pairs is
     /// cut into several runs so its activations stay bounded (TEI's `max_batch_tokens`).
-    pub max_batch_tokens: usize,
+    /// Unset: chosen by the device that serves (small runs on a CPU, where they stay in
+    /// cache; large ones on an accelerator).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_batch_tokens: Option<usize>,
 }
 
 impl Default for ServingConfig {
@@ -474,7 +477,7 @@ impl Default for ServingConfig {
             max_batch_size: 32,
             queue_capacity: 1024,
             max_request_pairs: 256,
-            max_batch_tokens: 16_384,
+            max_batch_tokens: None,
         }
     }
 }

@@ -50,7 +50,7 @@ fn truncate_false_refuses_what_the_real_tokenizer_would_cut_and_warm_up_runs_at_
     );
     let (_, index) = server.get("/");
     let details = &model(&index, "ext")["details"];
-    assert_eq!(details["max_batch_tokens"], 16_384, "{index}");
+    assert_eq!(details["max_batch_tokens"], 512, "a CPU default {index}");
     assert_eq!(
         details["intra_op_threads"],
         cores(),

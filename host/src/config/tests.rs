@@ -430,7 +430,10 @@ fn max_batch_tokens_must_fit_one_pair() {
     );
     assert!(p[1].message.contains("at least 1"), "{}", p[1].message);
     let defaults = parse_ok("- name: d\n  type: classic\n");
-    assert_eq!(defaults[0].serving_config.max_batch_tokens, 16_384);
+    assert_eq!(
+        defaults[0].serving_config.max_batch_tokens, None,
+        "chosen by device"
+    );
 }
 
 #[test]

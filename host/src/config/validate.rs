@@ -335,7 +335,7 @@ pub(super) fn validate(models: &[ModelSpec]) -> Vec<Issue> {
             ("max_batch_size", s.max_batch_size),
             ("queue_capacity", s.queue_capacity),
             ("max_request_pairs", s.max_request_pairs),
-            ("max_batch_tokens", s.max_batch_tokens),
+            ("max_batch_tokens", s.max_batch_tokens.unwrap_or(1)),
         ] {
             if value == 0 {
                 issues.push(Issue::new(
@@ -346,14 +346,14 @@ pub(super) fn validate(models: &[ModelSpec]) -> Vec<Issue> {
             }
         }
         let max_length = m.model_config.max_length.or(m.training_config.max_length);
-        if let Some(max_length) = max_length.filter(|&n| (1..n).contains(&s.max_batch_tokens)) {
+        let budget = s.max_batch_tokens.unwrap_or(usize::MAX);
+        if let Some(max_length) = max_length.filter(|&n| (1..n).contains(&budget)) {
             issues.push(Issue::new(
                 i,
                 vec![key("serving_config"), key("max_batch_tokens")],
                 format!(
-                    "max_batch_tokens {} is less than max_length {max_length}: one pair \
-                     would not fit a run",
-                    s.max_batch_tokens
+                    "max_batch_tokens {budget} is less than max_length {max_length}: one \
+                     pair would not fit a run"
                 ),
             ));
         }

@@ -21,7 +21,10 @@ pub use classifier::{softmax, OrtClassifier};
 pub use labels::hf_labels;
 pub use provider::Provider;
 pub use runtime::{init_ort, ort_library_in_use};
-pub use serving::{idle_info, loaded, not_trained, token_budget_runs, OnnxServing, ServedFolder};
+pub use serving::{
+    default_batch_tokens, idle_info, loaded, not_trained, token_budget_runs, OnnxServing,
+    ServedFolder,
+};
 
 use std::path::PathBuf;
 

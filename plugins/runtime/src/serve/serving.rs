@@ -61,7 +61,11 @@ impl<T: EncodePairs> OnnxServing<T> {
                 )));
             }
         }
-        let max_batch_tokens = init.spec.serving_config.max_batch_tokens;
+        let max_batch_tokens = init
+            .spec
+            .serving_config
+            .max_batch_tokens
+            .unwrap_or_else(|| default_batch_tokens(session.provider(), folder.max_length));
         Ok(Self {
             session,
             folder,
@@ -129,6 +133,25 @@ impl<T: EncodePairs> OnnxServing<T> {
     pub fn dir(&self) -> &Path {
         &self.folder.dir
     }
+}
+
+/// Tokens per run on a CPU when `max_batch_tokens` is unset. Measured on MiniLM at 128
+/// tokens (bench/serve_encoder.py, AVX2): per-pair throughput falls as runs grow past a few
+/// pairs, because their activations leave the cache (int8 at 16 clients on two cores: 85
+/// pairs/s with runs of 512 tokens, 58 with 16384).
+pub const CPU_BATCH_TOKENS: usize = 512;
+
+/// Tokens per run on an accelerator when `max_batch_tokens` is unset (TEI's default): a GPU
+/// wants large runs.
+pub const ACCELERATOR_BATCH_TOKENS: usize = 16_384;
+
+/// `max_batch_tokens` when unset: by execution provider, never below one full pair.
+pub fn default_batch_tokens(provider: &str, max_length: usize) -> usize {
+    let budget = match provider {
+        "cpu" => CPU_BATCH_TOKENS,
+        _ => ACCELERATOR_BATCH_TOKENS,
+    };
+    budget.max(max_length)
 }
 
 /// Rows grouped into runs whose padded size (rows x longest row) stays within `budget`

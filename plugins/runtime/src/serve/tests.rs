@@ -871,7 +871,7 @@ fn a_batch_over_the_token_budget_runs_in_parts_with_the_same_scores() {
         .collect();
     let serve_with = |budget: usize| {
         let mut init = plugin_init(dir.path(), serde_json::json!({"device": "cpu"}));
-        init.spec.serving_config.max_batch_tokens = budget;
+        init.spec.serving_config.max_batch_tokens = Some(budget);
         let folder = ServedFolder {
             dir: dir.path().to_path_buf(),
             tokenizer: Words(cut_at),
@@ -903,6 +903,21 @@ fn a_batch_over_the_token_budget_runs_in_parts_with_the_same_scores() {
         "untruncated lengths, question word included"
     );
     assert_eq!(serve_with(12).info("t").details["max_batch_tokens"], 12);
+}
+
+#[test]
+fn an_unset_token_budget_follows_the_device_and_fits_one_pair() {
+    assert_eq!(default_batch_tokens("cpu", 128), 512);
+    assert_eq!(default_batch_tokens("cpu", 1024), 1024);
+    assert_eq!(default_batch_tokens("cuda", 128), 16_384);
+    assert_eq!(default_batch_tokens("coreml", 256), 16_384);
+    // Served on the CPU with nothing set, the model reports the CPU budget.
+    let (dir, _) = pooler_folder();
+    let init = plugin_init(dir.path(), serde_json::json!({"device": "cpu"}));
+    let [e, _] = pooler_batches();
+    let serving =
+        OnnxServing::start(&init, folder(dir.path(), Fixed(Some(e)), &["a", "b"])).unwrap();
+    assert_eq!(serving.info("t").details["max_batch_tokens"], 512);
 }
 
 #[test]
