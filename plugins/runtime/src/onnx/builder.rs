@@ -163,14 +163,7 @@ impl GraphBuilder {
 
     /// `base`, or `base_1`, `base_2`, ... if taken: value names must be unique in a graph.
     fn fresh(&mut self, base: &str) -> String {
-        let mut name = base.to_string();
-        let mut k = 0;
-        while self.taken.contains(&name) {
-            k += 1;
-            name = format!("{base}_{k}");
-        }
-        self.taken.insert(name.clone());
-        name
+        fresh_name(&mut self.taken, base)
     }
 
     /// A new id for auto-named values and nodes.
@@ -443,4 +436,16 @@ fn value_info(name: &str, elem: ElemType, dims: &[Dim]) -> ValueInfoProto {
         }),
         doc_string: None,
     }
+}
+
+/// `base`, or `base_1`, `base_2`, ... whichever `taken` does not hold yet; it is added.
+pub(crate) fn fresh_name(taken: &mut HashSet<String>, base: &str) -> String {
+    let mut name = base.to_string();
+    let mut k = 0;
+    while taken.contains(&name) {
+        k += 1;
+        name = format!("{base}_{k}");
+    }
+    taken.insert(name.clone());
+    name
 }

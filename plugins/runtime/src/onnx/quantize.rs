@@ -293,14 +293,7 @@ impl<'g> Pass<'g> {
 
     /// `base`, or `base_1`, ... if taken.
     fn fresh(&mut self, base: &str) -> String {
-        let mut name = base.to_string();
-        let mut k = 0;
-        while self.taken.contains(&name) {
-            k += 1;
-            name = format!("{base}_{k}");
-        }
-        self.taken.insert(name.clone());
-        name
+        super::builder::fresh_name(&mut self.taken, base)
     }
 
     fn add_initializer(&mut self, base: &str, mut tensor: TensorProto) -> String {
