@@ -49,6 +49,11 @@ fn truncate_false_refuses_what_the_real_tokenizer_would_cut_and_warm_up_runs_at_
         server.log()
     );
     let (_, index) = server.get("/");
+    assert_eq!(
+        model(&index, "ext")["plugin"],
+        "libclarity_encoder.so",
+        "the file name, not where it lives on the machine: {index}"
+    );
     let details = &model(&index, "ext")["details"];
     assert_eq!(details["max_batch_tokens"], 512, "a CPU default {index}");
     assert_eq!(

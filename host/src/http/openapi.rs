@@ -6,6 +6,10 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
 /// OpenAPI 3.1 description of the service.
+/// JSON Schema `pattern` (ECMA-262) of a text a model can read: at least one character that
+/// is neither whitespace nor a control character (what the server checks).
+pub const VISIBLE_TEXT: &str = r"[^\s\u0000-\u001F\u007F-\u009F]";
+
 pub fn document(models: &[Arc<ModelWorker>]) -> Value {
     let mut paths = Map::new();
     for worker in models {
@@ -85,8 +89,9 @@ pub fn document(models: &[Arc<ModelWorker>]) -> Value {
         "paths": paths,
         "components": {"schemas": {
             "Pair": {"type": "object", "required": ["question", "context"], "properties": {
-                "question": {"type": "string", "minLength": 1, "description": "The question asked."},
-                "context": {"type": "string", "minLength": 1,
+                "question": {"type": "string", "minLength": 1, "pattern": VISIBLE_TEXT,
+                             "description": "The question asked."},
+                "context": {"type": "string", "minLength": 1, "pattern": VISIBLE_TEXT,
                             "description": "The interview question and answer (alias: answer)."},
                 "truncate": {"type": "boolean", "default": true,
                              "description": "false: a pair longer than the model's max_length is a 422 instead of being truncated."}

@@ -137,13 +137,28 @@ fn parse_pair(item: Value) -> Result<ParsedPair, String> {
 
 /// A pair, unless one side is blank (every route refuses those alike).
 pub(super) fn checked_pair(question: String, context: String) -> Result<TextPair, String> {
-    if question.trim().is_empty() {
-        return Err("`question` is empty".into());
+    if blank(&question) {
+        return Err("`question` is empty (no visible character)".into());
     }
-    if context.trim().is_empty() {
-        return Err("`context` is empty".into());
+    if blank(&context) {
+        return Err("`context` is empty (no visible character)".into());
     }
     Ok(TextPair::new(question, context))
+}
+
+/// Only whitespace and control characters (NULs included): nothing a model could read. The
+/// OpenAPI document says the same with [`super::openapi::VISIBLE_TEXT`].
+fn blank(text: &str) -> bool {
+    // U+FEFF is in ECMA-262's `\s`, the schema's regex, but not in Rust's whitespace.
+    text.chars()
+        .all(|c| c.is_whitespace() || c.is_control() || c == '\u{feff}')
+}
+
+/// The last component of `path`.
+fn file_name(path: &str) -> String {
+    std::path::Path::new(path)
+        .file_name()
+        .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 fn summary(worker: &ModelWorker) -> ModelSummary {
@@ -166,7 +181,7 @@ fn summary(worker: &ModelWorker) -> ModelSummary {
             .as_ref()
             .map(|i| i.details.clone().into_iter().collect())
             .unwrap_or_default(),
-        plugin: worker.plugin_path().to_string(),
+        plugin: file_name(worker.plugin_path()),
         queued: worker.queued(),
     }
 }

@@ -283,6 +283,15 @@ async fn every_status_the_api_answers() {
             "validation",
         ),
         (post_json(route, &pair("  ")), 422, "validation"),
+        // No visible character: NULs, other controls, a BOM (the schema's `pattern` agrees).
+        (post_json(route, &pair("\u{0}\u{0}")), 422, "validation"),
+        (post_json(route, &pair("\t\u{7f}\u{85}")), 422, "validation"),
+        (post_json(route, &pair("\u{feff}")), 422, "validation"),
+        (
+            post_json(route, &json!({"question": "q", "context": "\u{0}\n"})),
+            422,
+            "validation",
+        ),
         (post_json(route, &json!([])), 422, "validation"),
         (post_json(route, &json!("text")), 422, "validation"),
         (
@@ -582,4 +591,29 @@ async fn a_timed_out_request_gets_json_504_and_its_pairs_are_not_scored() {
 
 async fn send_owned(app: Router, body: Value) -> StatusCode {
     send(&app, post_json("/classify/m", &body)).await.0
+}
+
+#[tokio::test]
+async fn text_with_one_visible_character_is_accepted_and_the_schema_says_the_same() {
+    let served = fake("m", 64, None);
+    let app = app(&[&served.worker]);
+    for question in ["a\u{0}", " ?", "\u{202e}x", "\u{4e2d}"] {
+        let (status, body, _) = send(&app, post_json("/classify/m", &pair(question))).await;
+        assert_eq!(status, StatusCode::OK, "{question:?}: {body}");
+    }
+    let (_, doc, _) = send(
+        &app,
+        Request::get("/openapi.json")
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+    let pair_schema = &doc["components"]["schemas"]["Pair"]["properties"];
+    for field in ["question", "context"] {
+        assert_eq!(
+            pair_schema[field]["pattern"],
+            super::openapi::VISIBLE_TEXT,
+            "{doc}"
+        );
+    }
 }

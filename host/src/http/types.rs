@@ -87,7 +87,8 @@ pub struct ModelSummary {
     /// What the plugin reports beside (runtime, execution provider, sizes).
     #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
     pub details: serde_json::Map<String, serde_json::Value>,
-    /// Plugin library.
+    /// Plugin library, by file name: where it lives on the machine is for the log (and
+    /// `clarity-host list`), not for every client.
     pub plugin: String,
     /// Pairs waiting.
     pub queued: usize,
