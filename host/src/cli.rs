@@ -169,6 +169,12 @@ pub struct ServeArgs {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_concurrent_requests: usize,
 
+    /// Seconds a connection may take to send a request's headers (slow or silent clients are
+    /// disconnected; also bounds how long an idle keep-alive connection waits).
+    #[arg(long, env = "CLARITY_HEADER_READ_TIMEOUT", default_value_t = 10,
+          value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
+    pub header_read_timeout: u64,
+
     /// Let browser pages from this origin call the API (CORS; repeatable, env
     /// comma-separated; `*` allows any origin). Off by default: no CORS headers.
     #[arg(

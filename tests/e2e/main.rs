@@ -19,5 +19,6 @@ mod quality;
 mod reload;
 mod serve;
 mod serving_controls;
+mod slow_clients;
 mod tensorboard;
 mod training;

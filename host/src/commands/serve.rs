@@ -116,7 +116,8 @@ pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let app = http::cors::wrap(http::router(state.clone(), limits), cors);
-    let served = runtime.block_on(serve(&state, app, &args.host, args.port));
+    let header_timeout = Duration::from_secs(args.header_read_timeout);
+    let served = runtime.block_on(serve(&state, app, &args.host, args.port, header_timeout));
     stop.store(true, Ordering::SeqCst);
     let mut running: Vec<Arc<ModelWorker>> = state.models().iter().cloned().collect();
     running.extend(reloader.pending());
@@ -139,7 +140,13 @@ pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(state: &AppState, app: axum::Router, host: &str, port: u16) -> anyhow::Result<()> {
+async fn serve(
+    state: &AppState,
+    app: axum::Router,
+    host: &str,
+    port: u16,
+    header_timeout: Duration,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind((host, port))
         .await
         .with_context(|| {
@@ -159,10 +166,7 @@ async fn serve(state: &AppState, app: axum::Router, host: &str, port: u16) -> an
         );
     }
     tracing::info!("Listening on http://{addr}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server error")?;
+    http::listener::serve(listener, app, header_timeout, shutdown_signal()).await;
     tracing::info!("Server stopped");
     Ok(())
 }

@@ -13,6 +13,7 @@ pub mod auth;
 mod backpressure;
 pub mod cors;
 pub mod error;
+pub mod listener;
 mod openapi;
 pub mod request_id;
 mod routes;
