@@ -127,7 +127,7 @@ def write_config(path: Path, entry: dict) -> Path:
 
 def clarity_env() -> dict[str, str]:
     # models.yaml lives in a temporary folder: point ONNX Runtime's lookup at the repo's .venv.
-    return {**os.environ, "VIRTUAL_ENV": str(REPO / ".venv"), "CLARITY_NO_TENSORBOARD": "1"}
+    return {**os.environ, "VIRTUAL_ENV": str(REPO / ".venv"), "CLARITY_NO_TENSORBOARD": "true"}
 
 
 def train_default(args):
