@@ -194,12 +194,21 @@ def wait_ready(port: int, timeout=60.0):
     sys.exit(f"server on port {port} not ready after {timeout} s")
 
 
-def start_server(name: str, command: list[str], pattern: str, log: Path, env=None) -> Server:
+def start_server(name: str, command: list[str], pattern: str, log: Path, env=None,
+                 ready_timeout=60.0) -> Server:
+    """Starts a server and waits for /ready; one that never gets there is killed, not left
+    running, before the run stops with its log."""
     started = time.perf_counter()
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    port = wait_for_port(log, pattern, process)
-    wait_ready(port)
+    try:
+        port = wait_for_port(log, pattern, process)
+        wait_ready(port, timeout=ready_timeout)
+    except SystemExit:
+        process.kill()
+        process.wait()
+        sys.exit(f"{name} did not get ready; its log ({log}):\n"
+                 f"{log.read_text(errors='replace')[-3000:]}")
     return Server(name, process, port, time.perf_counter() - started)
 
 
@@ -275,11 +284,12 @@ def write_bodies(workdir: Path, test: list[dict]) -> dict[str, Path]:
     return files
 
 
-def run_wrk(port: int, bodies: Path, connections: int, seconds: int, prefix: list[str]) -> dict:
+def run_wrk(port: int, bodies: Path, connections: int, seconds: int, prefix: list[str],
+            route: str = ROUTE, timeout: str = "10s") -> dict:
     """One wrk run; the Lua script's done() prints a JSON line with counts and percentiles."""
-    command = prefix + ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
+    command = prefix + ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", timeout,
                         "-s", str(BENCH_DIR / "post_bodies.lua"),
-                        f"http://127.0.0.1:{port}{ROUTE}", "--", str(bodies)]
+                        f"http://127.0.0.1:{port}{route}", "--", str(bodies)]
     done = subprocess.run(command, check=True, capture_output=True, text=True)
     line = next(l for l in reversed(done.stdout.splitlines()) if l.startswith("{"))
     result = json.loads(line)

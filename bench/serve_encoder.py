@@ -166,24 +166,6 @@ def export_int8(args, workdir: Path) -> Path:
 # ---- servers ----
 
 
-def start_server(name: str, command: list[str], pattern: str, log_file: Path,
-                 env=None) -> sc.Server:
-    """serve_classic's start_server, but a server that never gets ready is killed, not left
-    running, before the run stops with its log."""
-    started = time.perf_counter()
-    with log_file.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        port = sc.wait_for_port(log_file, pattern, process)
-        sc.wait_ready(port, timeout=120.0)
-    except SystemExit:
-        process.kill()
-        process.wait()
-        sys.exit(f"{name} did not get ready; its log ({log_file}):\n"
-                 f"{log_file.read_text(errors='replace')[-3000:]}")
-    return sc.Server(name, process, port, time.perf_counter() - started)
-
-
 def start_clarity(args, workdir: Path, quantize: str | None, prefix: list[str]) -> sc.Server:
     name = f"clarity-host {quantize or 'fp32'}"
     config = write_config(workdir / f"{quantize or 'fp32'}.yaml",
@@ -191,37 +173,27 @@ def start_clarity(args, workdir: Path, quantize: str | None, prefix: list[str]) 
                                       args.max_batch_tokens))
     command = prefix + [str(args.bin_dir / "clarity-host"), "--config", str(config), "serve",
                         "--port", "0", "--no-auto-train", "--no-tensorboard"]
-    return start_server(name, command, r"Listening on http://127\.0\.0\.1:(\d+)",
-                           workdir / f"{quantize or 'fp32'}.log", env=clarity_env())
+    return sc.start_server(name, command, r"Listening on http://127\.0\.0\.1:(\d+)",
+                           workdir / f"{quantize or 'fp32'}.log", env=clarity_env(),
+                           ready_timeout=120.0)
 
 
 def start_fastapi(args, python: Path, workdir: Path, prefix: list[str]) -> sc.Server:
     command = prefix + [str(python), str(BENCH_DIR / "fastapi_encoder_server.py"),
                         "--model-dir", str(args.model_dir), "--route", ROUTE,
                         "--max-length", str(MAX_LENGTH), "--labels", ",".join(LABELS)]
-    return start_server("FastAPI+transformers", command, r"PORT (\d+)",
+    return sc.start_server("FastAPI+transformers", command, r"PORT (\d+)",
                            workdir / "fastapi.log")
-
-
-def run_wrk(port: int, bodies: Path, clients: int, seconds: int, prefix: list[str]) -> dict:
-    command = prefix + ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--timeout", "30s",
-                        "-s", str(BENCH_DIR / "post_bodies.lua"),
-                        f"http://127.0.0.1:{port}{ROUTE}", "--", str(bodies)]
-    done = subprocess.run(command, check=True, capture_output=True, text=True)
-    line = next(l for l in reversed(done.stdout.splitlines()) if l.startswith("{"))
-    result = json.loads(line)
-    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
-    result["error_count"] = sum(result["errors"].values())
-    return result
 
 
 def measure(server: sc.Server, bodies: Path, args, client: list[str]) -> dict:
     results = {}
     for clients in args.client_levels:
         log(f"  {server.name}: {clients} client(s) ...")
-        run_wrk(server.port, bodies, clients, args.warmup, client)
+        wrk = dict(route=ROUTE, timeout="30s")  # a batch of 64 slow pairs takes seconds
+        sc.run_wrk(server.port, bodies, clients, args.warmup, client, **wrk)
         cpu_before = sc.cpu_seconds(server.process.pid)
-        run = run_wrk(server.port, bodies, clients, args.duration, client)
+        run = sc.run_wrk(server.port, bodies, clients, args.duration, client, **wrk)
         cpu = sc.cpu_seconds(server.process.pid) - cpu_before
         run["cpu_ms_per_request"] = cpu * 1000 / max(run["requests"], 1)
         results[clients] = run
