@@ -59,6 +59,17 @@ impl LoadedModel {
                 row.len()
             )));
         }
+        // A NaN or infinity would reach the client as `null` or break argmax: a model
+        // that produces one is failing, whatever else it returned.
+        let bad = scores
+            .iter()
+            .enumerate()
+            .find_map(|(i, row)| row.iter().find(|s| !s.is_finite()).map(|s| (i, *s)));
+        if let Some((i, score)) = bad {
+            return Err(SdkError::other(format!(
+                "the model returned a non-finite score ({score}) for pair {i}"
+            )));
+        }
         Ok(scores)
     }
 
@@ -132,5 +143,17 @@ mod tests {
         let no_rows = model(Vec::new()).classify(&pairs);
         let err = no_rows.expect_err("no rows for one pair");
         assert!(err.message.contains("0 score vectors for 1 pairs"), "{err}");
+    }
+
+    #[test]
+    fn non_finite_scores_are_errors() {
+        let pairs = [TextPair::new("q", "c"), TextPair::new("q2", "c2")];
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let err = model(vec![vec![0.5, 0.5], vec![bad, 0.5]])
+                .classify(&pairs)
+                .expect_err("a non-finite score");
+            assert!(err.message.contains("non-finite score"), "{err}");
+            assert!(err.message.contains("pair 1"), "{err}");
+        }
     }
 }

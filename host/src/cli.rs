@@ -175,6 +175,11 @@ pub struct ServeArgs {
           value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
     pub header_read_timeout: u64,
 
+    /// Seconds one plugin call may run before its model is restarted on a fresh worker (a
+    /// hung plugin); 0 never restarts. Default: twice --request-timeout.
+    #[arg(long, env = "CLARITY_HANG_TIMEOUT")]
+    pub hang_timeout: Option<u64>,
+
     /// Let browser pages from this origin call the API (CORS; repeatable, env
     /// comma-separated; `*` allows any origin). Off by default: no CORS headers.
     #[arg(

@@ -10,6 +10,7 @@
 //! - [`training`]: one training run from data to a committed model folder.
 //! - [`worker`] and [`http`]: batching per model, and the axum router over it.
 //! - [`reload`]: hot reload of the served models from `models.yaml`.
+//! - [`watchdog`]: restarts a model whose plugin call never returns.
 //! - [`commands`]: the subcommands, thin adapters over the above.
 
 pub mod artifacts;
@@ -26,6 +27,7 @@ pub mod plugins;
 pub mod reload;
 pub mod tensorboard;
 pub mod training;
+pub mod watchdog;
 pub mod worker;
 
 use std::process::ExitCode;

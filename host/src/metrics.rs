@@ -28,6 +28,9 @@ pub const DROPPED_PAIRS: &str = "clarity_dropped_pairs_total";
 pub const FAILURES: &str = "clarity_classify_failures_total";
 /// Model (re)loads by hot reload, by outcome: `loaded`, `failed` or `invalid_config`.
 pub const RELOADS: &str = "clarity_model_reloads_total";
+/// Models given up on because a plugin call never returned, by model and what followed:
+/// `restarted` or `failed` (too many restarts).
+pub const HUNG: &str = "clarity_model_hangs_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -97,4 +100,9 @@ pub fn record_dropped(model: &str, pairs: usize) {
 /// Count `n` model reloads that ended in `outcome`.
 pub fn record_reloads(outcome: &'static str, n: usize) {
     metrics::counter!(RELOADS, "outcome" => outcome).increment(n as u64);
+}
+
+/// Record a model whose plugin call hung.
+pub fn record_hang(model: &str, outcome: &'static str) {
+    metrics::counter!(HUNG, "model" => model.to_string(), "outcome" => outcome).increment(1);
 }

@@ -7,6 +7,12 @@
 //! in pairs: when it is full a request fails at once with [`ClassifyError::Overloaded`], which
 //! says how long the queue should take to drain (for `Retry-After`). A job whose caller gave
 //! up (timed out, disconnected) before its batch started is dropped without being scored.
+//!
+//! A plugin call that never returns cannot be stopped from outside its thread. The worker
+//! records when each call started ([`ModelWorker::busy_for`]); the watchdog
+//! ([`crate::watchdog`]) then [abandons](ModelWorker::abandon) a stuck worker (its queued
+//! callers are answered at once, the thread ends if the call ever returns) and starts the
+//! model again on a fresh one.
 
 use crate::backend::LoadedModel;
 use crate::metrics;
@@ -14,7 +20,7 @@ use clarity_sdk::config::ServingConfig;
 use clarity_sdk::{Error as SdkError, ModelInfo, ModelSpec, TextPair};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use tokio::sync::oneshot;
 
@@ -96,6 +102,43 @@ struct Job {
     enqueued: Instant,
 }
 
+/// What the worker thread is doing, for the hang watchdog.
+struct Activity {
+    /// Origin of `busy_since_ms`.
+    epoch: Instant,
+    /// When the running plugin call started, in milliseconds after `epoch` plus one; 0
+    /// while the thread waits for work.
+    busy_since_ms: AtomicU64,
+    /// Set when the worker is given up on: the thread ends after its stuck call returns.
+    abandoned: AtomicBool,
+}
+
+impl Activity {
+    fn start_call(&self) {
+        let now = self.epoch.elapsed().as_millis().min(u64::MAX as u128 - 1) as u64;
+        self.busy_since_ms.store(now + 1, Ordering::SeqCst);
+    }
+
+    fn end_call(&self) {
+        self.busy_since_ms.store(0, Ordering::SeqCst);
+    }
+
+    fn busy_for(&self) -> Option<std::time::Duration> {
+        match self.busy_since_ms.load(Ordering::SeqCst) {
+            0 => None,
+            since => {
+                let since = std::time::Duration::from_millis(since - 1);
+                Some(self.epoch.elapsed().saturating_sub(since))
+            }
+        }
+    }
+}
+
+/// The queue's receiving end: the worker thread takes jobs from it, and an abandoning
+/// watchdog drains it (the thread holds the lock only while it waits for or collects jobs,
+/// never during a plugin call).
+type Jobs = Arc<Mutex<mpsc::Receiver<Job>>>;
+
 struct State {
     status: Status,
     info: Option<ModelInfo>,
@@ -109,6 +152,8 @@ pub struct ModelWorker {
     plugin_path: String,
     state: Arc<RwLock<State>>,
     queue: mpsc::Sender<Job>,
+    jobs: Jobs,
+    activity: Arc<Activity>,
     queued: Arc<AtomicUsize>,
     /// Recent forward-pass time per pair in microseconds (0 before the first batch).
     micros_per_pair: Arc<AtomicU64>,
@@ -130,7 +175,15 @@ impl ModelWorker {
             info: None,
             labels: Arc::from(Vec::new()),
         }));
-        let (queue, jobs) = mpsc::channel::<Job>();
+        let (queue, receiver) = mpsc::channel::<Job>();
+        let jobs: Jobs = Arc::new(Mutex::new(receiver));
+        let thread_jobs = Arc::clone(&jobs);
+        let activity = Arc::new(Activity {
+            epoch: Instant::now(),
+            busy_since_ms: AtomicU64::new(0),
+            abandoned: AtomicBool::new(false),
+        });
+        let thread_activity = Arc::clone(&activity);
         let queued = Arc::new(AtomicUsize::new(0));
         let micros_per_pair = Arc::new(AtomicU64::new(0));
         let thread_pace = Arc::clone(&micros_per_pair);
@@ -159,20 +212,27 @@ impl ModelWorker {
                             st.status = Status::Ready;
                         }
                         let queue = Queue {
-                            jobs: &jobs,
+                            jobs: &thread_jobs,
                             queued: &thread_queued,
                             micros_per_pair: &thread_pace,
+                            activity: &thread_activity,
                         };
                         run_batches(&name, &model, queue, max_batch);
-                        // Every handle is gone (a reload replaced or removed the model, or
-                        // the server stops): the last request is answered.
-                        tracing::info!("Model `{name}` stopped");
+                        if thread_activity.abandoned.load(Ordering::SeqCst) {
+                            tracing::warn!(
+                                "Model `{name}`: the abandoned call returned at last; its thread ends"
+                            );
+                        } else {
+                            // Every handle is gone (a reload replaced or removed the model,
+                            // or the server stops): the last request is answered.
+                            tracing::info!("Model `{name}` stopped");
+                        }
                     }
                     Err(reason) => {
                         tracing::error!("Model `{name}` failed to load: {reason}");
                         write(&thread_state).status = Status::Failed(reason);
                         // Keep draining so queued callers get an answer instead of hanging.
-                        for job in jobs.iter() {
+                        while let Some(job) = next_job(&thread_jobs) {
                             job.unqueue(&thread_queued);
                             drop(job.reply);
                         }
@@ -184,10 +244,43 @@ impl ModelWorker {
             plugin_path,
             state,
             queue,
+            jobs,
+            activity,
             queued,
             micros_per_pair,
             serving,
         })
+    }
+
+    /// How long the plugin call running now has been running (`None`: none is).
+    pub fn busy_for(&self) -> Option<std::time::Duration> {
+        self.activity.busy_for()
+    }
+
+    /// Give up on this worker (its plugin call is stuck): it is marked failed with
+    /// `reason`, the requests queued behind the stuck call are answered now (503), and the
+    /// thread ends if the call ever returns.
+    pub fn abandon(&self, reason: String) {
+        self.activity.abandoned.store(true, Ordering::SeqCst);
+        write(&self.state).status = Status::Failed(reason);
+        // The thread is inside the plugin, so the receiver is free; if it is not, the
+        // thread is taking jobs and will see `abandoned` before running them.
+        let Ok(jobs) = self.jobs.try_lock() else {
+            return;
+        };
+        let mut answered = 0;
+        while let Ok(job) = jobs.try_recv() {
+            job.unqueue(&self.queued);
+            answered += 1;
+            drop(job.reply);
+        }
+        metrics::set_queued(&self.spec.name, self.queued());
+        if answered > 0 {
+            tracing::warn!(
+                "Model `{}`: {answered} queued request(s) answered 503 (the model is stuck)",
+                self.spec.name
+            );
+        }
     }
 
     /// The model's entry.
@@ -337,9 +430,33 @@ impl Drop for Unqueue<'_> {
 
 /// The worker thread's side of the queue.
 struct Queue<'a> {
-    jobs: &'a mpsc::Receiver<Job>,
+    jobs: &'a Jobs,
     queued: &'a AtomicUsize,
     micros_per_pair: &'a AtomicU64,
+    activity: &'a Activity,
+}
+
+/// The next job, waiting for one; `None` once every sender is gone.
+fn next_job(jobs: &Jobs) -> Option<Job> {
+    jobs.lock().unwrap_or_else(|e| e.into_inner()).recv().ok()
+}
+
+/// The first job (waiting for it) and whatever else is queued, up to `max_batch` pairs.
+fn next_batch(jobs: &Jobs, max_batch: usize) -> Option<Vec<Job>> {
+    let jobs = jobs.lock().unwrap_or_else(|e| e.into_inner());
+    let first = jobs.recv().ok()?;
+    let mut size = first.pairs.len();
+    let mut batch = vec![first];
+    while size < max_batch {
+        match jobs.try_recv() {
+            Ok(job) => {
+                size += job.pairs.len();
+                batch.push(job);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(batch)
 }
 
 /// The worker loop: take one job, add whatever else is already queued up to `max_batch`
@@ -349,20 +466,14 @@ fn run_batches(name: &str, model: &LoadedModel, queue: Queue<'_>, max_batch: usi
         jobs,
         queued,
         micros_per_pair,
+        activity,
     } = queue;
     let max_batch = max_batch.max(1);
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        let mut size = batch[0].pairs.len();
-        while size < max_batch {
-            match jobs.try_recv() {
-                Ok(job) => {
-                    size += job.pairs.len();
-                    batch.push(job);
-                }
-                Err(_) => break,
-            }
+    while let Some(batch) = next_batch(jobs, max_batch) {
+        if activity.abandoned.load(Ordering::SeqCst) {
+            return; // dropping the batch answers its callers (503)
         }
+        let mut batch = batch;
         let mut left = queued.load(Ordering::SeqCst);
         for job in &batch {
             left = job.unqueue(queued);
@@ -381,14 +492,18 @@ fn run_batches(name: &str, model: &LoadedModel, queue: Queue<'_>, max_batch: usi
         for job in &batch {
             metrics::record_queue_wait(name, job.enqueued.elapsed());
         }
+        activity.start_call();
         let batch = refuse_too_long(name, model, batch);
-        if batch.is_empty() {
-            continue;
+        if !batch.is_empty() {
+            let started = Instant::now();
+            let pairs_run: usize = batch.iter().map(|j| j.pairs.len()).sum();
+            run_batch(name, model, batch, max_batch);
+            record_pace(micros_per_pair, started.elapsed(), pairs_run);
         }
-        let started = Instant::now();
-        let pairs_run: usize = batch.iter().map(|j| j.pairs.len()).sum();
-        run_batch(name, model, batch, max_batch);
-        record_pace(micros_per_pair, started.elapsed(), pairs_run);
+        activity.end_call();
+        if activity.abandoned.load(Ordering::SeqCst) {
+            return;
+        }
     }
 }
 

@@ -14,6 +14,7 @@ mod lora;
 mod open_inference;
 mod original_keys;
 mod panics;
+mod plugin_faults;
 mod python_habits;
 mod quality;
 mod reload;

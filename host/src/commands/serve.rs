@@ -116,8 +116,11 @@ pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let app = http::cors::wrap(http::router(state.clone(), limits), cors);
-    let header_timeout = Duration::from_secs(args.header_read_timeout);
-    let served = runtime.block_on(serve(&state, app, &args.host, args.port, header_timeout));
+    let timeouts = Timeouts {
+        header_read: Duration::from_secs(args.header_read_timeout),
+        hang: hang_limit(args.hang_timeout, args.request_timeout),
+    };
+    let served = runtime.block_on(serve(&state, app, &args.host, args.port, timeouts));
     stop.store(true, Ordering::SeqCst);
     let mut running: Vec<Arc<ModelWorker>> = state.models().iter().cloned().collect();
     running.extend(reloader.pending());
@@ -140,12 +143,31 @@ pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The server's clocks besides the per-request timeout.
+struct Timeouts {
+    /// Longest a connection may take to send its headers.
+    header_read: Duration,
+    /// Longest one plugin call may run before the watchdog restarts its model (`None`: off).
+    hang: Option<Duration>,
+}
+
+/// `--hang-timeout`, or twice the request timeout when unset; 0 turns the watchdog off.
+fn hang_limit(hang_timeout: Option<u64>, request_timeout: u64) -> Option<Duration> {
+    match hang_timeout {
+        Some(0) => None,
+        Some(secs) => Some(Duration::from_secs(secs)),
+        None => Some(Duration::from_secs(
+            request_timeout.max(1).saturating_mul(2),
+        )),
+    }
+}
+
 async fn serve(
     state: &AppState,
     app: axum::Router,
     host: &str,
     port: u16,
-    header_timeout: Duration,
+    timeouts: Timeouts,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind((host, port))
         .await
@@ -157,6 +179,9 @@ async fn serve(
         .context("cannot read the bound address")?;
     if let Some(reloader) = &state.reloader {
         reload_on_sighup(Arc::clone(reloader));
+        if let Some(limit) = timeouts.hang {
+            crate::watchdog::spawn(Arc::clone(&state.models), Arc::clone(reloader), limit);
+        }
     }
     for worker in state.models().iter() {
         tracing::info!(
@@ -166,7 +191,7 @@ async fn serve(
         );
     }
     tracing::info!("Listening on http://{addr}");
-    http::listener::serve(listener, app, header_timeout, shutdown_signal()).await;
+    http::listener::serve(listener, app, timeouts.header_read, shutdown_signal()).await;
     tracing::info!("Server stopped");
     Ok(())
 }
