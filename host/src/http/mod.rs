@@ -15,6 +15,7 @@ pub mod cors;
 pub mod error;
 pub mod listener;
 mod openapi;
+mod redact;
 pub mod request_id;
 mod routes;
 pub mod types;

@@ -170,7 +170,8 @@ fn summary(worker: &ModelWorker) -> ModelSummary {
         route: worker.spec().route(),
         status: status.as_str(),
         error: match status {
-            Status::Failed(reason) => Some(reason),
+            // The whole reason is in the log; clients do not learn the server's folders.
+            Status::Failed(reason) => Some(super::redact::paths(&reason)),
             _ => None,
         },
         labels: info.as_ref().map(|i| i.labels.clone()).unwrap_or_default(),
@@ -200,7 +201,10 @@ pub async fn index(State(state): State<AppState>) -> Json<Value> {
         "endpoints": endpoints,
     });
     // The last reload: what it loaded, kept, removed, and why an entry failed.
-    if let Some(report) = state.reloader.as_ref().and_then(|r| r.last_report()) {
+    if let Some(mut report) = state.reloader.as_ref().and_then(|r| r.last_report()) {
+        for failure in &mut report.failed {
+            failure.error = super::redact::paths(&failure.error);
+        }
         index["last_reload"] = json!(report);
     }
     Json(index)
