@@ -4,6 +4,7 @@
 mod api_key;
 mod backpressure;
 mod cli;
+mod config_faults;
 mod encoder;
 mod hf_folders;
 mod hub;

@@ -19,13 +19,17 @@ use std::process::ExitCode;
 
 /// Run the chosen subcommand.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = config::load(&args.config)?;
+    let whole_file = || config::load(&args.config);
     match args.command {
-        Command::List(a) => list::run(&config, &a),
-        Command::Train(a) => train::run(&config, &a),
-        Command::Test(a) => test::run(&config, &a),
-        Command::Serve(a) => serve::run(config, a),
-        Command::Export(a) => export::run(&config, &a),
+        Command::List(a) => list::run(&whole_file()?, &a),
+        Command::Train(a) => train::run(&whole_file()?, &a),
+        Command::Test(a) => test::run(&whole_file()?, &a),
+        Command::Export(a) => export::run(&whole_file()?, &a),
+        Command::Serve(a) => {
+            // A server serves the good entries of a file where some are broken.
+            let (config, broken) = config::load_tolerant(&args.config)?;
+            serve::run(config, broken, a)
+        }
     }
 }
 

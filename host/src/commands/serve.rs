@@ -7,13 +7,16 @@
 //! SIGHUP (or `POST /admin/reload`) re-reads `models.yaml` while serving; see
 //! [`crate::reload`].
 //!
+//! An entry of `models.yaml` with problems of its own (a typo, a wrong type, a duplicate
+//! route) is not served: it is listed as failed, with its messages, beside the others.
+//!
 //! A model with no trained artifact is trained first (auto-train). Ctrl-C or SIGTERM asks
 //! such a run to checkpoint and stop, and the process waits for it before exiting, so a
 //! stop never leaves half a model behind.
 
 use crate::backend::LoadedModel;
 use crate::cli::ServeArgs;
-use crate::config::Config;
+use crate::config::{BrokenEntry, Config};
 use crate::http::{self, AppState, Limits};
 use crate::plugins::{self, Registry};
 use crate::reload::{ModelTable, Reloader};
@@ -30,8 +33,8 @@ use std::time::{Duration, Instant};
 /// Longest the process waits, after a stop signal, for an auto-train to checkpoint.
 const TRAINING_STOP_WAIT: Duration = Duration::from_secs(300);
 
-pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let specs = selected_models(&config, &args.models)?;
+pub fn run(config: Config, broken: Vec<BrokenEntry>, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let specs = selected_models(&config, &broken, &args.models)?;
     let cors = http::cors::layer(&args.cors_origins)?;
     if cors.is_some() {
         tracing::info!("CORS on for: {}", args.cors_origins.join(", "));
@@ -92,6 +95,9 @@ pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
         let worker =
             spawn(Arc::clone(&config), spec, true).context("cannot start a model thread")?;
         workers.push(Arc::new(worker));
+    }
+    if args.models.is_empty() {
+        workers.extend(set_aside(&config, &broken, &workers)?);
     }
     let table = ModelTable::shared(workers);
     let reloader = Arc::new(Reloader::new(
@@ -220,7 +226,17 @@ fn reload_on_sighup(reloader: Arc<Reloader>) {
 }
 
 /// Every enabled model, or exactly the ones named with `--model`.
-fn selected_models(config: &Config, names: &[String]) -> anyhow::Result<Vec<ModelSpec>> {
+fn selected_models(
+    config: &Config,
+    broken: &[BrokenEntry],
+    names: &[String],
+) -> anyhow::Result<Vec<ModelSpec>> {
+    if let Some(entry) = broken
+        .iter()
+        .find(|b| b.name.as_ref().is_some_and(|n| names.contains(n)))
+    {
+        bail!("{}", problems_of(entry));
+    }
     if names.is_empty() {
         let specs: Vec<ModelSpec> = config.enabled().cloned().collect();
         if specs.is_empty() {
@@ -235,6 +251,57 @@ fn selected_models(config: &Config, names: &[String]) -> anyhow::Result<Vec<Mode
         .iter()
         .map(|n| config.model(n).cloned().map_err(anyhow::Error::from))
         .collect()
+}
+
+/// One line per problem of a set-aside entry.
+fn problems_of(entry: &BrokenEntry) -> String {
+    entry
+        .problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A failed model per enabled entry set aside for its problems, so `GET /` and `/ready`
+/// show it with why; listed after the served models, so a route it shares with one of
+/// them stays theirs.
+fn set_aside(
+    config: &Config,
+    broken: &[BrokenEntry],
+    served: &[Arc<ModelWorker>],
+) -> anyhow::Result<Vec<Arc<ModelWorker>>> {
+    let mut failed = Vec::new();
+    for entry in broken.iter().filter(|b| b.enabled) {
+        let reason = format!(
+            "{}; not served: fix the entry, then reload (SIGHUP or POST /admin/reload)",
+            entry
+                .problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        tracing::error!(
+            "{}: entry {} is not served:\n{}",
+            config.path.display(),
+            entry.index,
+            problems_of(entry)
+        );
+        let taken = |name: &str| served.iter().any(|w| w.spec().name == name);
+        let name = match &entry.name {
+            Some(name) if !name.is_empty() && !taken(name) => name.clone(),
+            _ => format!("models[{}]", entry.index),
+        };
+        let spec: ModelSpec =
+            serde_json::from_value(serde_json::json!({"name": name, "route": entry.route}))
+                .context("cannot describe a broken entry")?;
+        let startup: Startup = Box::new(move |_| Err(reason));
+        let worker = ModelWorker::spawn(spec, String::new(), startup)
+            .context("cannot start a model thread")?;
+        failed.push(Arc::new(worker));
+    }
+    Ok(failed)
 }
 
 /// Model types whose plugins run ONNX Runtime, which by default uses every core.

@@ -12,6 +12,7 @@ mod normalize;
 mod parse_error;
 mod presence;
 mod shape;
+mod tolerant;
 mod validate;
 
 use clarity_sdk::config::ModelsFile;
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 use validate::validate;
 
 pub use normalize::{prompt_from_template, type_defaults, TypeDefaults};
+pub use tolerant::BrokenEntry;
 
 /// Model kinds served by the shipped plugins; other kinds need an explicit `plugin:`.
 pub const BUILTIN_KINDS: &[&str] = &["classic", "encoder", "lora"];
@@ -133,24 +135,46 @@ fn join_lines(problems: &[Problem]) -> String {
 
 /// Read, parse and check `models.yaml`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
+    let text = read(path)?;
+    let models = parse(path, &text)?;
+    Ok(Config {
+        path: path.to_path_buf(),
+        dir: folder_of(path)?,
+        models,
+    })
+}
+
+/// [`load`], setting aside entries with problems of their own instead of failing (for
+/// `serve`: one broken entry must not stop the other models). Problems of the whole file
+/// still fail.
+pub fn load_tolerant(path: &Path) -> Result<(Config, Vec<BrokenEntry>), ConfigError> {
+    let text = read(path)?;
+    let (models, broken) = tolerant::parse_tolerant(path, &text)?;
+    let config = Config {
+        path: path.to_path_buf(),
+        dir: folder_of(path)?,
+        models,
+    };
+    Ok((config, broken))
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
         path: path.to_path_buf(),
         cause,
-    })?;
-    let dir = std::path::absolute(path)
+    })
+}
+
+/// The absolute folder holding `path`.
+fn folder_of(path: &Path) -> Result<PathBuf, ConfigError> {
+    Ok(std::path::absolute(path)
         .map_err(|cause| ConfigError::Read {
             path: path.to_path_buf(),
             cause,
         })?
         .parent()
         .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let models = parse(path, &text)?;
-    Ok(Config {
-        path: path.to_path_buf(),
-        dir,
-        models,
-    })
+        .unwrap_or_default())
 }
 
 /// Parse and check the text of a `models.yaml`; `file` is only used in messages.
