@@ -6,6 +6,10 @@
 //! built from a misaligned vector. Tests put a fake [`Classify`] behind the real router.
 
 use clarity_sdk::{Error as SdkError, ModelInfo, TextPair};
+use std::sync::Arc;
+
+/// Ends a backend call that does not return, from another thread (kills a model's process).
+pub type Stopper = Arc<dyn Fn() + Send + Sync>;
 
 /// Anything that scores question/context pairs: a plugin's backend, or a test's fake.
 pub trait Classify: Send {
@@ -16,6 +20,12 @@ pub trait Classify: Send {
     fn token_counts(&self, pairs: &[TextPair]) -> Result<Option<Vec<usize>>, SdkError> {
         let _ = pairs;
         Ok(None)
+    }
+
+    /// How to end a call stuck in this backend, if it can be (`None`: in-process plugins
+    /// cannot be stopped from outside).
+    fn stopper(&self) -> Option<Stopper> {
+        None
     }
 }
 
@@ -73,13 +83,23 @@ impl LoadedModel {
         Ok(scores)
     }
 
+    /// Each pair's untruncated length in tokens (`None`: the model never truncates).
+    pub fn token_counts(&self, pairs: &[TextPair]) -> Result<Option<Vec<usize>>, SdkError> {
+        self.backend.token_counts(pairs)
+    }
+
+    /// How to end a call stuck in the backend, if it can be.
+    pub fn stopper(&self) -> Option<Stopper> {
+        self.backend.stopper()
+    }
+
     /// The pairs (by index) that `max_length` would cut, with their lengths in tokens, and
     /// the limit; empty when none would be or the model never truncates.
     pub fn too_long(&self, pairs: &[TextPair]) -> Result<Vec<(usize, usize)>, SdkError> {
         let Some(limit) = self.info.max_length else {
             return Ok(Vec::new());
         };
-        let Some(counts) = self.backend.token_counts(pairs)? else {
+        let Some(counts) = self.token_counts(pairs)? else {
             return Ok(Vec::new());
         };
         if counts.len() != pairs.len() {

@@ -41,8 +41,19 @@ pub enum Command {
     Test(TestArgs),
     /// Serve every enabled model over HTTP.
     Serve(ServeArgs),
+    /// (internal) Serve one model over stdin/stdout for `serve` (`isolation: process`).
+    #[command(hide = true)]
+    ModelProcess(ModelProcessArgs),
     /// Rebuild a trained model's servable file (model.onnx; model.int8.onnx with --quantize int8) from its saved weights.
     Export(ExportArgs),
+}
+
+/// `model-process` (started by `serve`, not by people).
+#[derive(Debug, ClapArgs)]
+pub struct ModelProcessArgs {
+    /// The model it serves (its entry comes on stdin; the name is for `ps`).
+    #[arg(long)]
+    pub model: String,
 }
 
 /// `list`.

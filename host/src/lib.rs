@@ -11,6 +11,7 @@
 //! - [`worker`] and [`http`]: batching per model, and the axum router over it.
 //! - [`reload`]: hot reload of the served models from `models.yaml`.
 //! - [`watchdog`]: restarts a model whose plugin call never returns.
+//! - [`isolated`]: a model served from a process of its own (`isolation: process`).
 //! - [`commands`]: the subcommands, thin adapters over the above.
 
 pub mod artifacts;
@@ -21,6 +22,7 @@ pub mod config;
 pub mod console;
 pub mod data;
 pub mod http;
+pub mod isolated;
 pub mod logging;
 pub mod metrics;
 pub mod plugins;
@@ -41,6 +43,17 @@ pub fn run(args: cli::Args) -> ExitCode {
             .map(|d| d.join("logging.yaml"))
             .unwrap_or_else(|| "logging.yaml".into())
     });
+    // A model's process logs plain lines to stderr, which its server copies into its log.
+    if let cli::Command::ModelProcess(_) = &args.command {
+        logging::install_plain_stderr(args.log_level.as_deref());
+        return match commands::run(args) {
+            Ok(code) => code,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let _log_guard = match logging::load_settings(&logging_path)
         .and_then(|settings| logging::install(&settings, args.log_level.as_deref()))
     {

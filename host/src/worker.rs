@@ -14,7 +14,7 @@
 //! callers are answered at once, the thread ends if the call ever returns) and starts the
 //! model again on a fresh one.
 
-use crate::backend::LoadedModel;
+use crate::backend::{LoadedModel, Stopper};
 use crate::metrics;
 use clarity_sdk::config::ServingConfig;
 use clarity_sdk::{Error as SdkError, ModelInfo, ModelSpec, TextPair};
@@ -111,6 +111,8 @@ struct Activity {
     busy_since_ms: AtomicU64,
     /// Set when the worker is given up on: the thread ends after its stuck call returns.
     abandoned: AtomicBool,
+    /// Ends a stuck call, when the backend can (a model's process is killed).
+    stopper: Mutex<Option<Stopper>>,
 }
 
 impl Activity {
@@ -182,6 +184,7 @@ impl ModelWorker {
             epoch: Instant::now(),
             busy_since_ms: AtomicU64::new(0),
             abandoned: AtomicBool::new(false),
+            stopper: Mutex::new(None),
         });
         let thread_activity = Arc::clone(&activity);
         let queued = Arc::new(AtomicUsize::new(0));
@@ -198,6 +201,10 @@ impl ModelWorker {
                 let set_status = |s: Status| write(&thread_state).status = s;
                 match startup(&set_status) {
                     Ok(model) => {
+                        *thread_activity
+                            .stopper
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner()) = model.stopper();
                         let info = model.info().clone();
                         tracing::info!(
                             "Model `{name}` ready: {} on {}, labels {:?}",
@@ -259,10 +266,20 @@ impl ModelWorker {
 
     /// Give up on this worker (its plugin call is stuck): it is marked failed with
     /// `reason`, the requests queued behind the stuck call are answered now (503), and the
-    /// thread ends if the call ever returns.
+    /// thread ends when the call returns: at once for a backend that can be stopped (a
+    /// model's process is killed), otherwise if it ever does.
     pub fn abandon(&self, reason: String) {
         self.activity.abandoned.store(true, Ordering::SeqCst);
         write(&self.state).status = Status::Failed(reason);
+        let stopper = self
+            .activity
+            .stopper
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(stop) = stopper {
+            stop(); // the stuck call returns now, and the thread ends
+        }
         // The thread is inside the plugin, so the receiver is free; if it is not, the
         // thread is taking jobs and will see `abandoned` before running them.
         let Ok(jobs) = self.jobs.try_lock() else {

@@ -469,6 +469,16 @@ pub struct ServingConfig {
     /// cache; large ones on an accelerator).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_batch_tokens: Option<usize>,
+    /// Where the plugin runs: in the server's process (`thread`, the default and the
+    /// fastest) or in a child process of its own (`process`), so that a crash, an abort or
+    /// runaway memory in the plugin ends that process only; it is started again on the
+    /// next request.
+    #[serde(skip_serializing_if = "Isolation::is_default")]
+    pub isolation: Isolation,
+    /// With `isolation: process`: the most memory, in MiB, the model's process may allocate
+    /// (its data segment, `RLIMIT_DATA`); an allocation beyond it fails in that process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_limit_mb: Option<u64>,
 }
 
 impl Default for ServingConfig {
@@ -478,7 +488,26 @@ impl Default for ServingConfig {
             queue_capacity: 1024,
             max_request_pairs: 256,
             max_batch_tokens: None,
+            isolation: Isolation::Thread,
+            memory_limit_mb: None,
         }
+    }
+}
+
+/// `serving_config.isolation`: where a served model's plugin runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// On a thread of the server's process.
+    #[default]
+    Thread,
+    /// In a child process of its own.
+    Process,
+}
+
+impl Isolation {
+    fn is_default(&self) -> bool {
+        *self == Isolation::Thread
     }
 }
 

@@ -109,6 +109,22 @@ fn wait_status(server: &Server, model: &str, want: &str, limit: Duration) -> Dur
     }
 }
 
+/// What the log says when the watchdog restarts a model.
+const RESTARTING: &str = "restarting the model on a fresh worker";
+
+/// Wait until the log has `needle` `times` times, or fail after 10 s.
+fn wait_for_log(server: &Server, needle: &str, times: usize) {
+    let started = Instant::now();
+    while server.log().matches(needle).count() < times {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "`{needle}` not logged {times} times:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_hung_call_restarts_the_model_and_one_that_keeps_hanging_stays_failed() {
     let project = project();
@@ -127,12 +143,11 @@ fn a_hung_call_restarts_the_model_and_one_that_keeps_hanging_stays_failed() {
         // The stuck model does not hold up the other one.
         let (status, _) = server.post_json(CLASSIC, &ask("fine?"));
         assert_eq!(status, 200, "classic while faulty hangs");
-        // Past the hang limit the model is given up on (`/ready` says so) and comes back on
-        // a fresh worker.
-        wait_status(&server, "faulty", "failed", Duration::from_secs(10));
-        assert_eq!(server.get("/ready").0, 503);
+        // Past the hang limit the model is given up on and comes back on a fresh worker
+        // (within milliseconds: too quick to catch `/ready` saying so, the log is watched).
+        wait_for_log(&server, RESTARTING, round);
         let back = wait_status(&server, "faulty", "ready", Duration::from_secs(30));
-        println!("round {round}: restarted, ready again {back:?} after it was marked failed");
+        println!("round {round}: restarted; ready {back:?} after the restart was logged");
         assert_eq!(server.get("/ready").0, 200);
         assert_both_serve(&server);
     }
@@ -162,4 +177,111 @@ fn a_hung_call_restarts_the_model_and_one_that_keeps_hanging_stays_failed() {
     );
     let (status, _) = server.post_json(CLASSIC, &ask("fine?"));
     assert_eq!(status, 200);
+}
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Ids of the model processes `pid` started.
+fn model_processes(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            // Field 4, after the parenthesised name, is the parent's id.
+            let parent = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
+            parent == Some(pid) && String::from_utf8_lossy(&cmdline).contains("model-process")
+        })
+        .collect()
+}
+
+#[test]
+fn an_isolated_model_survives_aborts_runaway_memory_and_hangs() {
+    let project = Project::classic(&format!(
+        "- name: faulty\n  type: classic\n  plugin: {}\n  route: {FAULTY}\n  label_config: {{labels: [yes, no]}}\n  serving_config: {{isolation: process, memory_limit_mb: 256}}\n",
+        plugin_lib("clarity-fixture-panic-plugin").display()
+    ));
+    let server = project.serve(&["--request-timeout", "2", "--hang-timeout", "3"]);
+    server.wait_ready(Duration::from_secs(120));
+    assert_both_serve(&server);
+    let first = model_processes(server.pid());
+    assert_eq!(first.len(), 1, "one model process: {first:?}");
+    let baseline = rss_kib(server.pid());
+
+    // Faults the plugin reports are answered as in-process ones are.
+    for (word, want, kind) in [
+        ("PANIC", 500, "plugin_panic"),
+        ("BADINPUT", 422, "validation"),
+        ("NAN", 500, "plugin_error"),
+    ] {
+        let (status, body) = server.post_json(FAULTY, &ask(word));
+        assert_eq!(
+            (status, error_kind(&body).as_str()),
+            (want, kind),
+            "{word}: {body}"
+        );
+    }
+    assert_eq!(model_processes(server.pid()), first, "no restart for those");
+
+    // Faults that end the process: only that request fails, and the next one gets a fresh
+    // process. Runaway memory stops at the limit, in the model's process.
+    for word in ["ABORT", "ALLOC", "ALLOC"] {
+        let started = Instant::now();
+        let (status, body) = server.post_json(FAULTY, &ask(word));
+        assert_eq!(status, 500, "{word}: {body}");
+        assert_eq!(error_kind(&body), "plugin_error", "{body}");
+        assert!(
+            !body["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("SIGABRT"),
+            "{body}"
+        );
+        println!("{word}: 500 after {:?}", started.elapsed());
+        assert_both_serve(&server);
+        let grown = rss_kib(server.pid()).saturating_sub(baseline);
+        assert!(
+            grown < 50 * 1024,
+            "the server grew by {grown} KiB after {word}"
+        );
+    }
+    let log = server.log();
+    assert!(log.contains("was killed by SIGABRT"), "{log}");
+    assert!(log.contains("memory_limit_mb = 256"), "{log}");
+    let now = model_processes(server.pid());
+    assert_eq!(now.len(), 1, "dead processes are reaped: {now:?}");
+    assert_ne!(now, first, "a fresh process serves");
+
+    // A hung call: the watchdog kills the process and the model comes back on a new one.
+    let before = model_processes(server.pid());
+    let (status, _) = server.post_json(FAULTY, &ask("HANG"));
+    assert_eq!(status, 504);
+    wait_for_log(&server, RESTARTING, 1);
+    wait_status(&server, "faulty", "ready", Duration::from_secs(30));
+    assert_both_serve(&server);
+    let started = Instant::now();
+    let after = loop {
+        let after = model_processes(server.pid());
+        if after.len() == 1 || started.elapsed() > Duration::from_secs(10) {
+            break after;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(after.len(), 1, "the hung process was killed: {after:?}");
+    assert_ne!(after, before, "{after:?}");
 }

@@ -18,12 +18,14 @@ use crate::backend::LoadedModel;
 use crate::cli::ServeArgs;
 use crate::config::{BrokenEntry, Config};
 use crate::http::{self, AppState, Limits};
+use crate::isolated::{IsolatedBackend, Launch, StartError};
 use crate::plugins::{self, Registry};
 use crate::reload::{ModelTable, Reloader};
 use crate::tensorboard;
 use crate::training::{self, ProgressMode, TrainOptions};
 use crate::worker::{ModelWorker, Startup, Status};
 use anyhow::{bail, Context};
+use clarity_sdk::config::Isolation;
 use clarity_sdk::{ErrorKind, ModelSpec, TextPair};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -338,6 +340,9 @@ fn startup_for(
 ) -> Startup {
     Box::new(move |set_status| {
         let fail = |e: anyhow::Error| format!("{e:#}");
+        if spec.serving_config.isolation == Isolation::Process {
+            return start_isolated(&config, &registry, &spec, auto_train, threads, set_status);
+        }
         let model = open_for_serving(&registry, &config, &spec, threads)?;
         let stop = match (model.into_loaded(), auto_train) {
             (Ok(loaded), _) => return warm_up(&spec.name, loaded),
@@ -371,6 +376,53 @@ fn startup_for(
             .map_err(|e| format!("load after training failed: {e}"))?;
         warm_up(&spec.name, loaded)
     })
+}
+
+/// [`startup_for`] for `isolation: process`: the model loads in a process of its own; when
+/// it was never trained (and auto-train is on) it is trained here first, then loaded there.
+fn start_isolated(
+    config: &Config,
+    registry: &Registry,
+    spec: &ModelSpec,
+    auto_train: Option<Arc<AtomicBool>>,
+    threads: Option<usize>,
+    set_status: &dyn Fn(Status),
+) -> Result<LoadedModel, String> {
+    let launch = Launch {
+        config_path: config.path.clone(),
+        config_dir: config.dir.clone(),
+        spec: spec.clone(),
+        threads,
+    };
+    let start = || IsolatedBackend::start(launch.clone());
+    let (backend, info) = match (start(), auto_train) {
+        (Ok(started), _) => started,
+        (Err(StartError::Load(e)), Some(stop))
+            if e.kind == ErrorKind::NotTrained && spec.data_config.train_file.is_some() =>
+        {
+            tracing::info!(
+                "Model `{}` has no trained model yet: training it first ({})",
+                spec.name,
+                e.message
+            );
+            set_status(Status::Training);
+            let options = TrainOptions {
+                resume: false,
+                stop: &stop,
+                progress: ProgressMode::Lines,
+            };
+            training::run(registry, config, spec, options).map_err(|e| format!("{e:#}"))?;
+            start().map_err(|e| format!("load after training failed: {e}"))?
+        }
+        (Err(StartError::Load(e)), _) if e.kind == ErrorKind::NotTrained => {
+            return Err(format!(
+                "not trained yet ({}): run `clarity-host train --model {}`",
+                e.message, spec.name
+            ))
+        }
+        (Err(e), _) => return Err(format!("load failed: {e}")),
+    };
+    warm_up(&spec.name, LoadedModel::new(Box::new(backend), info))
 }
 
 /// One call through the whole path before the model is marked ready, so ONNX Runtime

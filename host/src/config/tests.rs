@@ -543,3 +543,20 @@ fn quantize_accepts_int8_and_fp32_spellings_and_names_the_choices_otherwise() {
         "{err}"
     );
 }
+
+#[test]
+fn a_memory_limit_needs_process_isolation_and_room_to_start() {
+    let thread = problems("- name: a\n  serving_config: {memory_limit_mb: 512}\n");
+    assert_eq!(thread.len(), 1, "{thread:?}");
+    assert_eq!(thread[0].field, "models[0].serving_config.memory_limit_mb");
+    assert!(thread[0].message.contains("needs `isolation: process`"));
+    let tiny = problems("- name: a\n  serving_config: {isolation: process, memory_limit_mb: 8}\n");
+    assert!(tiny[0].message.contains("at least 64"), "{tiny:?}");
+    let ok = parse_ok("- name: a\n  serving_config: {isolation: process, memory_limit_mb: 512}\n");
+    assert_eq!(
+        ok[0].serving_config.isolation,
+        clarity_sdk::config::Isolation::Process
+    );
+    let wrong = parse_err("- name: a\n  serving_config: {isolation: container}\n");
+    assert!(wrong.contains("unknown variant `container`"), "{wrong}");
+}

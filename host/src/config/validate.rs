@@ -46,6 +46,10 @@ impl Issue {
     }
 }
 
+/// The smallest `serving_config.memory_limit_mb`: a process that loads a plugin and its
+/// runtime needs more than this before it serves anything.
+const MIN_MEMORY_LIMIT_MB: u64 = 64;
+
 fn name_is_safe(name: &str) -> bool {
     !name.is_empty()
         && name != "."
@@ -356,6 +360,25 @@ pub(super) fn validate(models: &[ModelSpec]) -> Vec<Issue> {
                      pair would not fit a run"
                 ),
             ));
+        }
+        match s.memory_limit_mb {
+            Some(_) if s.isolation != clarity_sdk::config::Isolation::Process => {
+                issues.push(Issue::new(
+                    i,
+                    vec![key("serving_config"), key("memory_limit_mb")],
+                    "memory_limit_mb needs `isolation: process`: a plugin in the server's own \
+                     process cannot be limited on its own",
+                ))
+            }
+            Some(mb) if mb < MIN_MEMORY_LIMIT_MB => issues.push(Issue::new(
+                i,
+                vec![key("serving_config"), key("memory_limit_mb")],
+                format!(
+                    "memory_limit_mb must be at least {MIN_MEMORY_LIMIT_MB}: the model's \
+                     process needs that much to start"
+                ),
+            )),
+            _ => {}
         }
         if let Some(lora) = &m.lora_config {
             if lora.r == 0 {

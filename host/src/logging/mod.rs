@@ -220,6 +220,19 @@ pub fn install(
     Ok(guard)
 }
 
+/// Plain `LEVEL target: message` lines on stderr at `level` (default `info`), for a
+/// model's process: its server reads them and logs them with its own settings.
+pub fn install_plain_stderr(level: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level.unwrap_or("info"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .try_init();
+}
+
 type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
 /// A terminal writer for a `sys.stdout` / `sys.stderr` sink and whether it is a terminal.
