@@ -310,6 +310,10 @@ impl Config {
         if let Some(labels) = labels {
             spec.label_config.labels = labels;
         }
+        // Where the plugin runs is the host's business; left out, the entry also stays
+        // readable by plugins built before these keys existed.
+        spec.serving_config.isolation = Default::default();
+        spec.serving_config.memory_limit_mb = None;
         PluginInit {
             artifact_dir: self.artifact_dir(&spec),
             serving_threads: None,
