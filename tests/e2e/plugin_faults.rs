@@ -284,4 +284,36 @@ fn an_isolated_model_survives_aborts_runaway_memory_and_hangs() {
     };
     assert_eq!(after.len(), 1, "the hung process was killed: {after:?}");
     assert_ne!(after, before, "{after:?}");
+
+    // Killed outright while its model process is stuck in a call (so it would never read
+    // the end of its input), the server still takes that process with it.
+    let url = format!("{}{FAULTY}", server.base);
+    std::thread::spawn(move || {
+        let _ = reqwest::blocking::Client::new()
+            .post(url)
+            .json(&ask("HANG"))
+            .send();
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &server.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let started = Instant::now();
+    while after.iter().any(|pid| alive(*pid)) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "orphaned: {after:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether process `pid` still runs (a zombie waiting for its parent does not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| Some(stat.rsplit_once(')')?.1.split_whitespace().next()? != "Z"))
+        .unwrap_or(false)
 }

@@ -201,6 +201,7 @@ fn spawn(launch: &Launch, pid: &AtomicU32) -> Result<(Running, ModelInfo), Start
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     limit_memory(&mut command, launch.memory_limit_mb());
+    end_with_the_server(&mut command);
     let mut child = command
         .spawn()
         .map_err(|e| StartError::Spawn(e.to_string()))?;
@@ -334,6 +335,24 @@ fn kill(pid: u32) {
     }
     #[cfg(not(unix))]
     let _ = pid;
+}
+
+/// The model's process dies with the server, even one stuck in a call (whose stdin closing
+/// would go unnoticed).
+fn end_with_the_server(command: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe and touches nothing of the parent's.
+        unsafe {
+            command.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = command;
 }
 
 /// Cap the process's data segment at `limit_mb` MiB.
