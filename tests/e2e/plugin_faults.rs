@@ -177,6 +177,15 @@ fn a_hung_call_restarts_the_model_and_one_that_keeps_hanging_stays_failed() {
     );
     let (status, _) = server.post_json(CLASSIC, &ask("fine?"));
     assert_eq!(status, 200);
+    let metrics = reqwest::blocking::get(format!("{}/metrics", server.base))
+        .and_then(|r| r.text())
+        .expect("GET /metrics");
+    for line in [
+        r#"clarity_model_hangs_total{model="faulty",outcome="restarted"} 3"#,
+        r#"clarity_model_hangs_total{model="faulty",outcome="failed"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "no `{line}` in:\n{metrics}");
+    }
 }
 
 /// Resident memory of process `pid`, in KiB.
