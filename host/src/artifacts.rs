@@ -20,21 +20,21 @@ pub const CHECKPOINTS: &str = "checkpoints";
 
 /// A model folder that cannot be written or swapped.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot {action} {}: {}", path.display(), durable::explain(source))]
+#[error("cannot {action} {}: {}", path.display(), durable::explain(error))]
 pub struct ArtifactError {
     /// What was being done ("write to", "create", "rename").
     pub action: &'static str,
     /// The file or folder.
     pub path: PathBuf,
-    /// The OS error.
-    pub source: io::Error,
+    /// The OS error (said in the message, so not a `source` repeated after it).
+    pub error: io::Error,
 }
 
 fn fail<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ArtifactError + 'a {
-    move |source| ArtifactError {
+    move |error| ArtifactError {
         action,
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -151,7 +151,14 @@ fn swap(staged: &Path, final_dir: &Path) -> Result<PathBuf, ArtifactError> {
 
 /// Fail with the path and the OS error when `dir` does not take a new file.
 fn check_writable(dir: &Path) -> Result<(), ArtifactError> {
-    let probe = dir.join(format!(".clarity-write-check-{}", std::process::id()));
+    const PROBE: &str = ".clarity-write-check-";
+    // Probes of killed runs.
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(PROBE) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    let probe = dir.join(format!("{PROBE}{}", std::process::id()));
     std::fs::write(&probe, b"").map_err(fail("write to", dir))?;
     std::fs::remove_file(&probe).map_err(fail("write to", dir))
 }

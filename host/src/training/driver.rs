@@ -108,7 +108,7 @@ pub fn run(
         .map_err(|e| artifacts::ArtifactError {
             action: "create",
             path: checkpoint_dir.clone(),
-            source: e,
+            error: e,
         })
         .with_context(unwritable)?;
     let job = TrainJob {
@@ -294,7 +294,7 @@ fn write_host_files(
         std::fs::write(&path, text).map_err(|e| artifacts::ArtifactError {
             action: "write",
             path,
-            source: e,
+            error: e,
         })?;
         Ok(())
     };
