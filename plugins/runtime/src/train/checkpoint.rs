@@ -192,18 +192,31 @@ pub fn save(
     if final_dir.exists() {
         // Rewriting a step (a resumed run stopped where it started): the older checkpoints
         // stay until the new one is in place.
-        let retired = dir.join(format!(".{name}.old"));
-        std::fs::rename(&final_dir, &retired).map_err(|e| io_err(&final_dir, &e))?;
-        let _ = std::fs::remove_dir_all(&retired);
+        remove(&final_dir)?;
     }
     std::fs::rename(&tmp, &final_dir).map_err(|e| io_err(&final_dir, &e))?;
     durable::sync_dir(dir).map_err(|e| io_err(dir, &e))?;
     let all = list(dir);
     for (_, old) in all.iter().take(all.len().saturating_sub(keep.max(1))) {
         // A checkpoint we cannot remove costs disk space, not correctness.
-        let _ = std::fs::remove_dir_all(old);
+        let _ = remove(old);
     }
     Ok(final_dir)
+}
+
+/// Remove a checkpoint folder so that a kill part-way never leaves it half-deleted under its
+/// own name: it is renamed to a hidden name first (one atomic step), then deleted.
+fn remove(checkpoint: &Path) -> Result<(), CheckpointError> {
+    let name = checkpoint
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let hidden = checkpoint.with_file_name(format!(".{name}.old"));
+    if hidden.exists() {
+        std::fs::remove_dir_all(&hidden).map_err(|e| io_err(&hidden, &e))?;
+    }
+    std::fs::rename(checkpoint, &hidden).map_err(|e| io_err(checkpoint, &e))?;
+    std::fs::remove_dir_all(&hidden).map_err(|e| io_err(&hidden, &e))
 }
 
 /// Write `tensors` to `path` and flush it to disk.
@@ -290,7 +303,7 @@ fn load(path: &Path, device: &Device) -> Result<Loaded, CheckpointError> {
 pub fn clear(dir: &Path) -> Result<usize, CheckpointError> {
     let old = list(dir);
     for (_, path) in &old {
-        std::fs::remove_dir_all(path).map_err(|e| io_err(path, &e))?;
+        remove(path)?;
     }
     let best = dir.join(BEST);
     if best.is_file() {
