@@ -192,14 +192,16 @@ fn recover_leftovers(parent: &Path, name: &str, final_dir: &Path) {
             continue;
         }
         let leftover = entry.path();
-        if is_retired && !final_dir.exists() && has_model(&leftover) {
-            if std::fs::rename(&leftover, final_dir).is_ok() {
-                tracing::warn!(
-                    "put back the previous model in {} (a run was killed while replacing it)",
-                    final_dir.display()
-                );
-                continue;
-            }
+        if is_retired
+            && !final_dir.exists()
+            && has_model(&leftover)
+            && std::fs::rename(&leftover, final_dir).is_ok()
+        {
+            tracing::warn!(
+                "put back the previous model in {} (a run was killed while replacing it)",
+                final_dir.display()
+            );
+            continue;
         }
         let checkpoints = leftover.join(CHECKPOINTS);
         let home = final_dir.join(CHECKPOINTS);
