@@ -295,7 +295,11 @@ fn kill_loop(rounds: usize, seed: u64, epochs: u64) {
     let mut resumes_checked = 0;
     for round in 1..=rounds {
         let newest_before = checkpoints_are_whole(&project);
-        let stale_before = hidden(&checkpoint_dir(&project));
+        // Unfinished checkpoint folders a kill left (the plugin clears and reports these).
+        let stale_before: Vec<String> = hidden(&checkpoint_dir(&project))
+            .into_iter()
+            .filter(|n| n.starts_with(".step-") || n.starts_with(".best"))
+            .collect();
         let args: &[&str] = if resume {
             &["train", "--model", "tiny", "--resume"]
         } else {
@@ -427,14 +431,19 @@ fn kill_at_or_exit(child: &mut HostProcess, deadline: Instant) -> Ended {
 fn nothing_half_written(project: &Project, good: &BTreeMap<String, Vec<u8>>) {
     let artifacts = project.path().join("artifacts");
     assert_eq!(visible(&artifacts), ["tiny"], "{:?}", names(&artifacts));
+    // A kill right after a commit's swap leaves the checkpoints in the hidden retired folder
+    // for a moment; the next run moves them back (host/src/artifacts.rs).
+    let checkpoints_aside = hidden(&artifacts)
+        .iter()
+        .any(|n| artifacts.join(n).join("checkpoints").is_dir());
+    let mut expected: Vec<String> = good.keys().cloned().collect();
+    if !checkpoints_aside || model_dir(project).join("checkpoints").is_dir() {
+        expected.push("checkpoints".to_string());
+    }
+    expected.sort();
     assert_eq!(
         visible(&model_dir(project)),
-        good.keys()
-            .cloned()
-            .chain(std::iter::once("checkpoints".to_string()))
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect::<Vec<_>>(),
+        expected,
         "the model folder changed"
     );
     let now = model_files(project);
