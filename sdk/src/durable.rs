@@ -55,7 +55,7 @@ pub fn explain(error: &io::Error) -> String {
             "the file system is read-only: point output_dir at a writable folder"
         }
         io::ErrorKind::PermissionDenied => {
-            "this user may not write there: fix the folder's permissions or point output_dir at a writable folder"
+            "this user lacks the permission: fix the permissions, or point output_dir at a folder this user can write"
         }
         _ => return error.to_string(),
     };

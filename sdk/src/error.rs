@@ -94,9 +94,6 @@ impl Error {
 
     /// An [`ErrorKind::Io`] error that names the file.
     pub fn io(path: &std::path::Path, err: std::io::Error) -> Self {
-        Self::new(
-            ErrorKind::Io,
-            format!("{}: {}", path.display(), crate::durable::explain(&err)),
-        )
+        Self::new(ErrorKind::Io, format!("{}: {err}", path.display()))
     }
 }

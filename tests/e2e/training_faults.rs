@@ -657,7 +657,7 @@ fn a_read_only_output_dir_fails_before_training_and_keeps_the_previous_model() {
                 ),
                 "nothing was trained".to_string(),
                 "Permission denied".to_string(),
-                "may not write there".to_string(),
+                "this user lacks the permission".to_string(),
             ] {
                 assert!(stderr.contains(&expected), "no `{expected}` in:\n{stderr}");
             }
