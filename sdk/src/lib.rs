@@ -47,6 +47,7 @@
 
 pub mod abi;
 pub mod config;
+pub mod durable;
 mod error;
 pub mod log;
 pub mod metrics;

@@ -24,3 +24,4 @@ mod serving_controls;
 mod slow_clients;
 mod tensorboard;
 mod training;
+mod training_faults;

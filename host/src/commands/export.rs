@@ -26,7 +26,7 @@ pub fn run(config: &Config, args: &ExportArgs) -> anyhow::Result<ExitCode> {
     }
     let target = args.output.clone().unwrap_or_else(|| source.clone());
     let staging = Staging::create(&target)
-        .with_context(|| format!("cannot create a staging folder beside {}", target.display()))?;
+        .with_context(|| format!("cannot export into {}", target.display()))?;
     copy_model_files(&source, staging.path())?;
 
     let registry = Registry::default();

@@ -7,7 +7,7 @@
 
 use super::report::RunReport;
 use super::{History, Progress, ProgressMode, RunRecorder};
-use crate::artifacts::{Staging, CHECKPOINTS};
+use crate::artifacts::{self, Staging, CHECKPOINTS};
 use crate::backend::LoadedModel;
 use crate::config::Config;
 use crate::data;
@@ -94,15 +94,23 @@ pub fn run(
     let mut model = registry.model_with(config, spec, &init)?;
 
     let final_dir = config.artifact_dir(spec);
-    let staging = Staging::create(&final_dir).with_context(|| {
+    // Before any training: a folder the model cannot be written to fails now, not at the end.
+    let unwritable = || {
         format!(
-            "cannot create a staging folder beside {}",
+            "model `{}` cannot be saved to {} (output_dir); nothing was trained",
+            spec.name,
             final_dir.display()
         )
-    })?;
+    };
+    let staging = Staging::create(&final_dir).with_context(unwritable)?;
     let checkpoint_dir = final_dir.join(CHECKPOINTS);
     std::fs::create_dir_all(&checkpoint_dir)
-        .with_context(|| format!("cannot create {}", checkpoint_dir.display()))?;
+        .map_err(|e| artifacts::ArtifactError {
+            action: "create",
+            path: checkpoint_dir.clone(),
+            error: e,
+        })
+        .with_context(unwritable)?;
     let job = TrainJob {
         labels: data.labels.clone(),
         train: data.train,
@@ -146,14 +154,19 @@ pub fn run(
             }
             .into());
         }
-        Err(e) => return Err(e).with_context(|| format!("training of `{}` failed", spec.name)),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!("training of `{}` failed; {}", spec.name, kept(&final_dir))
+            })
+        }
     };
     drop(model);
 
     // Check the staged model before it replaces anything: it must load and score.
     let mut staged_init = init.clone();
     staged_init.artifact_dir = staging.path().to_path_buf();
-    let (valid, baseline) = verify_staged(registry, config, spec, &staged_init, &job)?;
+    let (valid, baseline) = verify_staged(registry, config, spec, &staged_init, &job)
+        .with_context(|| kept(&final_dir))?;
 
     let best_epoch = report
         .best_epoch
@@ -174,15 +187,19 @@ pub fn run(
         artifact_dir: &final_dir,
         run_dir: run_dir.as_deref(),
     };
-    write_host_files(staging.path(), spec, &job, &run_report)?;
+    write_host_files(staging.path(), spec, &job, &run_report).with_context(|| kept(&final_dir))?;
     if let Some(dir) = &run_dir {
         if let Err(e) = run_report.write_run_files(dir) {
             tracing::warn!("cannot write the training report in {}: {e}", dir.display());
         }
     }
-    let artifact_dir = staging
-        .commit()
-        .with_context(|| format!("cannot move the trained model into {}", final_dir.display()))?;
+    let artifact_dir = staging.commit().with_context(|| {
+        format!(
+            "cannot move the trained model into {}; {}",
+            final_dir.display(),
+            kept(&final_dir)
+        )
+    })?;
     let seconds = started.elapsed().as_secs_f64();
     tracing::info!("Training finished: `{}` in {seconds:.1} s", spec.name);
     Ok(TrainOutcome {
@@ -194,6 +211,15 @@ pub fn run(
         best_epoch,
         run_dir,
     })
+}
+
+/// What a failed run left of the model folder: the previous model, untouched.
+fn kept(final_dir: &Path) -> String {
+    if artifacts::has_model(final_dir) {
+        format!("the previous model in {} is unchanged", final_dir.display())
+    } else {
+        format!("no model was written to {}", final_dir.display())
+    }
 }
 
 /// The TensorBoard run folder, or `None` (with a warning) when it cannot be created.
@@ -265,7 +291,12 @@ fn write_host_files(
 ) -> anyhow::Result<()> {
     let write = |name: &str, text: String| -> anyhow::Result<()> {
         let path = dir.join(name);
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+        std::fs::write(&path, text).map_err(|e| artifacts::ArtifactError {
+            action: "write",
+            path,
+            error: e,
+        })?;
+        Ok(())
     };
     let pretty = |value: serde_json::Value| serde_json::to_string_pretty(&value);
     write("model_spec.json", pretty(serde_json::to_value(spec)?)?)?;

@@ -15,7 +15,8 @@ use clarity_runtime::train as trainer;
 use clarity_runtime::{device, onnx, resolve};
 use clarity_sdk::config::{Device, Quantize};
 use clarity_sdk::{
-    Classifier, Error, ModelInfo, PluginInit, TextPair, TrainContext, TrainJob, TrainReport,
+    Classifier, Error, ErrorKind, ModelInfo, PluginInit, TextPair, TrainContext, TrainJob,
+    TrainReport,
 };
 use std::path::{Path, PathBuf};
 
@@ -336,8 +337,18 @@ fn write_artifacts(
     let int8 = precision::after_export(out, quantize)?;
     let source = pretrained_dir.join(meta::TOKENIZER_FILE);
     if source.is_file() {
-        std::fs::copy(&source, out.join(meta::TOKENIZER_FILE))
-            .map_err(|e| Error::io(&source, e))?;
+        let dest = out.join(meta::TOKENIZER_FILE);
+        std::fs::copy(&source, &dest).map_err(|e| {
+            Error::new(
+                ErrorKind::Io,
+                format!(
+                    "cannot copy {} to {}: {}",
+                    source.display(),
+                    dest.display(),
+                    clarity_sdk::durable::explain(&e)
+                ),
+            )
+        })?;
     } else {
         // Built from vocab.txt or vocab.json + merges.txt: saved as the file serving reads.
         let path = out.join(meta::TOKENIZER_FILE);

@@ -8,6 +8,7 @@ use crate::arch::Arch;
 use crate::names;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
+use clarity_sdk::durable;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
@@ -31,6 +32,14 @@ pub enum WeightsError {
         /// The file.
         path: PathBuf,
         /// What went wrong.
+        message: String,
+    },
+    /// A file could not be written.
+    #[error("cannot write weights {path}: {message}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong, and the fix when it is the disk's or the limits'.
         message: String,
     },
     /// A tensor the architecture needs is not in the file.
@@ -316,13 +325,21 @@ fn normal(rng: &mut ChaCha8Rng) -> f32 {
     (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
 }
 
-/// Save every variable to `path` (names as transformers spells them), via a temp file.
+/// Save every variable to `path` (names as transformers spells them), via a temp file that
+/// is flushed to disk before it is renamed into place.
 pub fn save(varmap: &VarMap, path: &Path) -> Result<(), WeightsError> {
     let tmp = path.with_extension("safetensors.tmp");
-    let write_err = |message: String| WeightsError::Read {
+    let write_err = |e: &(dyn std::error::Error + 'static)| WeightsError::Write {
         path: path.to_path_buf(),
-        message,
+        message: durable::explain_chain(e),
     };
-    varmap.save(&tmp).map_err(|e| write_err(e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| write_err(e.to_string()))
+    let written = varmap
+        .save(&tmp)
+        .map_err(|e| write_err(&e))
+        .and_then(|()| durable::sync_file(&tmp).map_err(|e| write_err(&e)));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, path).map_err(|e| write_err(&e))
 }

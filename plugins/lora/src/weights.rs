@@ -162,9 +162,10 @@ pub fn save_adapters(
     dir: &Path,
 ) -> Result<(), String> {
     let path = dir.join(ADAPTER_FILE);
-    varmap
-        .save(&path)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    varmap.save(&path).map_err(|e| {
+        let why = clarity_sdk::durable::explain_chain(&e);
+        format!("cannot write {}: {why}", path.display())
+    })?;
     let config = serde_json::json!({
         "peft_type": "LORA",
         "task_type": "SEQ_CLS",
@@ -178,7 +179,10 @@ pub fn save_adapters(
     });
     let path = dir.join(ADAPTER_CONFIG_FILE);
     let text = serde_json::to_string_pretty(&config).map_err(|e| e.to_string())?;
-    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    std::fs::write(&path, text).map_err(|e| {
+        let why = clarity_sdk::durable::explain(&e);
+        format!("cannot write {}: {why}", path.display())
+    })
 }
 
 /// Set the variables of `varmap` from `ADAPTER_FILE` in `dir` (every variable must be there).

@@ -54,7 +54,7 @@ pub enum MetaError {
         source: serde_json::Error,
     },
     /// The file could not be written.
-    #[error("{}: {source}", path.display())]
+    #[error("cannot write {}: {}", path.display(), clarity_sdk::durable::explain(source))]
     Write {
         /// The file.
         path: PathBuf,

@@ -44,7 +44,7 @@ pub enum OnnxError {
         message: String,
     },
     /// Writing failed.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {}", clarity_sdk::durable::explain(source))]
     Io {
         /// The file being written.
         path: PathBuf,

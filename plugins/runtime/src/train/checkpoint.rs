@@ -1,8 +1,13 @@
 //! Checkpoints for `train --resume`: the trainable weights, the optimizer's moments and
-//! where the run was, in `checkpoint_dir/step-NNNNNNNN/`, each written to a hidden temporary
-//! folder and renamed into place only when complete.
+//! where the run was, in `checkpoint_dir/step-NNNNNNNN/`.
+//!
+//! Each is written into a hidden temporary folder (state last), flushed to disk and renamed
+//! into place only when complete, so a `kill -9` at any moment leaves whole checkpoints and
+//! at most a hidden leftover, which the next run removes ([`remove_stale`]). Resuming takes
+//! the newest checkpoint that reads back whole and skips any that does not.
 
 use candle_core::{Device, Tensor};
+use clarity_sdk::durable;
 use clarity_sdk::metrics::Evaluation;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -34,6 +39,11 @@ fn err(path: &Path, message: impl std::fmt::Display) -> CheckpointError {
         path: path.to_path_buf(),
         message: message.to_string(),
     }
+}
+
+/// A failed write or read, with the cause and the fix when it is the disk's or the limits'.
+fn io_err(path: &Path, error: &(dyn std::error::Error + 'static)) -> CheckpointError {
+    err(path, durable::explain_chain(error))
 }
 
 /// The best evaluation so far.
@@ -104,11 +114,43 @@ pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
             let name = e.file_name().to_string_lossy().into_owned();
             let step = name.strip_prefix(PREFIX)?.parse::<u64>().ok()?;
             let path = e.path();
-            path.join(STATE).is_file().then_some((step, path))
+            is_complete(&path).then_some((step, path))
         })
         .collect();
     found.sort();
     found
+}
+
+/// Whether `dir` holds every file of a checkpoint (the state is written last).
+fn is_complete(dir: &Path) -> bool {
+    [WEIGHTS, OPTIMIZER, STATE]
+        .iter()
+        .all(|name| dir.join(name).is_file())
+}
+
+/// Remove the hidden leftovers of checkpoints whose writing was cut short (a killed run):
+/// `.step-*` folders and `.best.safetensors.tmp`. Returns how many were removed.
+pub fn remove_stale(dir: &Path) -> Result<usize, CheckpointError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = name.starts_with(&format!(".{PREFIX}")) || name == format!(".{BEST}.tmp");
+        if !stale {
+            continue;
+        }
+        let path = entry.path();
+        let result = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        result.map_err(|e| io_err(&path, &e))?;
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 /// Write a checkpoint for `state.step`, then remove all but the newest `keep`
@@ -125,45 +167,75 @@ pub fn save(
     optimizer: &HashMap<String, Tensor>,
     keep: usize,
 ) -> Result<PathBuf, CheckpointError> {
-    std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, &e))?;
     let name = format!("{PREFIX}{:08}", state.step);
     let final_dir = dir.join(&name);
     let tmp = dir.join(format!(".{name}.tmp"));
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| err(&tmp, e))?;
+        std::fs::remove_dir_all(&tmp).map_err(|e| io_err(&tmp, &e))?;
     }
-    std::fs::create_dir_all(&tmp).map_err(|e| err(&tmp, e))?;
+    std::fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, &e))?;
     let write = || -> Result<(), CheckpointError> {
-        candle_core::safetensors::save(weights, tmp.join(WEIGHTS))
-            .map_err(|e| err(&tmp.join(WEIGHTS), e))?;
-        candle_core::safetensors::save(optimizer, tmp.join(OPTIMIZER))
-            .map_err(|e| err(&tmp.join(OPTIMIZER), e))?;
-        let json = serde_json::to_string_pretty(state).map_err(|e| err(&tmp.join(STATE), e))?;
-        std::fs::write(tmp.join(STATE), json).map_err(|e| err(&tmp.join(STATE), e))
+        save_tensors(weights, &tmp.join(WEIGHTS))?;
+        save_tensors(optimizer, &tmp.join(OPTIMIZER))?;
+        // The state goes last: a folder without it is never taken for a checkpoint.
+        let path = tmp.join(STATE);
+        let json = serde_json::to_string_pretty(state).map_err(|e| err(&path, e))?;
+        std::fs::write(&path, json).map_err(|e| io_err(&path, &e))?;
+        durable::sync_file(&path).map_err(|e| io_err(&path, &e))?;
+        durable::sync_dir(&tmp).map_err(|e| io_err(&tmp, &e))
     };
     if let Err(e) = write() {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
     if final_dir.exists() {
-        std::fs::remove_dir_all(&final_dir).map_err(|e| err(&final_dir, e))?;
+        // Rewriting a step (a resumed run stopped where it started): the older checkpoints
+        // stay until the new one is in place.
+        remove(&final_dir)?;
     }
-    std::fs::rename(&tmp, &final_dir).map_err(|e| err(&final_dir, e))?;
+    std::fs::rename(&tmp, &final_dir).map_err(|e| io_err(&final_dir, &e))?;
+    durable::sync_dir(dir).map_err(|e| io_err(dir, &e))?;
     let all = list(dir);
     for (_, old) in all.iter().take(all.len().saturating_sub(keep.max(1))) {
         // A checkpoint we cannot remove costs disk space, not correctness.
-        let _ = std::fs::remove_dir_all(old);
+        let _ = remove(old);
     }
     Ok(final_dir)
 }
 
+/// Remove a checkpoint folder so that a kill part-way never leaves it half-deleted under its
+/// own name: it is renamed to a hidden name first (one atomic step), then deleted.
+fn remove(checkpoint: &Path) -> Result<(), CheckpointError> {
+    let name = checkpoint
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let hidden = checkpoint.with_file_name(format!(".{name}.old"));
+    if hidden.exists() {
+        std::fs::remove_dir_all(&hidden).map_err(|e| io_err(&hidden, &e))?;
+    }
+    std::fs::rename(checkpoint, &hidden).map_err(|e| io_err(checkpoint, &e))?;
+    std::fs::remove_dir_all(&hidden).map_err(|e| io_err(&hidden, &e))
+}
+
+/// Write `tensors` to `path` and flush it to disk.
+fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<(), CheckpointError> {
+    candle_core::safetensors::save(tensors, path).map_err(|e| io_err(path, &e))?;
+    durable::sync_file(path).map_err(|e| io_err(path, &e))
+}
+
 /// Write the best weights so far, atomically.
 pub fn save_best(dir: &Path, weights: &HashMap<String, Tensor>) -> Result<(), CheckpointError> {
-    std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, &e))?;
     let path = dir.join(BEST);
     let tmp = dir.join(format!(".{BEST}.tmp"));
-    candle_core::safetensors::save(weights, &tmp).map_err(|e| err(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| err(&path, e))
+    if let Err(e) = save_tensors(weights, &tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, &e))?;
+    durable::sync_dir(dir).map_err(|e| io_err(dir, &e))
 }
 
 /// The best weights saved beside the checkpoints, if any.
@@ -177,16 +249,32 @@ pub fn load_best(
     }
     candle_core::safetensors::load(&path, device)
         .map(Some)
-        .map_err(|e| err(&path, e))
+        .map_err(|e| io_err(&path, &e))
 }
 
-/// The newest checkpoint in `dir`, if any.
-pub fn load_latest(dir: &Path, device: &Device) -> Result<Option<Loaded>, CheckpointError> {
-    let Some((_, path)) = list(dir).pop() else {
-        return Ok(None);
-    };
+/// The newest checkpoint in `dir` that reads back whole, if any, and the newer ones that did
+/// not (with why). Fails only when there are checkpoints and none of them reads.
+pub fn load_latest(
+    dir: &Path,
+    device: &Device,
+) -> Result<Option<(Loaded, Vec<CheckpointError>)>, CheckpointError> {
+    let mut skipped = Vec::new();
+    for (_, path) in list(dir).into_iter().rev() {
+        match load(&path, device) {
+            Ok(loaded) => return Ok(Some((loaded, skipped))),
+            Err(e) => skipped.push(e),
+        }
+    }
+    match skipped.into_iter().next() {
+        Some(newest) => Err(newest),
+        None => Ok(None),
+    }
+}
+
+/// The checkpoint in folder `path`.
+fn load(path: &Path, device: &Device) -> Result<Loaded, CheckpointError> {
     let state_path = path.join(STATE);
-    let text = std::fs::read_to_string(&state_path).map_err(|e| err(&state_path, e))?;
+    let text = std::fs::read_to_string(&state_path).map_err(|e| io_err(&state_path, &e))?;
     let state: RunState = serde_json::from_str(&text).map_err(|e| err(&state_path, e))?;
     if state.format != RunState::FORMAT {
         return Err(err(
@@ -200,14 +288,14 @@ pub fn load_latest(dir: &Path, device: &Device) -> Result<Option<Loaded>, Checkp
     }
     let load = |name: &str| {
         candle_core::safetensors::load(path.join(name), device)
-            .map_err(|e| err(&path.join(name), e))
+            .map_err(|e| io_err(&path.join(name), &e))
     };
-    Ok(Some(Loaded {
+    Ok(Loaded {
         weights: load(WEIGHTS)?,
         optimizer: load(OPTIMIZER)?,
         state,
-        dir: path,
-    }))
+        dir: path.to_path_buf(),
+    })
 }
 
 /// Remove the step checkpoints and best weights of an earlier run (a fresh run must not
@@ -215,11 +303,11 @@ pub fn load_latest(dir: &Path, device: &Device) -> Result<Option<Loaded>, Checkp
 pub fn clear(dir: &Path) -> Result<usize, CheckpointError> {
     let old = list(dir);
     for (_, path) in &old {
-        std::fs::remove_dir_all(path).map_err(|e| err(path, e))?;
+        remove(path)?;
     }
     let best = dir.join(BEST);
     if best.is_file() {
-        std::fs::remove_file(&best).map_err(|e| err(&best, e))?;
+        std::fs::remove_file(&best).map_err(|e| io_err(&best, &e))?;
     }
     Ok(old.len())
 }
@@ -254,7 +342,8 @@ mod tests {
         }
         let steps: Vec<u64> = list(dir.path()).into_iter().map(|(s, _)| s).collect();
         assert_eq!(steps, vec![6, 9]);
-        let loaded = load_latest(dir.path(), &Device::Cpu)?.ok_or("no checkpoint")?;
+        let (loaded, skipped) = load_latest(dir.path(), &Device::Cpu)?.ok_or("no checkpoint")?;
+        assert!(skipped.is_empty());
         assert_eq!(loaded.state, state(9));
         assert_eq!(loaded.weights["x"].to_vec1::<f32>()?, vec![1.0, 2.0]);
         // No temporary folder is left behind.
@@ -283,6 +372,29 @@ mod tests {
             let steps: Vec<u64> = list(dir.path()).into_iter().map(|(s, _)| s).collect();
             assert_eq!(steps, expected, "save_total_limit {keep}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn a_broken_newest_checkpoint_is_skipped_and_leftovers_removed(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let w: HashMap<String, Tensor> =
+            [("x".to_string(), Tensor::new(&[1.0f32], &Device::Cpu)?)].into();
+        for step in [3, 6] {
+            save(dir.path(), &state(step), &w, &HashMap::new(), 5)?;
+        }
+        // Step 6's weights cut short (written by hand: our writer never leaves this).
+        std::fs::write(dir.path().join("step-00000006").join(WEIGHTS), b"\x10\x00")?;
+        // What a killed run leaves: a half-written hidden folder.
+        std::fs::create_dir_all(dir.path().join(".step-00000009.tmp"))?;
+        std::fs::write(dir.path().join(".step-00000009.tmp").join(WEIGHTS), b"half")?;
+        let (loaded, skipped) = load_latest(dir.path(), &Device::Cpu)?.ok_or("no checkpoint")?;
+        assert_eq!(loaded.state.step, 3);
+        assert_eq!(skipped.len(), 1);
+        assert!(skipped[0].path.ends_with(WEIGHTS), "{}", skipped[0]);
+        assert_eq!(remove_stale(dir.path())?, 1);
+        assert!(!dir.path().join(".step-00000009.tmp").exists());
         Ok(())
     }
 

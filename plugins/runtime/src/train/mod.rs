@@ -243,9 +243,23 @@ impl<'a, M: TrainableModel> Trainer<'a, M> {
     /// Resume or start fresh, and tell the host what is planned.
     fn start(&mut self, ctx: &mut TrainContext<'_>) -> Result<(), TrainError> {
         let dir = &self.job.checkpoint_dir;
+        let stale = checkpoint::remove_stale(dir)?;
+        if stale > 0 {
+            ctx.message(format!(
+                "removed {stale} unfinished checkpoint folder(s) of a run that was killed from {}",
+                dir.display()
+            ));
+        }
         if self.job.resume {
             match checkpoint::load_latest(dir, self.model.device())? {
-                Some(loaded) => self.restore(loaded, ctx)?,
+                Some((loaded, skipped)) => {
+                    for e in skipped {
+                        ctx.message(format!(
+                            "skipping a checkpoint that does not read back: {e}"
+                        ));
+                    }
+                    self.restore(loaded, ctx)?
+                }
                 None => {
                     ctx.message(format!(
                         "no checkpoint in {} to resume from: starting from the pretrained weights",
