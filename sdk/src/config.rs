@@ -463,6 +463,9 @@ pub struct ServingConfig {
     pub queue_capacity: usize,
     /// Most pairs in one HTTP request.
     pub max_request_pairs: usize,
+    /// Most characters (Unicode scalar values) in one `question` or `context`: longer texts
+    /// get a 422 before any tokenizer sees them.
+    pub max_text_chars: usize,
     /// Most tokens (pairs x padded length) in one forward pass: a batch of long pairs is
     /// cut into several runs so its activations stay bounded (TEI's `max_batch_tokens`).
     /// Unset: chosen by the device that serves (small runs on a CPU, where they stay in
@@ -477,6 +480,7 @@ impl Default for ServingConfig {
             max_batch_size: 32,
             queue_capacity: 1024,
             max_request_pairs: 256,
+            max_text_chars: 100_000,
             max_batch_tokens: None,
         }
     }
