@@ -2,6 +2,7 @@
 //! for one other users can write, and the per-text length limit that is on without any
 //! configuration.
 
+use clarity_tests::process::{spawn_host, CapturedLog};
 use clarity_tests::{error_kind, plugin_lib, Project};
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
@@ -192,5 +193,52 @@ fn texts_over_the_length_limit_are_refused_by_every_route_and_the_schema_says_so
                 "{schema}"
             );
         }
+    }
+}
+
+#[test]
+fn serving_beyond_loopback_without_an_api_key_is_warned_about() {
+    let plugin = plugin_lib(FIXTURE);
+    let project = Project::new(&format!(
+        "- name: m\n  type: classic\n  plugin: {}\n  label_config: {{labels: [a, b]}}\n",
+        plugin.display()
+    ));
+    let warning = "without an API key: anyone who can reach this port";
+    // Bound to every interface for a moment; the test sends nothing to it.
+    let mut open = spawn_host(
+        &project.config(),
+        project.path(),
+        &["serve", "--host", "0.0.0.0", "--port", "0"],
+    );
+    let log = CapturedLog::attach(&mut open, |_| {});
+    let listening = log.wait_for(Duration::from_secs(60), |l| l.contains("Listening on "));
+    assert!(listening.is_some(), "{}", log.text());
+    let text = log.text();
+    let line = text.lines().find(|l| l.contains(warning));
+    let line = line.unwrap_or_else(|| panic!("no warning:\n{text}"));
+    assert!(
+        line.contains("WARN") && line.contains("--api-key"),
+        "{line}"
+    );
+    drop(open);
+
+    // On loopback, or with a key, there is nothing to warn about.
+    for args in [
+        &["serve", "--host", "127.0.0.1", "--port", "0"][..],
+        &[
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--api-key",
+            "k-123",
+        ][..],
+    ] {
+        let mut host = spawn_host(&project.config(), project.path(), args);
+        let log = CapturedLog::attach(&mut host, |_| {});
+        let listening = log.wait_for(Duration::from_secs(60), |l| l.contains("Listening on "));
+        assert!(listening.is_some(), "{}", log.text());
+        assert!(!log.text().contains(warning), "{args:?}:\n{}", log.text());
     }
 }
