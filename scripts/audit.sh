@@ -27,49 +27,44 @@ skip() {
 # An advisory database is a folder with crates/<name>/RUSTSEC-*.md files.
 is_db() { [ -d "$1/crates" ]; }
 
+# Sets `db`, or skips (not in a subshell, so `skip` ends the script).
 find_db() {
     if [ -n "${CLARITY_ADVISORY_DB:-}" ]; then
         is_db "$CLARITY_ADVISORY_DB" || skip "CLARITY_ADVISORY_DB=$CLARITY_ADVISORY_DB has no crates/ folder"
-        echo "$CLARITY_ADVISORY_DB"
-        return
-    fi
-    if is_db ../shared/advisory-db; then
-        echo ../shared/advisory-db
-        return
-    fi
-    if is_db target/advisory-db; then
+        db=$CLARITY_ADVISORY_DB
+    elif is_db ../shared/advisory-db; then
+        db=../shared/advisory-db
+    elif is_db target/advisory-db; then
         git -C target/advisory-db pull --quiet --ff-only 2>/dev/null \
             || echo "advisories: could not refresh target/advisory-db; using it as it is" >&2
-        echo target/advisory-db
-        return
+        db=target/advisory-db
+    elif timeout 120 git clone --quiet --depth 1 "$DB_URL" target/advisory-db 2>/dev/null; then
+        db=target/advisory-db
+    else
+        rm -rf target/advisory-db
+        skip "no advisory database: set CLARITY_ADVISORY_DB to a copy of $DB_URL, put one in ../shared/advisory-db (scripts/update-advisory-db.sh), or run where GitHub can be reached"
     fi
-    if timeout 120 git clone --quiet --depth 1 "$DB_URL" target/advisory-db 2>/dev/null; then
-        echo target/advisory-db
-        return
-    fi
-    rm -rf target/advisory-db
-    skip "no advisory database: set CLARITY_ADVISORY_DB to a copy of $DB_URL, put one in ../shared/advisory-db, or run where GitHub can be reached"
 }
 
+# Sets `audit` to a cargo-audit of the pinned version, building it if need be.
 find_audit() {
     local have
     have=$(cargo-audit --version 2>/dev/null || true)
     if [ "${have##* }" = "$AUDIT_VERSION" ]; then
-        command -v cargo-audit
+        audit=$(command -v cargo-audit)
         return
     fi
-    local bin=target/tools/bin/cargo-audit
-    have=$("$bin" --version 2>/dev/null || true)
+    audit=target/tools/bin/cargo-audit
+    have=$("$audit" --version 2>/dev/null || true)
     if [ "${have##* }" != "$AUDIT_VERSION" ]; then
-        echo "advisories: building cargo-audit $AUDIT_VERSION (once per checkout)" >&2
+        echo "advisories: building cargo-audit $AUDIT_VERSION (once per checkout)"
         cargo install cargo-audit --version "$AUDIT_VERSION" --locked --no-default-features \
-            --root target/tools --quiet >&2
+            --debug --root target/tools --quiet
     fi
-    echo "$bin"
 }
 
-db=$(find_db)
-audit=$(find_audit)
+find_db
+find_audit
 if [ -d "$db/.git" ]; then
     echo "advisories: database $db at $(git -C "$db" log -1 --format='%h, %cs')"
 elif [ -f "$db/SNAPSHOT" ]; then
