@@ -3,6 +3,13 @@
 //! Each library is opened with `lib_header_from_path` + `init_root_module`, once per path
 //! (never `RootModule::load_from_file`, which caches one library per process). Failures
 //! become one clear line naming the path and the fix. Libraries are never unloaded.
+//!
+//! A library is only ever opened by an absolute path: the one `plugin:` names in models.yaml
+//! (relative to its folder), or a shipped plugin's file in [`plugin_search_dirs`]. The system
+//! loader's own search (LD_LIBRARY_PATH, the ld.so cache) is never asked, and no request can
+//! name a library. Each is checked once for write access by other users ([`permissions`]).
+
+mod permissions;
 
 use crate::backend::{Classify, LoadedModel};
 use crate::config::Config;
@@ -203,13 +210,17 @@ impl Registry {
 }
 
 fn open_library(path: &Path) -> Result<Plugin, PluginLoadError> {
+    let not_found = || PluginLoadError::NotFound {
+        path: path.to_path_buf(),
+        hint: build_hint(path),
+    };
     if !path.is_file() {
-        return Err(PluginLoadError::NotFound {
-            path: path.to_path_buf(),
-            hint: build_hint(path),
-        });
+        return Err(not_found());
     }
-    let header = lib_header_from_path(path).map_err(|e| classify_error(path, e))?;
+    // dlopen searches the loader's path for a name without a `/`: never give it one.
+    let absolute = std::path::absolute(path).map_err(|_| not_found())?;
+    permissions::warn_if_exposed(&absolute);
+    let header = lib_header_from_path(&absolute).map_err(|e| classify_error(path, e))?;
     check_sdk_version(path, header.version_strings())?;
     let module = header
         .init_root_module::<PluginMod_Ref>()
@@ -328,11 +339,12 @@ pub fn default_plugin_for(kind: &str) -> &str {
     }
 }
 
-/// Folders searched for shipped plugins: `$CLARITY_PLUGIN_DIR`, then the host's own folder
-/// (where `cargo build` puts both), then `<exe>/../lib/clarity`.
+/// Folders searched for shipped plugins: `$CLARITY_PLUGIN_DIR` (when set and not empty),
+/// then the host's own folder (where `cargo build` puts both), then `<exe>/../lib/clarity`.
+/// No other place: not the working folder, not the system loader's path.
 pub fn plugin_search_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
-    if let Some(dir) = std::env::var_os("CLARITY_PLUGIN_DIR") {
+    if let Some(dir) = std::env::var_os("CLARITY_PLUGIN_DIR").filter(|d| !d.is_empty()) {
         dirs.push(PathBuf::from(dir));
     }
     if let Some(exe_dir) = std::env::current_exe()

@@ -463,6 +463,10 @@ pub struct ServingConfig {
     pub queue_capacity: usize,
     /// Most pairs in one HTTP request.
     pub max_request_pairs: usize,
+    /// Most characters (Unicode scalar values) in one `question` or `context`: longer texts
+    /// get a 422 before any tokenizer sees them.
+    #[serde(skip_serializing_if = "is_default_text_chars")]
+    pub max_text_chars: usize,
     /// Most tokens (pairs x padded length) in one forward pass: a batch of long pairs is
     /// cut into several runs so its activations stay bounded (TEI's `max_batch_tokens`).
     /// Unset: chosen by the device that serves (small runs on a CPU, where they stay in
@@ -487,11 +491,19 @@ impl Default for ServingConfig {
             max_batch_size: 32,
             queue_capacity: 1024,
             max_request_pairs: 256,
+            max_text_chars: DEFAULT_MAX_TEXT_CHARS,
             max_batch_tokens: None,
             isolation: Isolation::Thread,
             memory_limit_mb: None,
         }
     }
+}
+
+/// The default `max_text_chars`.
+pub const DEFAULT_MAX_TEXT_CHARS: usize = 100_000;
+
+fn is_default_text_chars(n: &usize) -> bool {
+    *n == DEFAULT_MAX_TEXT_CHARS
 }
 
 /// `serving_config.isolation`: where a served model's plugin runs.

@@ -19,6 +19,7 @@ mod plugin_faults;
 mod python_habits;
 mod quality;
 mod reload;
+mod security;
 mod serve;
 mod serving_controls;
 mod slow_clients;

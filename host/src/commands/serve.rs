@@ -56,6 +56,13 @@ pub fn run(config: Config, broken: Vec<BrokenEntry>, args: ServeArgs) -> anyhow:
                 open => open.join(", "),
             }
         );
+    } else if !is_loopback(&args.host) {
+        tracing::warn!(
+            "Serving on {} without an API key: anyone who can reach this port can classify, \
+             reload the models (POST /admin/reload) and read /metrics; set --api-key or \
+             --api-key-file, or bind 127.0.0.1 behind a proxy that checks callers",
+            args.host
+        );
     }
     // Installed before the model threads start, so their first measurements count.
     let metrics = match crate::metrics::install() {
@@ -483,4 +490,35 @@ async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("Shutting down: finishing requests in flight");
+}
+
+/// Whether `host` (an address or name to bind) is reachable from this machine only.
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => bare.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn loopback_addresses_are_told_from_the_rest() {
+        for host in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "[::1]",
+            "localhost",
+            "LOCALHOST",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["0.0.0.0", "::", "192.0.2.10", "example.org", ""] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
 }

@@ -310,10 +310,11 @@ impl Config {
         if let Some(labels) = labels {
             spec.label_config.labels = labels;
         }
-        // Where the plugin runs is the host's business; left out, the entry also stays
-        // readable by plugins built before these keys existed.
+        // Where the plugin runs and how long a text may be are the host's business; left
+        // out, the entry also stays readable by plugins built before these keys existed.
         spec.serving_config.isolation = Default::default();
         spec.serving_config.memory_limit_mb = None;
+        spec.serving_config.max_text_chars = clarity_sdk::config::DEFAULT_MAX_TEXT_CHARS;
         PluginInit {
             artifact_dir: self.artifact_dir(&spec),
             serving_threads: None,

@@ -92,6 +92,12 @@ fn readme_entries_parse() {
     assert_eq!(o.data_config.train_sample_size, Some(600));
     assert_eq!(o.data_config.valid_sample_size, Some(200));
     assert!(o.tensorboard_config.auto_start);
+    // Secure defaults: TensorBoard (no authentication) on loopback unless configured, and
+    // request limits on for an entry that sets none.
+    assert_eq!(o.tensorboard_config.host, "127.0.0.1");
+    assert_eq!(r.tensorboard_config.host, "127.0.0.1");
+    assert_eq!(r.serving_config.max_request_pairs, 256);
+    assert_eq!(r.serving_config.max_text_chars, 100_000);
     let t = &models[2];
     assert_eq!(t.data_config.label_field, "sentiment");
     assert_eq!(t.data_config.question_field, "text");
@@ -559,4 +565,17 @@ fn a_memory_limit_needs_process_isolation_and_room_to_start() {
     );
     let wrong = parse_err("- name: a\n  serving_config: {isolation: container}\n");
     assert!(wrong.contains("unknown variant `container`"), "{wrong}");
+}
+
+#[test]
+fn text_length_limit_must_be_positive_and_is_named_with_its_line() {
+    let err = parse_err("- name: a\n  serving_config:\n    max_text_chars: 0\n");
+    assert!(
+        err.starts_with(
+            "models.yaml:3:21: models[0].serving_config.max_text_chars: max_text_chars must be at least 1"
+        ),
+        "{err}"
+    );
+    let m = &parse_ok("- name: a\n  serving_config: {max_text_chars: 5000}\n")[0];
+    assert_eq!(m.serving_config.max_text_chars, 5000);
 }

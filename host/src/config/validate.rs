@@ -339,6 +339,7 @@ pub(super) fn validate(models: &[ModelSpec]) -> Vec<Issue> {
             ("max_batch_size", s.max_batch_size),
             ("queue_capacity", s.queue_capacity),
             ("max_request_pairs", s.max_request_pairs),
+            ("max_text_chars", s.max_text_chars),
             ("max_batch_tokens", s.max_batch_tokens.unwrap_or(1)),
         ] {
             if value == 0 {

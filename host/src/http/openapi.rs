@@ -5,15 +5,25 @@ use crate::worker::ModelWorker;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
-/// OpenAPI 3.1 description of the service.
 /// JSON Schema `pattern` (ECMA-262) of a text a model can read: at least one character that
 /// is neither whitespace nor a control character (what the server checks).
 pub const VISIBLE_TEXT: &str = r"[^\s\u0000-\u001F\u007F-\u009F]";
 
+/// A `Pair` whose texts are at most `max_chars` characters (JSON Schema's `maxLength` counts
+/// code points, as the server does): the model's `serving_config.max_text_chars`.
+fn pair_within(max_chars: usize) -> Value {
+    json!({"allOf": [
+        {"$ref": "#/components/schemas/Pair"},
+        {"properties": {"question": {"maxLength": max_chars}, "context": {"maxLength": max_chars}}}
+    ]})
+}
+
+/// OpenAPI 3.1 description of the service.
 pub fn document(models: &[Arc<ModelWorker>]) -> Value {
     let mut paths = Map::new();
     for worker in models {
         let spec = worker.spec();
+        let pair = pair_within(spec.serving_config.max_text_chars);
         paths.insert(
             spec.route(),
             json!({
@@ -23,8 +33,8 @@ pub fn document(models: &[Arc<ModelWorker>]) -> Value {
                     "requestBody": {
                         "required": true,
                         "content": {"application/json": {"schema": {"oneOf": [
-                            {"$ref": "#/components/schemas/Pair"},
-                            {"type": "array", "items": {"$ref": "#/components/schemas/Pair"}, "minItems": 1,
+                            pair,
+                            {"type": "array", "items": pair, "minItems": 1,
                              "maxItems": spec.serving_config.max_request_pairs}
                         ]}}}
                     },
@@ -37,7 +47,7 @@ pub fn document(models: &[Arc<ModelWorker>]) -> Value {
                         "400": error_response("Body is not JSON."),
                         "413": error_response("Body over the size limit."),
                         "415": error_response("Content-Type is not application/json."),
-                        "422": error_response("Wrong shape, a missing or empty field, or too many pairs."),
+                        "422": error_response("Wrong shape, a missing or empty field, a text over serving_config.max_text_chars, or too many pairs."),
                         "429": overloaded_response(),
                         "500": error_response("The plugin failed or panicked."),
                         "503": error_response("Model loading, training or failed to load."),
@@ -264,7 +274,7 @@ fn open_inference_paths(paths: &mut Map<String, Value>) {
             "responses": {
                 "200": {"description": "`scores` and `label` (or the requested `outputs`).",
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/V2InferResponse"}}}},
-                "400": v2_error("Not JSON, a missing, unknown or mistyped input, mismatched shapes, a blank element, too many pairs, an unknown output, or binary data whose sizes do not add up."),
+                "400": v2_error("Not JSON, a missing, unknown or mistyped input, mismatched shapes, a blank element, a text over serving_config.max_text_chars, too many pairs, an unknown output, or binary data whose sizes do not add up."),
                 "404": v2_error("Unknown model or version."),
                 "413": v2_error("Body over the size limit."),
                 "429": overloaded_response(),

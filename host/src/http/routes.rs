@@ -11,6 +11,7 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use clarity_sdk::config::ServingConfig;
 use clarity_sdk::TextPair;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -71,7 +72,7 @@ pub async fn classify(
     worker: Arc<ModelWorker>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let (pairs, batch) = parse_pairs(body, worker.max_request_pairs())?;
+    let (pairs, batch) = parse_pairs(body, &worker.spec().serving_config)?;
     let (pairs, keep_whole): (Vec<TextPair>, Vec<bool>) = pairs.into_iter().unzip();
     let scores = worker.classify_with(pairs, keep_whole).await?;
     // The worker's model checked that every row has one score per label.
@@ -94,7 +95,8 @@ pub async fn classify(
 type ParsedPair = (TextPair, bool);
 
 /// Turn a JSON body into pairs; `true` when it was the batch (list) form.
-fn parse_pairs(body: Value, max_pairs: usize) -> Result<(Vec<ParsedPair>, bool), ApiError> {
+fn parse_pairs(body: Value, limits: &ServingConfig) -> Result<(Vec<ParsedPair>, bool), ApiError> {
+    let max_pairs = limits.max_request_pairs;
     match body {
         Value::Array(items) => {
             if items.is_empty() {
@@ -110,13 +112,14 @@ fn parse_pairs(body: Value, max_pairs: usize) -> Result<(Vec<ParsedPair>, bool),
                 .into_iter()
                 .enumerate()
                 .map(|(i, item)| {
-                    parse_pair(item).map_err(|e| ApiError::Validation(format!("item {i}: {e}")))
+                    parse_pair(item, limits.max_text_chars)
+                        .map_err(|e| ApiError::Validation(format!("item {i}: {e}")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             Ok((pairs, true))
         }
         Value::Object(_) => {
-            let pair = parse_pair(body).map_err(ApiError::Validation)?;
+            let pair = parse_pair(body, limits.max_text_chars).map_err(ApiError::Validation)?;
             Ok((vec![pair], false))
         }
         other => Err(ApiError::Validation(format!(
@@ -126,22 +129,39 @@ fn parse_pairs(body: Value, max_pairs: usize) -> Result<(Vec<ParsedPair>, bool),
     }
 }
 
-fn parse_pair(item: Value) -> Result<ParsedPair, String> {
+fn parse_pair(item: Value, max_chars: usize) -> Result<ParsedPair, String> {
     if !item.is_object() {
         return Err(format!("expected an object, got {}", json_kind(&item)));
     }
     let req: PairRequest = serde_json::from_value(item).map_err(|e| e.to_string())?;
     let keep_whole = req.truncate == Some(false);
-    Ok((checked_pair(req.question, req.context)?, keep_whole))
+    Ok((
+        checked_pair(req.question, req.context, max_chars)?,
+        keep_whole,
+    ))
 }
 
-/// A pair, unless one side is blank (every route refuses those alike).
-pub(super) fn checked_pair(question: String, context: String) -> Result<TextPair, String> {
-    if blank(&question) {
-        return Err("`question` is empty (no visible character)".into());
-    }
-    if blank(&context) {
-        return Err("`context` is empty (no visible character)".into());
+/// A pair, unless one side is blank or longer than `max_chars` characters (every route
+/// refuses those alike).
+pub(super) fn checked_pair(
+    question: String,
+    context: String,
+    max_chars: usize,
+) -> Result<TextPair, String> {
+    for (field, text) in [("question", &question), ("context", &context)] {
+        if blank(text) {
+            return Err(format!("`{field}` is empty (no visible character)"));
+        }
+        // A byte count within the limit bounds the characters without counting them.
+        if text.len() > max_chars {
+            let chars = text.chars().count();
+            if chars > max_chars {
+                return Err(format!(
+                    "`{field}` has {chars} characters; the limit is {max_chars} \
+                     (serving_config.max_text_chars)"
+                ));
+            }
+        }
     }
     Ok(TextPair::new(question, context))
 }

@@ -20,6 +20,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use clarity_sdk::config::ServingConfig;
 use clarity_sdk::{ErrorKind, TextPair};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -239,7 +240,7 @@ pub async fn infer(
     let request: InferRequest = parse_body(json_part)?;
     let wanted = requested_outputs(&request)?;
     let mut tail = binary::Tail::new(tail);
-    let pairs = pairs_of(request.inputs, &mut tail, worker.max_request_pairs())?;
+    let pairs = pairs_of(request.inputs, &mut tail, &worker.spec().serving_config)?;
     tail.finish().map_err(V2Error::bad_request)?;
     let n = pairs.len();
     let scores = worker.classify(pairs).await?;
@@ -391,12 +392,13 @@ fn requested_outputs(request: &InferRequest) -> Result<Vec<(&'static str, bool)>
 }
 
 /// The pairs from the `question` and `context` inputs, checked against the protocol and the
-/// model's request limit.
+/// model's request limits.
 fn pairs_of(
     inputs: Vec<InputTensor>,
     tail: &mut binary::Tail<'_>,
-    max_pairs: usize,
+    limits: &ServingConfig,
 ) -> Result<Vec<TextPair>, V2Error> {
+    let max_pairs = limits.max_request_pairs;
     let mut questions = None;
     let mut contexts = None;
     for input in inputs {
@@ -443,7 +445,7 @@ fn pairs_of(
         .zip(contexts)
         .enumerate()
         .map(|(i, (question, context))| {
-            super::routes::checked_pair(question, context)
+            super::routes::checked_pair(question, context, limits.max_text_chars)
                 .map_err(|e| V2Error::bad_request(format!("element {i}: {e}")))
         })
         .collect()

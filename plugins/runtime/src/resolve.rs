@@ -100,7 +100,9 @@ impl OrtSearch {
     pub fn find(&self) -> Result<PathBuf, ResolveError> {
         if let Some(path) = &self.dylib_path {
             return if path.is_file() {
-                Ok(path.clone())
+                // Absolute: dlopen looks a name without a `/` up on the loader's search path,
+                // not in the working folder the variable meant.
+                Ok(std::path::absolute(path).unwrap_or_else(|_| path.clone()))
             } else {
                 Err(ResolveError::OrtEnvMissing(path.clone()))
             };
@@ -380,6 +382,16 @@ mod tests {
         let err = s.find().unwrap_err().to_string();
         assert!(err.contains("ORT_DYLIB_PATH"), "{err}");
         assert!(err.contains("gone.so"), "{err}");
+    }
+
+    #[test]
+    fn a_relative_env_path_is_made_absolute_so_dlopen_never_searches() {
+        // cargo runs tests in the package folder, which holds this file.
+        let mut s = search(Path::new("."));
+        s.dylib_path = Some(PathBuf::from("Cargo.toml"));
+        let found = s.find().unwrap();
+        assert!(found.is_absolute(), "{}", found.display());
+        assert_eq!(found, std::env::current_dir().unwrap().join("Cargo.toml"));
     }
 
     #[test]
