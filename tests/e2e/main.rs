@@ -6,6 +6,7 @@ mod backpressure;
 mod cli;
 mod encoder;
 mod hf_folders;
+mod hostile_input;
 mod hub;
 mod int8;
 mod interrupt;

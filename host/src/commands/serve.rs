@@ -116,8 +116,11 @@ pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let app = http::cors::wrap(http::router(state.clone(), limits), cors);
-    let header_timeout = Duration::from_secs(args.header_read_timeout);
-    let served = runtime.block_on(serve(&state, app, &args.host, args.port, header_timeout));
+    let connections = http::listener::ConnectionLimits {
+        header_timeout: Duration::from_secs(args.header_read_timeout),
+        max_connections: args.max_connections,
+    };
+    let served = runtime.block_on(serve(&state, app, &args.host, args.port, connections));
     stop.store(true, Ordering::SeqCst);
     let mut running: Vec<Arc<ModelWorker>> = state.models().iter().cloned().collect();
     running.extend(reloader.pending());
@@ -145,7 +148,7 @@ async fn serve(
     app: axum::Router,
     host: &str,
     port: u16,
-    header_timeout: Duration,
+    connections: http::listener::ConnectionLimits,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind((host, port))
         .await
@@ -166,7 +169,7 @@ async fn serve(
         );
     }
     tracing::info!("Listening on http://{addr}");
-    http::listener::serve(listener, app, header_timeout, shutdown_signal()).await;
+    http::listener::serve(listener, app, connections, shutdown_signal()).await;
     tracing::info!("Server stopped");
     Ok(())
 }

@@ -15,9 +15,11 @@ pub mod cors;
 pub mod error;
 pub mod listener;
 mod openapi;
+mod parse_errors;
 pub mod request_id;
 mod routes;
 pub mod types;
+mod uri_limit;
 pub mod v2;
 
 use crate::reload::{ModelTable, Reloader, SharedTable};
@@ -124,6 +126,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         auth::require_key,
     ))
     .layer(DefaultBodyLimit::max(limits.body_bytes))
+    .layer(middleware::from_fn(uri_limit::check))
     .layer(middleware::from_fn(request_id::assign))
     .with_state(state)
 }
