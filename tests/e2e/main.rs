@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `clarity-host` binary, real plugin libraries, a real server
 //! on a loopback port. Build the workspace first (`scripts/test.sh` does).
 
+mod api_fuzz;
 mod api_key;
 mod backpressure;
 mod cli;
