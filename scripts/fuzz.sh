@@ -119,11 +119,12 @@ for mode in with-key without-key; do
         phases=examples,coverage,fuzzing,stateful
     fi
     echo "==> schemathesis, $mode, up to $examples examples per operation"
-    "$venv/bin/schemathesis" run "$work/openapi.json" --url "$url" "${headers[@]}" \
+    # From the scratch folder: schemathesis keeps a `.schemathesis/` folder where it runs.
+    (cd "$work" && "$venv/bin/schemathesis" run "$work/openapi.json" --url "$url" "${headers[@]}" \
         --checks "$mode_checks" --phases "$phases" --max-examples "$examples" --seed "$seed" \
         --workers 2 --no-color --request-timeout 30 --generation-database none \
         --report ndjson --report-ndjson-path "$out/$mode.ndjson" \
-        > "$out/$mode.txt" 2>&1 || status=1
+        > "$out/$mode.txt" 2>&1) || status=1
     grep -E "generated|passed|failed|Warnings|⚠" "$out/$mode.txt" | sed 's/^/    /' || true
 done
 "$venv/bin/python" "$root/tests/fuzz/summary.py" \

@@ -18,7 +18,10 @@ fn fuzz(max_examples: u32) -> usize {
     let out = Command::new(workspace_root().join("scripts/fuzz.sh"))
         .args(["--url", &server.base, "--api-key", KEY])
         .args(["--max-examples", &max_examples.to_string()])
-        .args(["--out", &project.path().join("reports").display().to_string()])
+        .args([
+            "--out",
+            &project.path().join("reports").display().to_string(),
+        ])
         .output()
         .expect("run scripts/fuzz.sh");
     let stdout = String::from_utf8_lossy(&out.stdout);

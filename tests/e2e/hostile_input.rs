@@ -477,6 +477,18 @@ fn cases_protocol(tally: &mut Tally, server: &Server) {
     }
 }
 
+/// The HTTP/2 preface to this HTTP/1.1 server: hyper closes the connection without an
+/// answer (it has none to give in HTTP/1.1); the server goes on serving.
+fn case_http2_preface(tally: &mut Tally, server: &Server) {
+    let mut stream = connect(server);
+    let _ = stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    tally.record("HTTP/2 preface (closed, no answer)", 0);
+    assert_normal_request_answered(server, "HTTP/2 preface");
+}
+
 /// Several requests in one write, each with its own id: all answered, in order.
 fn case_pipelining(tally: &mut Tally, server: &Server) {
     let mut batch = Vec::new();
@@ -589,6 +601,7 @@ fn hostile_input_gets_json_errors_no_5xx_and_the_server_keeps_serving() {
     cases_content_type(&mut tally, &server);
     cases_protocol(&mut tally, &server);
     case_pipelining(&mut tally, &server);
+    case_http2_preface(&mut tally, &server);
     case_slow_loris(&mut tally, &server);
     case_idle_keep_alive(&mut tally, &server, 200);
     // The large bodies on the default limits: refused with 413 before they are read whole.
@@ -626,10 +639,14 @@ fn hostile_input_gets_json_errors_no_5xx_and_the_server_keeps_serving() {
         after_default <= baseline + 16 * 1024,
         "default limits: RSS {baseline} KiB before the large cases, {after_default} KiB after"
     );
-    // 32 MiB bodies are parsed whole (a 100,000-pair list is ~80 MB as JSON values, parsed
-    // before its length is checked): glibc keeps those pages in the arenas of the threads
-    // that parsed them (two rounds fill them), so the check is that more rounds do not add
-    // to it (under 5%), i.e. nothing is kept per request.
+    // 32 MiB bodies are read whole: a 10 MB question is parsed and classified, while a
+    // 100,000-pair list is counted and refused before its pairs are built. glibc keeps some
+    // of those pages for reuse, so the checks are: within 64 MiB of the baseline, and more
+    // rounds do not add to it (under 5%), i.e. nothing is kept per request.
+    assert!(
+        after_fourth <= big_baseline + 64 * 1024,
+        "32 MiB body limit: RSS {big_baseline} KiB before, {after_fourth} KiB after four rounds"
+    );
     assert!(
         after_fourth <= after_second + after_second / 20,
         "32 MiB body limit: RSS {after_second} KiB after two rounds, {after_fourth} KiB after four"
