@@ -176,7 +176,14 @@ impl Tally {
         let mut total = 0;
         for (kind, (cases, statuses)) in &self.kinds {
             total += cases;
-            let statuses: Vec<String> = statuses.iter().map(|(s, n)| format!("{s}×{n}")).collect();
+            // 0: the server closed the connection without an answer (as it should there).
+            let statuses: Vec<String> = statuses
+                .iter()
+                .map(|(s, n)| match s {
+                    0 => format!("closed×{n}"),
+                    s => format!("{s}×{n}"),
+                })
+                .collect();
             out.push_str(&format!(
                 "| {kind} | {cases} | {} | 0 | 0 |\n",
                 statuses.join(" ")

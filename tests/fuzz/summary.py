@@ -39,16 +39,26 @@ def read(path):
 def main():
     total_cases = 0
     all_failures = []
+    totals = []
     print("| run | operation | cases | statuses |")
     print("|---|---|---|---|")
     for argument in sys.argv[1:]:
         label, path = argument.split("=", 1)
         cases, statuses, failures = read(path)
+        run_total = collections.Counter()
         for operation in sorted(cases):
+            run_total.update(statuses[operation])
             seen = " ".join(f"{s}×{n}" for s, n in sorted(statuses[operation].items()))
             print(f"| {label} | {operation} | {len(cases[operation])} | {seen} |")
             total_cases += len(cases[operation])
         all_failures += [(label, *f) for f in failures]
+        totals.append((label, sum(len(c) for c in cases.values()), len(cases), run_total, len(failures)))
+    print()
+    print("| run | operations | cases | statuses | failed checks |")
+    print("|---|---|---|---|---|")
+    for label, cases, operations, seen, failed in totals:
+        statuses_text = " ".join(f"{s}×{n}" for s, n in sorted(seen.items()))
+        print(f"| {label} | {operations} | {cases} | {statuses_text} | {failed} |")
     print()
     for label, operation, check, case_id, status in all_failures:
         print(f"FAILED {label} {operation}: {check} (case {case_id}, status {status})")

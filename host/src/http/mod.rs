@@ -16,6 +16,7 @@ pub mod error;
 pub mod listener;
 mod openapi;
 mod parse_errors;
+mod request_body;
 pub mod request_id;
 mod routes;
 pub mod types;

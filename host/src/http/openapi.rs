@@ -150,10 +150,19 @@ pub fn document(models: &[Arc<ModelWorker>]) -> Value {
                 "parameters": {"type": "object"},
                 "data": {"type": "array", "description": "Row-major, flattened (nested lists are accepted in requests)."}
             }},
+            "V2InputTensor": {"type": "object", "required": ["name", "datatype", "shape"], "properties": {
+                "name": {"type": "string", "enum": ["question", "context"]},
+                "datatype": {"type": "string", "enum": ["BYTES"]},
+                "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "maxItems": 2,
+                          "description": "[N] (or [N, 1])."},
+                "parameters": {"type": "object"},
+                "data": {"type": "array", "description": "N strings (nested lists are accepted); absent with `parameters.binary_data_size`."}
+            }},
             "V2InferRequest": {"type": "object", "required": ["inputs"], "properties": {
                 "id": {"type": "string", "description": "Echoed in the response."},
                 "parameters": {"type": "object"},
-                "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2Tensor"},
+                "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2InputTensor"},
+                           "minItems": 2, "maxItems": 2,
                            "description": "`question` and `context`: BYTES, shape [N], `data` N strings each."},
                 "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
                     "name": {"type": "string", "enum": ["scores", "label"]}, "parameters": {"type": "object"}}},
