@@ -122,11 +122,20 @@ for mode in with-key without-key; do
     # From the scratch folder: schemathesis keeps a `.schemathesis/` folder where it runs.
     (cd "$work" && "$venv/bin/schemathesis" run "$work/openapi.json" --url "$url" "${headers[@]}" \
         --checks "$mode_checks" --phases "$phases" --max-examples "$examples" --seed "$seed" \
-        --workers 2 --no-color --request-timeout 30 --generation-database none \
+        --workers 1 --no-color --request-timeout 30 --generation-database none \
         --report ndjson --report-ndjson-path "$out/$mode.ndjson" \
         > "$out/$mode.txt" 2>&1) || status=1
     grep -E "generated|passed|failed|Warnings|⚠" "$out/$mode.txt" | sed 's/^/    /' || true
 done
+if [ -n "$server_pid" ]; then
+    cp "$work/serve.log" "$out/serve.log"
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        wait "$server_pid" && code=0 || code=$?
+        echo "the server died during the run (exit status $code); its log: $out/serve.log" >&2
+        server_pid=""
+        status=1
+    fi
+fi
 "$venv/bin/python" "$root/tests/fuzz/summary.py" \
     "with key=$out/with-key.ndjson" "without key=$out/without-key.ndjson" || status=1
 if [ "$status" -ne 0 ]; then

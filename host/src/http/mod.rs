@@ -18,9 +18,9 @@ mod openapi;
 mod parse_errors;
 mod request_body;
 pub mod request_id;
+mod request_limits;
 mod routes;
 pub mod types;
-mod uri_limit;
 pub mod v2;
 
 use crate::reload::{ModelTable, Reloader, SharedTable};
@@ -127,7 +127,10 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         auth::require_key,
     ))
     .layer(DefaultBodyLimit::max(limits.body_bytes))
-    .layer(middleware::from_fn(uri_limit::check))
+    .layer(middleware::from_fn_with_state(
+        limits.body_bytes,
+        request_limits::check,
+    ))
     .layer(middleware::from_fn(request_id::assign))
     .with_state(state)
 }

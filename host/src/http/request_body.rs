@@ -55,7 +55,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 /// counted without being built and refused, so a long list costs no memory (100,000 pairs
 /// are ~80 MB as values, which the allocator would then keep).
 fn bounded_body(bytes: &[u8], max_pairs: usize) -> Result<Value, ApiError> {
-    if let Ok(ListLength(Some(items))) = serde_json::from_slice(bytes) {
+    if let Some(items) = list_length(bytes) {
         if items > max_pairs {
             return Err(too_many_pairs(items, max_pairs));
         }
@@ -65,8 +65,12 @@ fn bounded_body(bytes: &[u8], max_pairs: usize) -> Result<Value, ApiError> {
         .map_err(ApiError::from)
 }
 
-/// How many items a top-level JSON list has (`None` for anything else), read without
-/// building them.
+/// How many items `bytes` has if it is a JSON list (`None` for anything else, or not JSON),
+/// read without building them.
+pub fn list_length(bytes: &[u8]) -> Option<usize> {
+    serde_json::from_slice::<ListLength>(bytes).ok()?.0
+}
+
 struct ListLength(Option<usize>);
 
 impl<'de> Deserialize<'de> for ListLength {
