@@ -522,6 +522,29 @@ fn cases_declared_sizes(tally: &mut Tally, server: &Server) {
         tally.check(server, "huge declared sizes", what, &answer);
         assert!(answer.status >= 400, "{what}: {}", answer.status);
     }
+    // Bodies declared and never sent whole: 408 at --request-timeout (5 s here), not a 5xx.
+    let never_sent: [(&str, String); 2] = [
+        (
+            "chunk size 2^64-1, two bytes sent",
+            format!("POST {ROUTE} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n{{}}"),
+        ),
+        (
+            "Content-Length 100, one byte sent (v2)",
+            format!("POST {v2} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"),
+        ),
+    ];
+    for (what, bytes) in never_sent {
+        let started = Instant::now();
+        let answer = raw(server, bytes.as_bytes());
+        tally.check(server, "huge declared sizes", what, &answer);
+        assert_eq!(answer.status, 408, "{what}");
+        assert_eq!(answer.json()["kind"], "request_timeout", "{what}");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{what}: {:?}",
+            started.elapsed()
+        );
+    }
 }
 
 /// The HTTP/2 preface to this HTTP/1.1 server: hyper closes the connection without an
@@ -641,7 +664,7 @@ fn hostile_input_gets_json_errors_no_5xx_and_the_server_keeps_serving() {
     project.host_ok(&["train", "--model", "classic"]);
     let mut tally = Tally::default();
 
-    let server = project.serve(&["--header-read-timeout", "3"]);
+    let server = project.serve(&["--header-read-timeout", "3", "--request-timeout", "5"]);
     server.wait_ready(Duration::from_secs(60));
     cases_json(&mut tally, &server);
     cases_text(&mut tally, &server);

@@ -56,6 +56,9 @@ pub enum ApiError {
     /// The request was not answered within `--request-timeout`.
     #[error("{0}")]
     Timeout(String),
+    /// The request's body did not arrive within `--request-timeout`.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// No API key, or a wrong one (see [`super::auth`]).
     #[error("{message}")]
     Unauthorized {
@@ -143,6 +146,7 @@ impl ApiError {
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Plugin { source, .. } => match source.kind {
                 ErrorKind::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
@@ -165,6 +169,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Overloaded { .. } => "overloaded",
             ApiError::Timeout(_) => "timeout",
+            ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::Unauthorized { .. } => "unauthorized",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Plugin { source, .. } => match source.kind {

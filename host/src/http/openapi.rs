@@ -41,6 +41,7 @@ pub fn document(models: &[Arc<ModelWorker>]) -> Value {
                         "429": overloaded_response(),
                         "500": error_response("The plugin failed or panicked."),
                         "503": error_response("Model loading, training or failed to load."),
+                        "408": error_response("The body did not arrive within --request-timeout (kind `request_timeout`)."),
                         "504": error_response("No answer within --request-timeout (kind `timeout`); pairs not yet started are dropped.")
                     }
                 }
@@ -279,6 +280,7 @@ fn open_inference_paths(paths: &mut Map<String, Value>) {
                 "429": overloaded_response(),
                 "500": v2_error("The plugin failed or panicked."),
                 "503": v2_error("Model loading, training or failed to load."),
+                "408": v2_error("The body did not arrive within --request-timeout."),
                 "504": v2_error("No answer within --request-timeout.")
             }
         }}));

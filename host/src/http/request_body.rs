@@ -2,6 +2,7 @@
 //! counted before its pairs are built, so a list over the model's `max_request_pairs` is
 //! refused without taking memory.
 
+use super::backpressure::BodyArrived;
 use super::error::ApiError;
 use super::AppState;
 use axum::body::Bytes;
@@ -18,6 +19,7 @@ pub async fn read(request: Request, state: &AppState, max_pairs: usize) -> Resul
             "expected `Content-Type: application/json`".into(),
         ));
     }
+    let arrived = request.extensions().get::<BodyArrived>().cloned();
     let bytes = Bytes::from_request(request, state)
         .await
         .map_err(|rejection| {
@@ -28,6 +30,9 @@ pub async fn read(request: Request, state: &AppState, max_pairs: usize) -> Resul
                 ApiError::MalformedJson(text)
             }
         })?;
+    if let Some(arrived) = arrived {
+        arrived.mark();
+    }
     bounded_body(&bytes, max_pairs)
 }
 

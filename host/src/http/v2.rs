@@ -11,6 +11,7 @@
 
 mod binary;
 
+use super::backpressure::BodyArrived;
 use super::error::{ApiError, BodyStyle};
 use super::AppState;
 use crate::worker::{ModelWorker, Status};
@@ -19,6 +20,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use clarity_sdk::{ErrorKind, TextPair};
 use serde::{Deserialize, Serialize};
@@ -224,8 +226,13 @@ pub async fn infer(
     State(state): State<AppState>,
     Path(path): Path<ModelPath>,
     headers: HeaderMap,
+    arrived: Option<Extension<BodyArrived>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, V2Error> {
+    // The extractors above ran to completion: the body is here.
+    if let Some(Extension(arrived)) = arrived {
+        arrived.mark();
+    }
     let worker = find(&state, &path)?;
     let body = body.map_err(|e| {
         V2Error(if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
