@@ -146,10 +146,13 @@ def main():
         for minute in range(args.minutes):
             result = wrk_round(server.port, requests, args.connections, args.seconds_per_round)
             result["rss_kib"] = rss_kib(server.process.pid)
+            # Other work on the machine shows in the latency: keep the 1-minute load average.
+            result["load"] = float(Path("/proc/loadavg").read_text().split()[0])
             rounds.append(result)
             print(f"minute {minute + 1}: {result['requests']} requests, "
                   f"p50 {result['p50_us'] / 1000:.1f} ms, p99 {result['p99_us'] / 1000:.1f} ms, "
-                  f"statuses {result['statuses']}, RSS {result['rss_kib'] / 1024:.1f} MiB",
+                  f"statuses {result['statuses']}, RSS {result['rss_kib'] / 1024:.1f} MiB, "
+                  f"load {result['load']:.2f}",
                   flush=True)
     finally:
         stop_started = time.monotonic()
@@ -192,6 +195,8 @@ def main():
         ("p50 / p99 first minute", f"{first['p50_us'] / 1000:.1f} / {first['p99_us'] / 1000:.1f} ms"),
         ("p50 / p99 last minute", f"{last['p50_us'] / 1000:.1f} / {last['p99_us'] / 1000:.1f} ms "
                                   f"(p99 x{p99_ratio:.2f})"),
+        ("load average, first / last minute", f"{first['load']:.2f} / {last['load']:.2f} "
+                                               f"(the server and wrk need about 2)"),
         ("RSS after warm-up / end", f"{first['rss_kib'] / 1024:.1f} / {last['rss_kib'] / 1024:.1f} MiB "
                                     f"({growth * 100:+.1f}%)"),
         ("stop on SIGTERM", f"exit {exit_code} after {stop_seconds:.1f} s"),
