@@ -191,6 +191,13 @@ pub struct ServeArgs {
     #[arg(long, env = "CLARITY_HANG_TIMEOUT")]
     pub hang_timeout: Option<u64>,
 
+    /// Most client connections open at once; more wait until one closes (default: three
+    /// quarters of the open-file limit, between 16 and 4096).
+    #[arg(long, env = "CLARITY_MAX_CONNECTIONS",
+          default_value_t = crate::http::listener::default_max_connections(),
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections: usize,
+
     /// Let browser pages from this origin call the API (CORS; repeatable, env
     /// comma-separated; `*` allows any origin). Off by default: no CORS headers.
     #[arg(

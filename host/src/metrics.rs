@@ -37,14 +37,30 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
-/// Install the process-wide recorder and return the handle that renders it.
+/// How often histogram samples are folded into their buckets. The recorder keeps every
+/// sample until then (`install_recorder` runs no upkeep of its own; only a scrape of
+/// `/metrics` would), so without it a server nobody scrapes grew by ~30 bytes a request
+/// (found by `bench/soak.py`: +8 MiB in 8 minutes).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Install the process-wide recorder, with a thread that keeps it from growing, and return
+/// the handle that renders it.
 pub fn install() -> Result<PrometheusHandle, String> {
-    PrometheusBuilder::new()
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
         .and_then(|b| b.set_buckets_for_metric(Matcher::Full(BATCH_PAIRS.into()), BATCH_BUCKETS))
         .map_err(|e| e.to_string())?
         .install_recorder()
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    let upkeep = handle.clone();
+    std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            upkeep.run_upkeep();
+        })
+        .map_err(|e| format!("cannot start the metrics upkeep thread: {e}"))?;
+    Ok(handle)
 }
 
 /// Middleware: count and time every request by its matched route.

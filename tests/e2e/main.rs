@@ -1,12 +1,14 @@
 //! End-to-end tests: the real `clarity-host` binary, real plugin libraries, a real server
 //! on a loopback port. Build the workspace first (`scripts/test.sh` does).
 
+mod api_fuzz;
 mod api_key;
 mod backpressure;
 mod cli;
 mod config_faults;
 mod encoder;
 mod hf_folders;
+mod hostile_input;
 mod hub;
 mod int8;
 mod interrupt;

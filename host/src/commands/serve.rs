@@ -132,7 +132,10 @@ pub fn run(config: Config, broken: Vec<BrokenEntry>, args: ServeArgs) -> anyhow:
         .context("cannot start the async runtime")?;
     let app = http::cors::wrap(http::router(state.clone(), limits), cors);
     let timeouts = Timeouts {
-        header_read: Duration::from_secs(args.header_read_timeout),
+        connections: http::listener::ConnectionLimits {
+            header_timeout: Duration::from_secs(args.header_read_timeout),
+            max_connections: args.max_connections,
+        },
         hang: hang_limit(args.hang_timeout, args.request_timeout),
     };
     let served = runtime.block_on(serve(&state, app, &args.host, args.port, timeouts));
@@ -160,8 +163,8 @@ pub fn run(config: Config, broken: Vec<BrokenEntry>, args: ServeArgs) -> anyhow:
 
 /// The server's clocks besides the per-request timeout.
 struct Timeouts {
-    /// Longest a connection may take to send its headers.
-    header_read: Duration,
+    /// The header-read timeout and the connection cap.
+    connections: http::listener::ConnectionLimits,
     /// Longest one plugin call may run before the watchdog restarts its model (`None`: off).
     hang: Option<Duration>,
 }
@@ -206,7 +209,7 @@ async fn serve(
         );
     }
     tracing::info!("Listening on http://{addr}");
-    http::listener::serve(listener, app, timeouts.header_read, shutdown_signal()).await;
+    http::listener::serve(listener, app, timeouts.connections, shutdown_signal()).await;
     tracing::info!("Server stopped");
     Ok(())
 }

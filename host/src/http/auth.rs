@@ -243,6 +243,12 @@ pub fn secure_document(document: &mut Value, auth: &Auth) {
         let Some(operations) = item.as_object_mut() else {
             continue;
         };
+        // The protocol routes answer errors in its shape (see `request_id`).
+        let error_schema = if super::v2::is_v2_path(path) {
+            "#/components/schemas/V2Error"
+        } else {
+            "#/components/schemas/Error"
+        };
         for operation in operations.values_mut().filter_map(Value::as_object_mut) {
             operation.insert("security".into(), json!([{SCHEME: []}]));
             if let Some(responses) = operation
@@ -252,7 +258,7 @@ pub fn secure_document(document: &mut Value, auth: &Auth) {
                 responses.insert(
                     "401".into(),
                     json!({"description": "Missing or wrong API key (`WWW-Authenticate: Bearer`).",
-                           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+                           "content": {"application/json": {"schema": {"$ref": error_schema}}}}),
                 );
             }
         }

@@ -34,6 +34,9 @@ pub enum ApiError {
     /// No such route.
     #[error("{0}")]
     NotFound(String),
+    /// The request URI is over the limit.
+    #[error("{0}")]
+    UriTooLong(String),
     /// A reload found `models.yaml` unusable (file, line and field in the text); nothing
     /// changed.
     #[error("{0}")]
@@ -53,6 +56,9 @@ pub enum ApiError {
     /// The request was not answered within `--request-timeout`.
     #[error("{0}")]
     Timeout(String),
+    /// The request's body did not arrive within `--request-timeout`.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// No API key, or a wrong one (see [`super::auth`]).
     #[error("{message}")]
     Unauthorized {
@@ -134,11 +140,13 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::InvalidConfig(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Plugin { source, .. } => match source.kind {
                 ErrorKind::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
@@ -156,10 +164,12 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::NotFound(_) => "not_found",
+            ApiError::UriTooLong(_) => "uri_too_long",
             ApiError::InvalidConfig(_) => "invalid_config",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Overloaded { .. } => "overloaded",
             ApiError::Timeout(_) => "timeout",
+            ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::Unauthorized { .. } => "unauthorized",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Plugin { source, .. } => match source.kind {

@@ -15,8 +15,11 @@ pub mod cors;
 pub mod error;
 pub mod listener;
 mod openapi;
+mod parse_errors;
 mod redact;
+mod request_body;
 pub mod request_id;
+mod request_limits;
 mod routes;
 pub mod types;
 pub mod v2;
@@ -125,6 +128,10 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         auth::require_key,
     ))
     .layer(DefaultBodyLimit::max(limits.body_bytes))
+    .layer(middleware::from_fn_with_state(
+        limits.body_bytes,
+        request_limits::check,
+    ))
     .layer(middleware::from_fn(request_id::assign))
     .with_state(state)
 }

@@ -51,6 +51,7 @@ pub fn document(models: &[Arc<ModelWorker>]) -> Value {
                         "429": overloaded_response(),
                         "500": error_response("The plugin failed or panicked."),
                         "503": error_response("Model loading, training or failed to load."),
+                        "408": error_response("The body did not arrive within --request-timeout (kind `request_timeout`)."),
                         "504": error_response("No answer within --request-timeout (kind `timeout`); pairs not yet started are dropped.")
                     }
                 }
@@ -160,10 +161,19 @@ pub fn document(models: &[Arc<ModelWorker>]) -> Value {
                 "parameters": {"type": "object"},
                 "data": {"type": "array", "description": "Row-major, flattened (nested lists are accepted in requests)."}
             }},
+            "V2InputTensor": {"type": "object", "required": ["name", "datatype", "shape"], "properties": {
+                "name": {"type": "string", "enum": ["question", "context"]},
+                "datatype": {"type": "string", "enum": ["BYTES"]},
+                "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "maxItems": 2,
+                          "description": "[N] (or [N, 1])."},
+                "parameters": {"type": "object"},
+                "data": {"type": "array", "description": "N strings (nested lists are accepted); absent with `parameters.binary_data_size`."}
+            }},
             "V2InferRequest": {"type": "object", "required": ["inputs"], "properties": {
                 "id": {"type": "string", "description": "Echoed in the response."},
                 "parameters": {"type": "object"},
-                "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2Tensor"},
+                "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2InputTensor"},
+                           "minItems": 2, "maxItems": 2,
                            "description": "`question` and `context`: BYTES, shape [N], `data` N strings each."},
                 "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
                     "name": {"type": "string", "enum": ["scores", "label"]}, "parameters": {"type": "object"}}},
@@ -280,6 +290,7 @@ fn open_inference_paths(paths: &mut Map<String, Value>) {
                 "429": overloaded_response(),
                 "500": v2_error("The plugin failed or panicked."),
                 "503": v2_error("Model loading, training or failed to load."),
+                "408": v2_error("The body did not arrive within --request-timeout."),
                 "504": v2_error("No answer within --request-timeout.")
             }
         }}));

@@ -2,6 +2,7 @@
 
 use super::backpressure::InFlight;
 use super::error::ApiError;
+use super::request_body;
 use super::types::{ModelSummary, PairRequest, Prediction};
 use super::AppState;
 use crate::data::json_kind;
@@ -39,9 +40,9 @@ pub async fn model_route(state: AppState, in_flight: InFlight, request: Request)
         Ok(slot) => slot,
         Err(refused) => return refused.into_response(),
     };
-    match ApiJson::<Value>::from_request(request, &state).await {
-        Ok(body) => classify(worker, body).await.into_response(),
-        Err(rejected) => rejected.into_response(),
+    match request_body::read(request, &state, worker.max_request_pairs()).await {
+        Ok(body) => classify(worker, ApiJson(body)).await.into_response(),
+        Err(refused) => refused.into_response(),
     }
 }
 
@@ -103,10 +104,7 @@ fn parse_pairs(body: Value, limits: &ServingConfig) -> Result<(Vec<ParsedPair>, 
                 return Err(ApiError::Validation("the list of pairs is empty".into()));
             }
             if items.len() > max_pairs {
-                return Err(ApiError::Validation(format!(
-                    "{} pairs in one request; the limit is {max_pairs} (serving_config.max_request_pairs)",
-                    items.len()
-                )));
+                return Err(request_body::too_many_pairs(items.len(), max_pairs));
             }
             let pairs = items
                 .into_iter()

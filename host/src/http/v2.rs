@@ -11,6 +11,7 @@
 
 mod binary;
 
+use super::backpressure::BodyArrived;
 use super::error::{ApiError, BodyStyle};
 use super::AppState;
 use crate::worker::{ModelWorker, Status};
@@ -19,6 +20,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use clarity_sdk::config::ServingConfig;
 use clarity_sdk::{ErrorKind, TextPair};
@@ -225,8 +227,13 @@ pub async fn infer(
     State(state): State<AppState>,
     Path(path): Path<ModelPath>,
     headers: HeaderMap,
+    arrived: Option<Extension<BodyArrived>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, V2Error> {
+    // The extractors above ran to completion: the body is here.
+    if let Some(Extension(arrived)) = arrived {
+        arrived.mark();
+    }
     let worker = find(&state, &path)?;
     let body = body.map_err(|e| {
         V2Error(if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -345,6 +352,12 @@ enum TensorData {
 /// The body as JSON, whatever its `Content-Type` (Triton's clients send none), with the
 /// path of a field of the wrong type in the message.
 fn parse_body(body: &[u8]) -> Result<InferRequest, V2Error> {
+    // A list is refused before it is built (100,000 items would take ~80 MB as values).
+    if super::request_body::list_length(body).is_some() {
+        return Err(V2Error::bad_request(
+            "expected an infer request object {\"inputs\": [...]}, got a list",
+        ));
+    }
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         V2Error(ApiError::MalformedJson(format!(
             "the body is not JSON: {e}"
@@ -495,7 +508,9 @@ fn strings_of(input: InputTensor, tail: &mut binary::Tail<'_>) -> Result<Vec<Str
             binary::decode_bytes(name, raw).map_err(V2Error::bad_request)?
         }
         (None, Some(data)) => {
-            let mut strings = Vec::with_capacity(rows);
+            // Not `with_capacity(rows)`: `rows` is the client's word (a shape of [10^18]
+            // aborted the process on the allocation); the strings are checked against it below.
+            let mut strings = Vec::new();
             flatten_strings(name, data, &mut strings)?;
             strings
         }

@@ -225,6 +225,19 @@ async fn every_protocol_error() {
             "shape [2] says 2",
         ),
         (
+            // A shape is the client's word: nothing is allocated by it (this aborted the
+            // process once, found by schemathesis).
+            post_json(
+                route,
+                &with_input(
+                    json!({"name": "context", "datatype": "BYTES", "shape": [1_000_000_000_000_000_000_i64], "data": ["a"]}),
+                ),
+            ),
+            400,
+            "validation",
+            "says 1000000000000000000",
+        ),
+        (
             post_json(
                 route,
                 &with_input(
