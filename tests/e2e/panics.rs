@@ -42,27 +42,17 @@ fn plugin_panic_in_classify_is_a_500_and_the_server_survives() {
     }
 
     // Batched together with good requests, only the panicking one fails.
-    let base = server.base.clone();
-    let handles: Vec<_> = (0..12)
+    let bodies = (0..12)
         .map(|i| {
-            let url = format!("{base}{route}");
-            let body = if i % 4 == 0 {
+            if i % 4 == 0 {
                 boom.clone()
             } else {
                 fine.clone()
-            };
-            std::thread::spawn(move || {
-                let resp = reqwest::blocking::Client::new()
-                    .post(url)
-                    .json(&body)
-                    .send()
-                    .expect("POST");
-                (i, resp.status().as_u16())
-            })
+            }
         })
         .collect();
-    for h in handles {
-        let (i, status) = h.join().expect("thread");
+    let statuses = server.post_all_at_once(route, bodies);
+    for (i, status) in statuses.into_iter().enumerate() {
         assert_eq!(status, if i % 4 == 0 { 500 } else { 200 }, "request {i}");
     }
     assert_eq!(server.get("/health").0, 200);

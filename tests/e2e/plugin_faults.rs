@@ -65,23 +65,11 @@ fn each_plugin_fault_fails_only_its_request_with_the_right_status() {
     assert!(log.contains("score vectors for 1 pairs"), "{log}");
 
     // Batched with good requests, a bad one fails alone.
-    let base = server.base.clone();
-    let handles: Vec<_> = (0..12)
-        .map(|i| {
-            let url = format!("{base}{FAULTY}");
-            let body = ask(if i % 3 == 0 { "NAN" } else { "fine" });
-            std::thread::spawn(move || {
-                let resp = reqwest::blocking::Client::new()
-                    .post(url)
-                    .json(&body)
-                    .send()
-                    .expect("POST");
-                (i, resp.status().as_u16())
-            })
-        })
+    let bodies = (0..12)
+        .map(|i| ask(if i % 3 == 0 { "NAN" } else { "fine" }))
         .collect();
-    for h in handles {
-        let (i, status) = h.join().expect("thread");
+    let statuses = server.post_all_at_once(FAULTY, bodies);
+    for (i, status) in statuses.into_iter().enumerate() {
         assert_eq!(status, if i % 3 == 0 { 500 } else { 200 }, "request {i}");
     }
 }

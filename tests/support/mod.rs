@@ -277,6 +277,31 @@ impl Server {
         decode(resp)
     }
 
+    /// POST every body to `path` at once, one thread each (so the server batches them):
+    /// the statuses, in the order of `bodies`.
+    pub fn post_all_at_once(&self, path: &str, bodies: Vec<serde_json::Value>) -> Vec<u16> {
+        let url = format!("{}{path}", self.base);
+        let handles: Vec<_> = bodies
+            .into_iter()
+            .map(|body| {
+                let url = url.clone();
+                std::thread::spawn(move || {
+                    reqwest::blocking::Client::new()
+                        .post(url)
+                        .json(&body)
+                        .send()
+                        .expect("POST")
+                        .status()
+                        .as_u16()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("POST thread"))
+            .collect()
+    }
+
     /// POST raw bytes with a content type (or none) to `path`.
     pub fn post_raw(
         &self,
