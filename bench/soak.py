@@ -128,6 +128,7 @@ def wrk_round(port: int, requests: Path, connections: int, seconds: int) -> dict
 
 def main():
     args = parse_args()
+    args.bin_dir = args.bin_dir.resolve()  # models.yaml is read from a temporary folder
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
     workdir = Path(tempfile.mkdtemp(prefix="clarity-soak-"))
