@@ -5,10 +5,6 @@
 #
 #   docker build -t clarity .
 #   docker run --rm -p 8000:8000 -p 6006:6006 clarity
-#   # hardened: read-only root filesystem, no capabilities, writable volumes only
-#   docker run --rm --read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges \
-#     -v clarity-artifacts:/app/artifacts -v clarity-runs:/app/runs \
-#     -v clarity-hf:/app/.cache/huggingface -p 8000:8000 clarity
 #
 # Needs BuildKit (the default builder of current Docker; `docker compose build` uses it).
 
@@ -96,13 +92,9 @@ COPY --from=builder /out/bin/clarity-host /usr/local/bin/clarity-host
 COPY --from=builder /out/plugins/ /opt/clarity/plugins/
 COPY --from=onnxruntime /opt/clarity/lib/ /opt/clarity/lib/
 
-# CLARITY_TENSORBOARD_HOST: TensorBoard (no authentication) defaults to loopback; in the
-# container it must listen on all interfaces for `-p 6006:6006` to reach it. HF_HOME: the
-# Hugging Face cache under /app, which is writable, since the root filesystem may be read-only.
 ENV PATH=/opt/venv/bin:$PATH \
     CLARITY_PLUGIN_DIR=/opt/clarity/plugins \
     CLARITY_TENSORBOARD_HOST=0.0.0.0 \
-    HF_HOME=/app/.cache/huggingface \
     ORT_DYLIB_PATH=/opt/clarity/lib/libonnxruntime.so.${ORT_VERSION} \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
@@ -110,15 +102,10 @@ ENV PATH=/opt/venv/bin:$PATH \
 WORKDIR /app
 COPY models.yaml logging.yaml /app/
 COPY data/sample/ /app/data/sample/
-# Writable by the service user: trained artifacts, TensorBoard runs, optional log files and
-# the Hugging Face cache; nothing else is written at run time (besides /tmp), so the container
-# runs with a read-only root filesystem when these are volumes (docker-compose.yaml does so).
-# The binary, plugins and ONNX Runtime stay root-owned and not writable by the service user:
-# a plugin library another user can write is a warning at startup.
-RUN mkdir -p /app/artifacts /app/runs /app/logs /app/.cache/huggingface \
- && chown clarity:clarity /app/artifacts /app/runs /app/logs /app/.cache /app/.cache/huggingface
+# Writable by the service user: trained artifacts, TensorBoard runs, optional log files.
+RUN mkdir -p /app/artifacts /app/runs /app/logs \
+ && chown clarity:clarity /app/artifacts /app/runs /app/logs
 
-# Not root: the server needs no privilege (ports above 1024, files under /app).
 USER 10001:10001
 
 EXPOSE 8000 6006
