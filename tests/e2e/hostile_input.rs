@@ -120,13 +120,9 @@ fn post_json_bytes(body: &[u8]) -> Vec<u8> {
 
 /// The server's resident memory, in KiB.
 fn rss_kib(server: &Server) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))
-        .expect("read /proc/PID/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/PID/status")
+    let kib = clarity_tests::process::rss_kib(server.pid());
+    assert!(kib > 0, "no VmRSS for the server");
+    kib
 }
 
 /// Cases tried and what was checked, per kind.

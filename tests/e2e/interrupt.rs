@@ -2,9 +2,8 @@
 //! says how to resume, and `train --resume` goes on from the checkpoint. SIGTERM during
 //! `serve`'s auto-training does the same before the server exits.
 
-use clarity_tests::encoder::write_tiny_encoder;
 use clarity_tests::process::{signal, spawn_host, wait_exit, CapturedLog};
-use clarity_tests::{plugin_lib, Project};
+use clarity_tests::Project;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -12,32 +11,8 @@ const EPOCHS: u64 = 40;
 const STEPS_PER_EPOCH: u64 = 8;
 
 fn tiny_project() -> Project {
-    let project = Project::new("");
-    write_tiny_encoder(&project.path().join("tiny-bert"), "bert", 32, 2);
-    let yaml = format!(
-        r#"- name: tiny
-  type: encoder
-  plugin: {plugin}
-  model_config: {{model_name: tiny-bert, max_length: 64}}
-  training_config:
-    batch_size: 8
-    learning_rate: 1.0e-3
-    num_epochs: {EPOCHS}
-    save_strategy: "no"
-    eval_strategy: "no"
-    logging_steps: 1
-  label_config: {{labels: ["Clear Reply", "Clear Non-Reply", "Ambivalent"]}}
-  data_config:
-    train_file: "{data}/train.json"
-    valid_file: "{data}/valid.json"
-    train_sample_size: 64
-    valid_sample_size: 16
-"#,
-        plugin = plugin_lib("clarity-encoder").display(),
-        data = clarity_tests::sample_data().display(),
-    );
-    std::fs::write(project.config(), yaml).expect("write models.yaml");
-    project
+    let no_saves = "    save_strategy: \"no\"\n    eval_strategy: \"no\"";
+    clarity_tests::encoder::tiny_training_project(EPOCHS, no_saves)
 }
 
 fn names(dir: &std::path::Path) -> Vec<String> {

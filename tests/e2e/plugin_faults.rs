@@ -3,6 +3,7 @@
 //! serving, and a call that never returns does not wedge its model: the watchdog restarts
 //! it on a fresh worker, and leaves it failed when it keeps hanging.
 
+use clarity_tests::process::rss_kib;
 use clarity_tests::{error_kind, plugin_lib, Project, Server};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -174,17 +175,6 @@ fn a_hung_call_restarts_the_model_and_one_that_keeps_hanging_stays_failed() {
     ] {
         assert!(metrics.contains(line), "no `{line}` in:\n{metrics}");
     }
-}
-
-/// Resident memory of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Ids of the model processes `pid` started.

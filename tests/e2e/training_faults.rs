@@ -4,9 +4,8 @@
 //! goes on from the newest whole checkpoint to the same final weights, bit for bit, as a run
 //! that was never interrupted.
 
-use clarity_tests::encoder::write_tiny_encoder;
 use clarity_tests::process::{spawn_host, CapturedLog, HostProcess};
-use clarity_tests::{host_command, plugin_lib, Project};
+use clarity_tests::{host_command, Project};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
@@ -20,33 +19,7 @@ const ROUTE: &str = "/classify/tiny";
 
 /// A tiny encoder project. `training` is the `training_config` keys besides the shared ones.
 fn tiny_project(epochs: u64, training: &str) -> Project {
-    let project = Project::new("");
-    write_tiny_encoder(&project.path().join("tiny-bert"), "bert", 32, 2);
-    let yaml = format!(
-        r#"- name: tiny
-  type: encoder
-  plugin: {plugin}
-  route: {ROUTE}
-  model_config: {{model_name: tiny-bert, max_length: 64}}
-  training_config:
-    batch_size: 8
-    learning_rate: 1.0e-3
-    num_epochs: {epochs}
-    seed: 42
-    logging_steps: 1
-{training}
-  label_config: {{labels: ["Clear Reply", "Clear Non-Reply", "Ambivalent"]}}
-  data_config:
-    train_file: "{data}/train.json"
-    valid_file: "{data}/valid.json"
-    train_sample_size: 64
-    valid_sample_size: 16
-"#,
-        plugin = plugin_lib("clarity-encoder").display(),
-        data = clarity_tests::sample_data().display(),
-    );
-    std::fs::write(project.config(), yaml).expect("write models.yaml");
-    project
+    clarity_tests::encoder::tiny_training_project(epochs, training)
 }
 
 /// Checkpoints every 3 steps (at most 2 kept), an evaluation and best-model bookkeeping every

@@ -102,3 +102,36 @@ pub fn write_onnx_folder(dir: &Path, labels: &[&str]) {
     )
     .expect("copy tokenizer.json");
 }
+
+/// A project with one tiny encoder `tiny` (made by [`write_tiny_encoder`]) at
+/// `/classify/tiny`, trained for `epochs` on 64 sample pairs in batches of 8 (8 steps an
+/// epoch); `training` is more `training_config` keys, indented four spaces.
+pub fn tiny_training_project(epochs: u64, training: &str) -> crate::Project {
+    let project = crate::Project::new("");
+    write_tiny_encoder(&project.path().join("tiny-bert"), "bert", 32, 2);
+    let yaml = format!(
+        r#"- name: tiny
+  type: encoder
+  plugin: {plugin}
+  route: /classify/tiny
+  model_config: {{model_name: tiny-bert, max_length: 64}}
+  training_config:
+    batch_size: 8
+    learning_rate: 1.0e-3
+    num_epochs: {epochs}
+    seed: 42
+    logging_steps: 1
+{training}
+  label_config: {{labels: ["Clear Reply", "Clear Non-Reply", "Ambivalent"]}}
+  data_config:
+    train_file: "{data}/train.json"
+    valid_file: "{data}/valid.json"
+    train_sample_size: 64
+    valid_sample_size: 16
+"#,
+        plugin = crate::plugin_lib("clarity-encoder").display(),
+        data = crate::sample_data().display(),
+    );
+    std::fs::write(project.config(), yaml).expect("write models.yaml");
+    project
+}
