@@ -5,6 +5,7 @@
 //! with the wrong number of rows or scores is an error on every path, never a response
 //! built from a misaligned vector. Tests put a fake [`Classify`] behind the real router.
 
+use clarity_sdk::groups::LabelGroups;
 use clarity_sdk::{Error as SdkError, ModelInfo, TextPair};
 use std::sync::Arc;
 
@@ -33,12 +34,36 @@ pub trait Classify: Send {
 pub struct LoadedModel {
     backend: Box<dyn Classify + Send>,
     info: ModelInfo,
+    /// Set for `label_config.groups`: the backend answers fine labels, `info` has the coarse.
+    groups: Option<LabelGroups>,
 }
 
 impl LoadedModel {
     /// Wrap `backend`, loaded with `info` (whose labels every answer must match).
     pub fn new(backend: Box<dyn Classify + Send>, info: ModelInfo) -> Self {
-        Self { backend, info }
+        Self {
+            backend,
+            info,
+            groups: None,
+        }
+    }
+
+    /// Answer with the coarse labels of `groups`, summing the fine probabilities the backend
+    /// returns. The backend must have loaded with exactly the groups' fine labels.
+    pub fn with_groups(mut self, groups: Option<LabelGroups>) -> Result<Self, SdkError> {
+        let Some(groups) = groups else {
+            return Ok(self);
+        };
+        if self.info.labels != groups.fine {
+            return Err(SdkError::config(format!(
+                "the trained model's labels {:?} are not label_config.groups' fine labels {:?}: \
+                 retrain it",
+                self.info.labels, groups.fine
+            )));
+        }
+        self.info.labels = groups.coarse.clone();
+        self.groups = Some(groups);
+        Ok(self)
     }
 
     /// What the model reported when it loaded.
@@ -55,6 +80,19 @@ impl LoadedModel {
     /// count was wrong.
     pub fn classify(&self, pairs: &[TextPair]) -> Result<Vec<Vec<f32>>, SdkError> {
         let scores = self.backend.classify(pairs)?;
+        let scores = self.checked(pairs, scores)?;
+        Ok(match &self.groups {
+            Some(groups) => scores.iter().map(|row| groups.coarse_scores(row)).collect(),
+            None => scores,
+        })
+    }
+
+    /// The backend's own answer, refused when its shape or values are wrong.
+    fn checked(
+        &self,
+        pairs: &[TextPair],
+        scores: Vec<Vec<f32>>,
+    ) -> Result<Vec<Vec<f32>>, SdkError> {
         if scores.len() != pairs.len() {
             return Err(SdkError::other(format!(
                 "the model returned {} score vectors for {} pairs",
@@ -62,7 +100,10 @@ impl LoadedModel {
                 pairs.len()
             )));
         }
-        let labels = self.labels().len();
+        let labels = self
+            .groups
+            .as_ref()
+            .map_or(self.labels().len(), |g| g.fine.len());
         if let Some(row) = scores.iter().find(|row| row.len() != labels) {
             return Err(SdkError::other(format!(
                 "the model returned {} scores for {labels} labels",
@@ -152,6 +193,44 @@ mod tests {
         let pairs = [TextPair::new("q", "c")];
         let scores = model(vec![vec![0.25, 0.75]]).classify(&pairs);
         assert_eq!(scores, Ok(vec![vec![0.25, 0.75]]));
+    }
+
+    #[test]
+    fn groups_answer_coarse_labels_with_summed_probabilities() {
+        use std::collections::BTreeMap;
+        let groups = BTreeMap::from([
+            ("reply".to_string(), vec!["explicit".to_string()]),
+            (
+                "evasion".to_string(),
+                vec!["dodging".to_string(), "declining".to_string()],
+            ),
+        ]);
+        let groups = LabelGroups::resolve(&groups, &[]).unwrap();
+        let fine = groups.fine.clone();
+        assert_eq!(fine, ["dodging", "declining", "explicit"]);
+        let fixed = |rows| Box::new(Fixed(rows));
+        let model = LoadedModel::new(
+            fixed(vec![vec![0.25, 0.25, 0.5]]),
+            ModelInfo::new("fixed", fine.clone()),
+        )
+        .with_groups(Some(groups.clone()))
+        .unwrap();
+        assert_eq!(model.labels(), ["evasion", "reply"]);
+        let pairs = [TextPair::new("q", "c")];
+        assert_eq!(model.classify(&pairs), Ok(vec![vec![0.5, 0.5]]));
+        // The backend's row is checked against the fine labels, not the coarse ones.
+        let short = LoadedModel::new(fixed(vec![vec![0.5, 0.5]]), ModelInfo::new("f", fine))
+            .with_groups(Some(groups.clone()))
+            .unwrap();
+        assert!(short.classify(&pairs).is_err());
+        // A model trained for other labels is refused at load.
+        let other = LoadedModel::new(
+            fixed(vec![]),
+            ModelInfo::new("f", vec!["a".into(), "b".into()]),
+        )
+        .with_groups(Some(groups));
+        let err = other.err().expect("labels differ");
+        assert!(err.message.contains("retrain"), "{err}");
     }
 
     #[test]

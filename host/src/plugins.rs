@@ -20,6 +20,7 @@ use abi_stable::std_types::{RResult, RSlice, RStr};
 use clarity_sdk::abi::{
     BackendBox, EventSink, EventSink_TO, HostServices, HostServices_TO, LogLevel, PluginMod_Ref,
 };
+use clarity_sdk::groups::LabelGroups;
 use clarity_sdk::{Error as SdkError, ErrorKind, ModelInfo, ModelSpec, PluginInit, TextPair};
 use clarity_sdk::{TrainEvent, TrainJob, TrainReport};
 use std::collections::HashMap;
@@ -118,6 +119,7 @@ impl Plugin {
             RResult::ROk(backend) => Ok(Model {
                 backend,
                 name: init.spec.name.clone(),
+                groups: crate::config::label_groups(&init.spec),
             }),
             RResult::RErr(e) => Err(e.into()),
         }
@@ -405,6 +407,8 @@ impl HostServices for HostLogger {
 pub struct Model {
     backend: BackendBox,
     name: String,
+    /// `label_config.groups`: the plugin answers fine labels, the model the coarse ones.
+    groups: Option<LabelGroups>,
 }
 
 impl Model {
@@ -421,7 +425,8 @@ impl Model {
     /// Load the trained model and hand it over for scoring.
     pub fn into_loaded(mut self) -> Result<LoadedModel, SdkError> {
         let info = self.load()?;
-        Ok(LoadedModel::new(Box::new(self), info))
+        let groups = self.groups.take();
+        LoadedModel::new(Box::new(self), info).with_groups(groups)
     }
 
     /// Train, passing every event to `on_event`; it returns `false` to ask for a stop.

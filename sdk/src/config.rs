@@ -295,6 +295,11 @@ pub struct LabelConfig {
     pub label2id: Option<BTreeMap<String, LabelId>>,
     /// Output index -> label; keys may be numbers or strings such as `"0"`.
     pub id2label: Option<BTreeMap<LabelId, String>>,
+    /// Coarse label -> its fine labels: the model trains on the fine labels (read from
+    /// `data_config.fine_label_field`) and answers with the coarse ones, each the sum of its
+    /// fine labels' probabilities.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<BTreeMap<String, Vec<String>>>,
 }
 
 /// An output index as written in `label2id` / `id2label`: a number or a string of digits.
@@ -346,6 +351,9 @@ pub struct DataConfig {
     pub context_field: String,
     /// Field holding the label.
     pub label_field: String,
+    /// Field holding the fine label, with `label_config.groups`: training reads it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fine_label_field: Option<String>,
     /// Another name for `question_field` (in the original's comments); the host moves it.
     pub text_field_1: Option<String>,
     /// Another name for `context_field`; the host moves it.
@@ -360,6 +368,10 @@ pub struct DataConfig {
     pub label_mapping: BTreeMap<String, String>,
     /// Seed for sampling; defaults to `training_config.seed`.
     pub seed: Option<u64>,
+    /// How a pair becomes the model's input (parts, order, truncation); absent: the
+    /// plugin's own layout (question, then the context cut first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<crate::input::InputConfig>,
 }
 
 impl Default for DataConfig {
@@ -373,6 +385,7 @@ impl Default for DataConfig {
             question_field: "question".into(),
             context_field: "context".into(),
             label_field: "clarity_label".into(),
+            fine_label_field: None,
             text_field_1: None,
             text_field_2: None,
             train_sample_size: None,
@@ -380,6 +393,7 @@ impl Default for DataConfig {
             valid_split: 0.1,
             label_mapping: BTreeMap::new(),
             seed: None,
+            input: None,
         }
     }
 }

@@ -49,6 +49,8 @@ pub mod abi;
 pub mod config;
 pub mod durable;
 mod error;
+pub mod groups;
+pub mod input;
 pub mod log;
 pub mod metrics;
 mod plugin;

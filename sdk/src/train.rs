@@ -4,6 +4,7 @@
 //! reports progress through a [`TrainContext`]; the host turns those events into progress
 //! bars, log lines and TensorBoard scalars, so every plugin gets them for free.
 
+use crate::groups::LabelGroups;
 use crate::metrics::Evaluation;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -35,6 +36,29 @@ pub struct TrainJob {
     pub checkpoint_dir: PathBuf,
     /// Continue from the newest checkpoint in `checkpoint_dir`.
     pub resume: bool,
+    /// Set when `labels` are fine labels grouped into coarse ones (`label_config.groups`):
+    /// validation scores and model selection are on the coarse labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<LabelGroups>,
+}
+
+impl TrainJob {
+    /// Score predictions on the validation set: `gold` and `scores` over `labels`, judged on
+    /// the coarse labels when the job has groups.
+    pub fn evaluate(&self, gold: &[usize], scores: &[Vec<f32>]) -> Evaluation {
+        match &self.groups {
+            None => Evaluation::from_scores(&self.labels, gold, scores),
+            Some(groups) => {
+                let gold: Vec<usize> = gold
+                    .iter()
+                    .map(|&g| groups.coarse_index(g).unwrap_or(usize::MAX))
+                    .collect();
+                let scores: Vec<Vec<f32>> =
+                    scores.iter().map(|row| groups.coarse_scores(row)).collect();
+                Evaluation::from_scores(&groups.coarse, &gold, &scores)
+            }
+        }
+    }
 }
 
 /// A progress event.

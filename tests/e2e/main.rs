@@ -10,6 +10,7 @@ mod encoder;
 mod hf_folders;
 mod hostile_input;
 mod hub;
+mod input_construction;
 mod int8;
 mod interrupt;
 mod load_failures;

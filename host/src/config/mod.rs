@@ -16,6 +16,7 @@ mod tolerant;
 mod validate;
 
 use clarity_sdk::config::ModelsFile;
+use clarity_sdk::groups::LabelGroups;
 use clarity_sdk::{ModelSpec, PluginInit};
 use locate::Locator;
 use parse_error::{bare_message, parse_problem};
@@ -307,6 +308,10 @@ impl Config {
     /// the training data), replace `label_config.labels`.
     pub fn plugin_init(&self, spec: &ModelSpec, labels: Option<Vec<String>>) -> PluginInit {
         let mut spec = spec.clone();
+        // With groups, the plugin's labels are the fine ones it trains on and answers.
+        if let Some(groups) = label_groups(&spec) {
+            spec.label_config.labels = groups.fine;
+        }
         if let Some(labels) = labels {
             spec.label_config.labels = labels;
         }
@@ -322,6 +327,12 @@ impl Config {
             spec,
         }
     }
+}
+
+/// `label_config.groups` resolved, when set (a validated file always resolves).
+pub fn label_groups(spec: &ModelSpec) -> Option<LabelGroups> {
+    let groups = spec.label_config.groups.as_ref()?;
+    LabelGroups::resolve(groups, &spec.label_config.labels).ok()
 }
 
 /// `"a", "b", "c"`.

@@ -579,3 +579,85 @@ fn text_length_limit_must_be_positive_and_is_named_with_its_line() {
     let m = &parse_ok("- name: a\n  serving_config: {max_text_chars: 5000}\n")[0];
     assert_eq!(m.serving_config.max_text_chars, 5000);
 }
+
+#[test]
+fn input_construction_problems_name_line_and_field() {
+    let text = "\
+- name: a
+  type: encoder
+  model_config: {model_name: m}
+  data_config:
+    input:
+      answer_marker: \"\\nA:\"
+      parts:
+        - question
+        - {text: answer, truncation: head_tail, tail: 64}
+- name: b
+  type: encoder
+  model_config: {model_name: m}
+  data_config:
+    input: {parts: [question, answer]}
+";
+    let p = problems(text);
+    let summary: Vec<(Option<usize>, &str)> =
+        p.iter().map(|p| (p.line, p.field.as_str())).collect();
+    assert_eq!(
+        summary,
+        vec![
+            (Some(9), "models[0].data_config.input.parts[1].head"),
+            (Some(14), "models[1].data_config.input.answer_marker"),
+        ]
+    );
+    assert!(
+        p[0].message.contains("both head and tail"),
+        "{}",
+        p[0].message
+    );
+    // A wrong name is a parse error naming the line.
+    let err = parse_err(
+        "- name: a\n  type: encoder\n  data_config:\n    input:\n      parts: [question, anser]\n",
+    );
+    assert!(err.starts_with("models.yaml:5:"), "{err}");
+    assert!(err.contains("unknown variant `anser`"), "{err}");
+    let ok = parse_ok(
+        "- name: a\n  type: encoder\n  data_config:\n    input:\n      answer_marker: \"\\nA:\"\n      parts: [question, {text: answer, truncation: tail, max_tokens: 90}]\n",
+    );
+    let input = ok[0].data_config.input.as_ref().unwrap();
+    assert_eq!(input.parts[1].max_tokens, Some(90));
+}
+
+#[test]
+fn label_groups_problems_name_the_field() {
+    let text = "\
+- name: a
+  type: classic
+  label_config:
+    labels: [yes, no]
+    groups:
+      yes: [explicit]
+      no: [dodging, explicit]
+- name: b
+  type: classic
+  data_config: {fine_label_field: evasion}
+";
+    let p = problems(text);
+    let summary: Vec<(Option<usize>, &str)> =
+        p.iter().map(|p| (p.line, p.field.as_str())).collect();
+    assert_eq!(
+        summary,
+        vec![
+            (Some(6), "models[0].label_config.groups"),
+            (Some(10), "models[1].data_config.fine_label_field"),
+        ]
+    );
+    assert!(
+        p[0].message.contains("\"explicit\" is in both"),
+        "{}",
+        p[0].message
+    );
+    let ok = parse_ok(
+        "- name: a\n  type: classic\n  label_config:\n    groups: {yes: [explicit], no: [dodging, declining]}\n  data_config: {fine_label_field: evasion, label_mapping: {Dodge: dodging}}\n",
+    );
+    let groups = crate::config::label_groups(&ok[0]).unwrap();
+    assert_eq!(groups.fine, ["dodging", "declining", "explicit"]);
+}

@@ -50,6 +50,20 @@ impl Issue {
 /// runtime needs more than this before it serves anything.
 const MIN_MEMORY_LIMIT_MB: u64 = 64;
 
+/// `parts[1].head` as path steps.
+fn field_path(field: &str) -> Vec<Seg> {
+    let mut path = Vec::new();
+    for step in field.split('.') {
+        let (name, index) = match step.split_once('[') {
+            Some((name, rest)) => (name, rest.trim_end_matches(']').parse().ok()),
+            None => (step, None),
+        };
+        path.push(key(name));
+        path.extend(index.map(Seg::Index));
+    }
+    path
+}
+
 fn name_is_safe(name: &str) -> bool {
     !name.is_empty()
         && name != "."
@@ -210,7 +224,13 @@ pub(super) fn validate(models: &[ModelSpec]) -> Vec<Issue> {
             }
         }
         if !labels.is_empty() {
-            let allowed: BTreeSet<&str> = labels.iter().map(String::as_str).collect();
+            // With groups, the mapping applies to the fine labels training reads.
+            let fine = m
+                .label_config
+                .groups
+                .iter()
+                .flat_map(|g| g.values().flatten());
+            let allowed: BTreeSet<&str> = labels.iter().chain(fine).map(String::as_str).collect();
             for (raw, target) in &m.data_config.label_mapping {
                 if !allowed.contains(target.as_str()) {
                     issues.push(Issue::new(
@@ -261,6 +281,31 @@ pub(super) fn validate(models: &[ModelSpec]) -> Vec<Issue> {
                     format!("{field} is empty; name the field of the data that holds it"),
                 ));
             }
+        }
+
+        match (&m.label_config.groups, &d.fine_label_field) {
+            (Some(groups), _) => {
+                if let Err(message) =
+                    clarity_sdk::groups::LabelGroups::resolve(groups, &m.label_config.labels)
+                {
+                    issues.push(Issue::new(
+                        i,
+                        vec![key("label_config"), key("groups")],
+                        message,
+                    ));
+                }
+            }
+            (None, Some(_)) => issues.push(Issue::new(
+                i,
+                vec![key("data_config"), key("fine_label_field")],
+                "fine_label_field needs label_config.groups (coarse label -> its fine labels)",
+            )),
+            (None, None) => {}
+        }
+        if let Some((field, message)) = d.input.as_ref().and_then(|c| c.problem()) {
+            let mut path = vec![key("data_config"), key("input")];
+            path.extend(field_path(&field));
+            issues.push(Issue::new(i, path, message));
         }
 
         // Training.

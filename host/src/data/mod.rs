@@ -12,6 +12,7 @@ mod read;
 mod sample;
 
 use crate::config::{quoted_list, Config};
+use clarity_sdk::groups::LabelGroups;
 use clarity_sdk::{Example, ModelSpec};
 use labels::{label_indices, require_label};
 pub(crate) use read::json_kind;
@@ -46,6 +47,8 @@ pub struct TrainingData {
     pub labels: Vec<String>,
     /// The labels were derived from the training data (worth reporting to the user).
     pub labels_derived: bool,
+    /// `label_config.groups` resolved: `labels` are then its fine labels.
+    pub groups: Option<LabelGroups>,
     /// Training examples, sampled.
     pub train: Vec<Example>,
     /// Validation examples, sampled (empty when there is no validation data).
@@ -149,6 +152,29 @@ fn at(path: &Path, line: Option<u64>, column: Option<u64>, message: &str) -> Str
 
 /// Read, check, split and sample the training and validation data of `spec`.
 pub fn prepare_training(config: &Config, spec: &ModelSpec) -> Result<TrainingData, DataError> {
+    let Some(groups) = &spec.label_config.groups else {
+        return prepare_plain(config, spec);
+    };
+    // Fine-to-coarse: train on the fine labels (from `fine_label_field`), judge on the coarse.
+    let groups = LabelGroups::resolve(groups, &spec.label_config.labels).map_err(|message| {
+        DataError::Labels {
+            model: spec.name.clone(),
+            message: format!("label_config.groups: {message}"),
+        }
+    })?;
+    let mut fine = spec.clone();
+    fine.label_config.labels = groups.fine.clone();
+    fine.label_config.groups = None;
+    if let Some(field) = &spec.data_config.fine_label_field {
+        fine.data_config.label_field = field.clone();
+    }
+    let mut data = prepare_plain(config, &fine)?;
+    data.groups = Some(groups);
+    Ok(data)
+}
+
+/// [`prepare_training`] for a model whose labels are its outputs.
+fn prepare_plain(config: &Config, spec: &ModelSpec) -> Result<TrainingData, DataError> {
     let d = &spec.data_config;
     let missing = |what, key, tried| DataError::NoDataFile {
         model: spec.name.clone(),
@@ -290,6 +316,7 @@ pub fn prepare_training(config: &Config, spec: &ModelSpec) -> Result<TrainingDat
     };
 
     Ok(TrainingData {
+        groups: None,
         labels,
         labels_derived,
         train,

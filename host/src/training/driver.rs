@@ -118,6 +118,7 @@ pub fn run(
         output_dir: staging.path().to_path_buf(),
         checkpoint_dir,
         resume: options.resume,
+        groups: data.groups,
     };
 
     let mut recorder = open_recorder(config, spec);
@@ -258,13 +259,24 @@ fn verify_staged(
     }
     let scores = classify_examples(&staged, &job.valid, VERIFY_BATCH)
         .context("the trained model fails to classify")?;
-    let gold: Vec<usize> = job.valid.iter().map(|e| e.label).collect();
-    let valid = Evaluation::from_scores(&job.labels, &gold, &scores);
+    // The loaded model answers the coarse labels when the job groups fine ones.
+    let (labels, answer_label): (&[String], Box<dyn Fn(usize) -> usize>) = match &job.groups {
+        Some(g) => (
+            &g.coarse,
+            Box::new(|fine| g.coarse_index(fine).unwrap_or(usize::MAX)),
+        ),
+        None => (&job.labels, Box::new(|label| label)),
+    };
+    let gold: Vec<usize> = job.valid.iter().map(|e| answer_label(e.label)).collect();
+    let valid = Evaluation::from_scores(labels, &gold, &scores);
     let majority = majority_label(
-        &job.train.iter().map(|e| e.label).collect::<Vec<_>>(),
-        job.labels.len(),
+        &job.train
+            .iter()
+            .map(|e| answer_label(e.label))
+            .collect::<Vec<_>>(),
+        labels.len(),
     );
-    let baseline = Evaluation::compute(&job.labels, &gold, &vec![majority; gold.len()]);
+    let baseline = Evaluation::compute(labels, &gold, &vec![majority; gold.len()]);
     Ok((Some(valid), Some(baseline)))
 }
 

@@ -156,7 +156,7 @@ impl Classifier for ClassicExample {
                 .collect();
             let scores = model.predict_proba_batch(&pairs);
             let gold: Vec<usize> = job.valid.iter().map(|e| e.label).collect();
-            Evaluation::from_scores(&job.labels, &gold, &scores)
+            job.evaluate(&gold, &scores)
         });
         if let Some(metrics) = &valid {
             ctx.emit(TrainEvent::Eval {
@@ -282,6 +282,7 @@ mod tests {
             output_dir: dir.path().to_path_buf(),
             checkpoint_dir: dir.path().join("checkpoints"),
             resume: false,
+            groups: None,
         };
         let report = plugin
             .train(job, &mut TrainContext::detached())

@@ -149,6 +149,7 @@ mod tests {
             output_dir: dir.path().to_path_buf(),
             checkpoint_dir: dir.path().join("checkpoints"),
             resume: false,
+            groups: None,
         };
         plugin
             .train(job, &mut TrainContext::detached())

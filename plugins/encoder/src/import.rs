@@ -77,6 +77,7 @@ pub fn import(
         base_model: hf.dir.display().to_string(),
         opset: onnx::OPSET,
         pair_order: PairOrder::ContextQuestion,
+        input: None,
         imported: Some(Imported {
             source: hf.dir.clone(),
             fingerprint: hf.fingerprint(),

@@ -4,6 +4,7 @@
 use crate::arch::{Arch, Family};
 use clarity_runtime::meta::{self as files, MetaError, MetaFile};
 use clarity_runtime::tokenize::PairOrder;
+use clarity_sdk::input::InputConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,9 @@ pub struct EncoderMeta {
     /// The order the model reads a pair in (absent in older files: ours).
     #[serde(default)]
     pub pair_order: PairOrder,
+    /// `data_config.input` as trained: serving builds requests the same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<InputConfig>,
     /// Set when the folder was imported from a classifier fine-tuned elsewhere (e.g. by the
     /// Python Clarity) rather than trained here.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -43,7 +43,9 @@ impl EncoderPlugin {
         // It loaded when the model was trained: failing now is a broken artifact.
         let tokenizer = PairTokenizer::from_file(&dir.join(meta::TOKENIZER_FILE), meta.max_length)
             .map_err(|e| Error::other(e.to_string()))?
-            .with_order(meta.pair_order);
+            .with_order(meta.pair_order)
+            .with_input(meta.input)
+            .map_err(|e| Error::other(format!("{}: {e}", dir.join(meta::META_FILE).display())))?;
         let source = if meta.imported.is_some() {
             "fine-tuned-folder"
         } else {
@@ -100,7 +102,9 @@ impl EncoderPlugin {
             )));
         }
         let max_length = spec::max_length(&self.init);
-        let tokenizer = PairTokenizer::from_file(&dir.join(meta::TOKENIZER_FILE), max_length)?;
+        let tokenizer = PairTokenizer::from_file(&dir.join(meta::TOKENIZER_FILE), max_length)?
+            .with_input(self.init.spec.data_config.input.clone())
+            .map_err(Error::config)?;
         Ok(served(dir, tokenizer, labels, "onnx-folder"))
     }
 
@@ -129,6 +133,7 @@ impl EncoderPlugin {
         let mut tokenizer = PairTokenizer::new(files, max_length)
             .map_err(|message| Error::config(format!("{}: {message}", tokenizer_path.display())))?;
         check_vocabulary(&tokenizer, &arch, &tokenizer_path, &dir)?;
+        let input = self.init.spec.data_config.input.clone();
         // A classifier fine-tuned elsewhere keeps its head (and its pair order) only for
         // the same labels in the same order; otherwise the head starts fresh.
         let keep_head = match hf_folder::inspect(&dir) {
@@ -155,6 +160,8 @@ impl EncoderPlugin {
             }
             _ => true,
         };
+        // After the order: a configured input construction replaces it.
+        let tokenizer = tokenizer.with_input(input).map_err(Error::config)?;
         let (device, kind) = device::open(spec::device(&self.init)).map_err(Error::config)?;
         let seed = self.init.spec.training_config.seed;
         let filled =
@@ -370,6 +377,7 @@ fn write_artifacts(
         base_model: pretrained_dir.display().to_string(),
         opset: onnx::OPSET,
         pair_order: tokenizer.order(),
+        input: tokenizer.input().cloned(),
         imported: None,
         quantization: int8.as_ref().map(|(_, how)| how.clone()),
     }

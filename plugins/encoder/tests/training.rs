@@ -64,6 +64,7 @@ fn job(dir: &Path, resume: bool) -> TrainJob {
         output_dir: dir.join("out"),
         checkpoint_dir: dir.join("checkpoints"),
         resume,
+        groups: None,
     }
 }
 

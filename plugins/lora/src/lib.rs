@@ -21,6 +21,7 @@ pub mod model;
 pub mod names;
 pub mod plugin;
 pub mod prompt;
+pub mod slots;
 pub mod tiny;
 pub mod weights;
 

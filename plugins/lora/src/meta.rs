@@ -3,6 +3,7 @@
 
 use crate::arch::{DecoderArch, Family};
 use clarity_runtime::meta::{self as files, MetaError, MetaFile};
+use clarity_sdk::input::InputConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -35,6 +36,9 @@ pub struct LoraMeta {
     pub max_length: usize,
     /// The prompt template.
     pub template: String,
+    /// `data_config.input` as trained: its parts fill the template's slots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<InputConfig>,
     /// Padding token id.
     pub pad_id: u32,
     /// The architecture.

@@ -6,6 +6,7 @@ use crate::lora::LoraSettings;
 use crate::meta::{self, LoraMeta, StoredLora};
 use crate::model::{self, DecoderModel, Trainable};
 use crate::prompt::{PromptTokenizer, DEFAULT_TEMPLATE};
+use crate::slots;
 use crate::weights::{self, Base};
 use clarity_runtime::meta::MetaFile;
 use clarity_runtime::serve::{self, precision, spec, OnnxServing, ServedFolder};
@@ -34,13 +35,13 @@ pub struct LoraPlugin {
 }
 
 impl LoraPlugin {
-    fn template(&self) -> &str {
-        self.init
-            .spec
-            .model_config
-            .prompt_template
-            .as_deref()
-            .unwrap_or(DEFAULT_TEMPLATE)
+    fn template(&self) -> String {
+        let spec = &self.init.spec;
+        match (&spec.model_config.prompt_template, &spec.data_config.input) {
+            (Some(template), _) => template.clone(),
+            (None, Some(input)) => slots::default_template(input),
+            (None, None) => DEFAULT_TEMPLATE.to_string(),
+        }
     }
 
     /// The base model `model_name` names, on `device`.
@@ -62,8 +63,14 @@ impl LoraPlugin {
             .or_else(|| base.tokenizer.get_padding().map(|p| p.pad_id))
             .or(base.arch.eos_token_id)
             .unwrap_or(0);
-        PromptTokenizer::new(base.tokenizer.clone(), self.template(), max_length, pad)
-            .map_err(Error::config)
+        PromptTokenizer::with_input(
+            base.tokenizer.clone(),
+            &self.template(),
+            max_length,
+            pad,
+            self.init.spec.data_config.input.clone(),
+        )
+        .map_err(Error::config)
     }
 
     fn build(
@@ -89,8 +96,14 @@ impl LoraPlugin {
         // Both loaded when the model was trained: failing now is a broken artifact.
         let tokenizer = read_tokenizer(&dir.join(meta::TOKENIZER_FILE))
             .map_err(|e| Error::other(e.to_string()))?;
-        let prompt = PromptTokenizer::new(tokenizer, &meta.template, meta.max_length, meta.pad_id)
-            .map_err(Error::other)?;
+        let prompt = PromptTokenizer::with_input(
+            tokenizer,
+            &meta.template,
+            meta.max_length,
+            meta.pad_id,
+            meta.input.clone(),
+        )
+        .map_err(Error::other)?;
         let lora = &meta.lora;
         let adapters = format!(
             "r={} alpha={} on {}",
@@ -212,6 +225,7 @@ impl Classifier for LoraPlugin {
             labels: job.labels.clone(),
             max_length,
             template: prompt.template().to_string(),
+            input: prompt.input().cloned(),
             pad_id: prompt.pad_id(),
             arch: base.arch.clone(),
             base_model: base.source.display().to_string(),

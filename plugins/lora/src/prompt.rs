@@ -4,7 +4,9 @@
 //! survive truncation: the context is shortened (then, if need be, the question) at a token
 //! boundary of its own text, never the prompt's end. Rows are right-padded.
 
+use crate::slots::SlotPrompt;
 use clarity_runtime::tokenize::{EncodePairs, Encoded, TokenizeError};
+use clarity_sdk::input::InputConfig;
 use tokenizers::Tokenizer;
 
 /// The template when `model_config.prompt_template` is not set.
@@ -20,6 +22,8 @@ pub struct PromptTokenizer {
     template: String,
     max_length: usize,
     pad_id: u32,
+    /// `data_config.input`, when set: the template's slots are its parts.
+    slots: Option<SlotPrompt>,
 }
 
 impl std::fmt::Debug for PromptTokenizer {
@@ -35,16 +39,32 @@ impl std::fmt::Debug for PromptTokenizer {
 impl PromptTokenizer {
     /// Set up `tokenizer` (its own truncation and padding are removed) for `template`.
     pub fn new(
-        mut tokenizer: Tokenizer,
+        tokenizer: Tokenizer,
         template: &str,
         max_length: usize,
         pad_id: u32,
     ) -> Result<Self, String> {
-        for slot in ["{question}", "{context}"] {
-            if template.matches(slot).count() != 1 {
-                return Err(format!(
-                    "model_config.prompt_template must hold {slot} exactly once: {template:?}"
-                ));
+        Self::with_input(tokenizer, template, max_length, pad_id, None)
+    }
+
+    /// [`PromptTokenizer::new`] with the parts of `data_config.input` in the template's slots.
+    pub fn with_input(
+        mut tokenizer: Tokenizer,
+        template: &str,
+        max_length: usize,
+        pad_id: u32,
+        input: Option<InputConfig>,
+    ) -> Result<Self, String> {
+        let slots = input
+            .map(|config| SlotPrompt::new(template, config))
+            .transpose()?;
+        if slots.is_none() {
+            for slot in ["{question}", "{context}"] {
+                if template.matches(slot).count() != 1 {
+                    return Err(format!(
+                        "model_config.prompt_template must hold {slot} exactly once: {template:?}"
+                    ));
+                }
             }
         }
         if max_length < MIN_LENGTH {
@@ -59,8 +79,12 @@ impl PromptTokenizer {
             template: template.to_string(),
             max_length,
             pad_id,
+            slots,
         };
-        let empty = this.ids("", "")?;
+        let empty = match &this.slots {
+            Some(slots) => this.ids_of(&slots.render(&[]))?,
+            None => this.ids("", "")?,
+        };
         if empty.len() + 2 > max_length {
             return Err(format!(
                 "the prompt template alone is {} tokens: raise max_length above {max_length}",
@@ -97,6 +121,15 @@ impl PromptTokenizer {
 
     /// The filled-in prompt.
     pub fn render(&self, question: &str, context: &str) -> String {
+        if let Some(slots) = &self.slots {
+            let texts: Vec<String> = slots
+                .config()
+                .texts(question, context)
+                .into_iter()
+                .map(String::from)
+                .collect();
+            return slots.render(&texts);
+        }
         // Context first: a question containing "{context}" must stay literal.
         let (before, after) = self
             .template
@@ -109,9 +142,18 @@ impl PromptTokenizer {
         )
     }
 
+    /// The input construction, when `data_config.input` set one.
+    pub fn input(&self) -> Option<&InputConfig> {
+        self.slots.as_ref().map(SlotPrompt::config)
+    }
+
     fn ids(&self, question: &str, context: &str) -> Result<Vec<u32>, String> {
+        self.ids_of(&self.render(question, context))
+    }
+
+    fn ids_of(&self, prompt: &str) -> Result<Vec<u32>, String> {
         self.tokenizer
-            .encode(self.render(question, context), true)
+            .encode(prompt, true)
             .map(|e| e.get_ids().to_vec())
             .map_err(|e| e.to_string())
     }
@@ -143,6 +185,9 @@ impl PromptTokenizer {
 
     /// Token ids of one pair, at most `max_length` long, the template's tail kept.
     pub fn encode_one(&self, question: &str, context: &str) -> Result<Vec<u32>, String> {
+        if let Some(slots) = &self.slots {
+            return slots.encode_one(&self.tokenizer, question, context, self.max_length);
+        }
         let ids = self.ids(question, context)?;
         if ids.len() <= self.max_length {
             return Ok(ids);
@@ -203,7 +248,10 @@ impl EncodePairs for PromptTokenizer {
     fn token_counts(&self, pairs: &[(&str, &str)]) -> Result<Vec<usize>, TokenizeError> {
         pairs
             .iter()
-            .map(|(q, c)| self.ids(q, c).map(|ids| ids.len()))
+            .map(|(q, c)| match &self.slots {
+                Some(slots) => slots.token_count(&self.tokenizer, q, c),
+                None => self.ids(q, c).map(|ids| ids.len()),
+            })
             .collect::<Result<_, _>>()
             .map_err(TokenizeError::Encode)
     }

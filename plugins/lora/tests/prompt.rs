@@ -63,3 +63,50 @@ fn bad_templates_are_refused() {
     let err = PromptTokenizer::new(minilm_tokenizer(), DEFAULT_TEMPLATE, 9, 0).unwrap_err();
     assert!(err.contains("max_length"), "{err}");
 }
+
+#[test]
+fn input_parts_fill_the_slots_with_their_own_cuts() {
+    use clarity_lora::slots::default_template;
+    use clarity_sdk::input::{InputConfig, InputPart, PartText, Truncation};
+    let input = InputConfig {
+        answer_marker: Some("\nA:".into()),
+        parts: vec![
+            InputPart::head(PartText::Question),
+            InputPart {
+                truncation: Truncation::HeadTail,
+                head: Some(6),
+                tail: Some(10),
+                ..InputPart::head(PartText::Answer)
+            },
+        ],
+    };
+    let template = default_template(&input);
+    let p = PromptTokenizer::with_input(minilm_tokenizer(), &template, 64, 0, Some(input))
+        .expect("prompt");
+    let tail = tail_ids(&p);
+    let middle = "and then many other things ".repeat(30);
+    let context =
+        format!("Q: Good morning to all.\nA: Opening words first, {middle} closing words last.");
+    let ids = p.encode_one("Will you vote?", &context).expect("encode");
+    assert!(ids.len() <= 64, "{} tokens", ids.len());
+    assert_eq!(ids[ids.len() - 3..], tail[..], "template tail lost");
+    let text = p.tokenizer().decode(&ids, true).expect("decode");
+    // The question whole, the prompt left out, the answer's first and last words kept.
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} in {text}"))
+    };
+    assert!(at("will you vote") < at("opening words first"), "{text}");
+    assert!(
+        at("opening words first") < at("closing words last"),
+        "{text}"
+    );
+    assert!(at("closing words last") < at("classification"), "{text}");
+    assert!(!text.contains("good morning"), "{text}");
+    // The answer's budget (6 + 10 tokens) decides, not max_length.
+    assert!(ids.len() < 48, "{} tokens", ids.len());
+    let counts = p
+        .token_counts(&[("Will you vote?", &context)])
+        .expect("counts");
+    assert!(counts[0] > 64, "{counts:?}");
+}

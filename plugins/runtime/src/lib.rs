@@ -20,6 +20,7 @@ pub mod batch;
 pub mod device;
 pub mod errors;
 pub mod hf_tokenizer;
+pub mod input;
 pub mod meta;
 pub mod onnx;
 pub mod resolve;

@@ -6,6 +6,8 @@
 //! transformers' `truncation=True` (longest first) ([`PairOrder::ContextQuestion`]). A batch
 //! is padded to its longest pair, not to `max_length`, so short requests stay cheap.
 
+use crate::input::InputLayout;
+use clarity_sdk::input::InputConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tokenizers::{
@@ -97,6 +99,9 @@ impl EncodePairs for PairTokenizer {
     }
 
     fn token_counts(&self, pairs: &[(&str, &str)]) -> Result<Vec<usize>, TokenizeError> {
+        if let Some(layout) = &self.layout {
+            return layout.token_counts(pairs);
+        }
         let inputs: Vec<tokenizers::EncodeInput> = pairs
             .iter()
             .map(|&(q, c)| match self.order {
@@ -135,6 +140,8 @@ pub struct PairTokenizer {
     untruncated: Tokenizer,
     max_length: usize,
     order: PairOrder,
+    /// `data_config.input`, when set: replaces `order` and the context-first cut.
+    layout: Option<InputLayout>,
 }
 
 impl std::fmt::Debug for PairTokenizer {
@@ -189,7 +196,31 @@ impl PairTokenizer {
             untruncated,
             max_length,
             order: PairOrder::default(),
+            layout: None,
         })
+    }
+
+    /// Build inputs by `config` (parts, order, truncation) instead of (question, context).
+    pub fn with_input(mut self, config: Option<InputConfig>) -> Result<Self, String> {
+        self.layout = match config {
+            None => None,
+            Some(config) => {
+                // The pad id chosen in `new` (the file's own, or the usual names).
+                let pad_id = self.context_first.get_padding().map_or(0, |p| p.pad_id);
+                Some(InputLayout::new(
+                    &self.untruncated,
+                    config,
+                    self.max_length,
+                    pad_id,
+                )?)
+            }
+        };
+        Ok(self)
+    }
+
+    /// The input construction, when `data_config.input` set one.
+    pub fn input(&self) -> Option<&InputConfig> {
+        self.layout.as_ref().map(InputLayout::config)
     }
 
     /// Feed pairs in `order` instead of (question, context).
@@ -225,6 +256,13 @@ impl PairTokenizer {
 
     /// Encode `pairs`, padded to the longest in the batch.
     pub fn encode_pairs<S: AsRef<str>>(&self, pairs: &[(S, S)]) -> Result<Encoded, TokenizeError> {
+        if let Some(layout) = &self.layout {
+            let pairs: Vec<(&str, &str)> = pairs
+                .iter()
+                .map(|(q, c)| (q.as_ref(), c.as_ref()))
+                .collect();
+            return layout.encode(&pairs);
+        }
         let inputs: Vec<tokenizers::EncodeInput> = pairs
             .iter()
             .map(|(q, c)| match self.order {

@@ -6,18 +6,19 @@ use crate::train::loss;
 use crate::train::TrainError;
 use candle_core::{Tensor, D};
 use clarity_sdk::metrics::Evaluation;
-use clarity_sdk::Example;
+use clarity_sdk::TrainJob;
 
-/// Scores and mean loss of `model` (no dropout) on `examples`.
+/// Scores and mean loss of `model` (no dropout) on the job's validation examples (judged on
+/// coarse labels when the job groups its labels).
 ///
 /// Pairs are batched by length so little is padding; results go back in the given order.
 pub fn evaluate<M: TrainableModel>(
     model: &M,
     tokenizer: &dyn EncodePairs,
-    examples: &[Example],
-    labels: &[String],
+    job: &TrainJob,
     batch_size: usize,
 ) -> Result<(Evaluation, f64), TrainError> {
+    let examples = &job.valid;
     let mut by_length: Vec<usize> = (0..examples.len()).collect();
     by_length.sort_by_key(|&i| examples[i].question.len() + examples[i].context.len());
     let mut scores = vec![Vec::new(); examples.len()];
@@ -40,6 +41,6 @@ pub fn evaluate<M: TrainableModel>(
         }
     }
     let gold: Vec<usize> = examples.iter().map(|e| e.label).collect();
-    let evaluation = Evaluation::from_scores(labels, &gold, &scores);
+    let evaluation = job.evaluate(&gold, &scores);
     Ok((evaluation, loss_sum / examples.len().max(1) as f64))
 }

@@ -469,13 +469,7 @@ impl<'a, M: TrainableModel> Trainer<'a, M> {
             return Ok(false);
         }
         let batch = self.config.batch_size * 2;
-        let (evaluation, loss) = eval::evaluate(
-            self.model,
-            self.tokenizer,
-            &self.job.valid,
-            &self.job.labels,
-            batch,
-        )?;
+        let (evaluation, loss) = eval::evaluate(self.model, self.tokenizer, self.job, batch)?;
         // A mid-epoch evaluation belongs to the epoch under way.
         let epoch = if self.state.examples_in_epoch > 0 {
             self.state.epoch + 1
