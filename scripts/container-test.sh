@@ -378,7 +378,8 @@ else
     fail "compose up /ready" "not ready within 300 s"
 fi
 # `compose stop` ends the service within its stop_grace_period (10 s), exit code 0.
-ids=$("$ENGINE" ps -aq --filter "ancestor=$IMAGE")
+# (By image id: podman 4.3 does not match a short name such as clarity:latest.)
+ids=$("$ENGINE" ps -aq --filter "ancestor=$("$ENGINE" image inspect --format '{{.Id}}' "$IMAGE")")
 start=$(date +%s%N)
 (cd "$SCRATCH" && "${COMPOSE[@]}" stop) >>"$SCRATCH/compose.log" 2>&1 || true
 ms=$((($(date +%s%N) - start) / 1000000))
