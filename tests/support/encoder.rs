@@ -84,10 +84,16 @@ fn is_head(name: &str) -> bool {
 /// (a tiny random BERT with `labels.len()` outputs), `tokenizer.json` and a `config.json`
 /// whose `id2label` names `labels`.
 pub fn write_onnx_folder(dir: &Path, labels: &[&str]) {
+    write_onnx_folder_sized(dir, labels, 32, 1);
+}
+
+/// [`write_onnx_folder`] with `hidden` units in each of `layers` layers (a model that costs
+/// real CPU time per pair, for throughput tests).
+pub fn write_onnx_folder_sized(dir: &Path, labels: &[&str], hidden: usize, layers: usize) {
     std::fs::create_dir_all(dir).expect("create folder");
     let config = serde_json::json!({"model_type": "bert", "vocab_size": 30522,
-        "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4,
-        "intermediate_size": 64, "max_position_embeddings": 512, "type_vocab_size": 2,
+        "hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": 4,
+        "intermediate_size": hidden * 2, "max_position_embeddings": 512, "type_vocab_size": 2,
         "id2label": labels.iter().enumerate().map(|(i, l)| (i.to_string(), serde_json::json!(l)))
             .collect::<serde_json::Map<_, _>>()});
     let arch = Arch::from_json(&config, "tiny").expect("tiny config");

@@ -8,6 +8,7 @@ pub mod encoder;
 pub mod hf_classifier;
 pub mod process;
 pub mod pth;
+pub mod round_robin;
 
 use process::CapturedLog;
 

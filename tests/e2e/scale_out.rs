@@ -1,0 +1,267 @@
+//! Scale-out on loopback: three `clarity-host serve` replicas of one project (one
+//! models.yaml, one shared artifact folder, as pods share the read-only volume) behind a
+//! round-robin TCP proxy that balances connections as a Kubernetes Service does
+//! (`clarity_tests::round_robin`). The model is a CPU-bound encoder on one ONNX Runtime
+//! thread per replica (a pod with one core).
+//!
+//! - Killing one replica (SIGKILL) loses only the requests it had in flight: the others keep
+//!   answering, and no request sent after its death fails.
+//! - Throughput grows with replicas up to the cores available (`#[ignore]`d: a measurement,
+//!   run alone on an idle machine; README "Scale-out" has its figures):
+//!   `cargo test -p clarity-tests --test e2e scale_out -- --ignored --nocapture --test-threads=1`
+
+use clarity_tests::encoder::write_onnx_folder_sized;
+use clarity_tests::process::{processes, signal};
+use clarity_tests::round_robin::RoundRobin;
+use clarity_tests::{plugin_lib, Project, Server};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Tokens per pair: the model's `max_length`, and the pairs are long enough to fill it.
+const MAX_LENGTH: usize = 128;
+
+/// One encoder `enc` (hidden 256, 4 layers: a few ms of CPU a pair) on one intra-op thread.
+fn encoder_project() -> Project {
+    let project = Project::new("");
+    write_onnx_folder_sized(&project.path().join("enc"), &["yes", "no"], 256, 4);
+    let yaml = format!(
+        "- name: enc\n  type: encoder\n  plugin: {}\n  route: /classify/enc\n  model_config: {{model_name: enc, max_length: {MAX_LENGTH}, options: {{threads: 1}}}}\n",
+        plugin_lib("clarity-encoder").display()
+    );
+    std::fs::write(project.config(), yaml).expect("write models.yaml");
+    project
+}
+
+fn replicas(project: &Project, n: usize) -> Vec<Server> {
+    let servers: Vec<Server> = (0..n).map(|_| project.serve(&[])).collect();
+    for server in &servers {
+        server.wait_ready(Duration::from_secs(120));
+    }
+    servers
+}
+
+fn address(server: &Server) -> SocketAddr {
+    server
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("server address")
+}
+
+/// One request as a client saw it, on the proxy's clock.
+#[derive(Debug, Clone, Copy)]
+struct Outcome {
+    start: Duration,
+    end: Duration,
+    ok: bool,
+}
+
+/// `clients` threads POSTing one long pair each, a new connection per request (so the proxy
+/// balances requests), until `stop` is set or `limit` passes; every outcome.
+fn load(
+    proxy: &RoundRobin,
+    clients: usize,
+    stop: &Arc<AtomicBool>,
+    limit: Duration,
+) -> std::thread::JoinHandle<Vec<Outcome>> {
+    let url = format!("http://{}/classify/enc", proxy.addr);
+    let epoch = proxy.started();
+    let stop = Arc::clone(stop);
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + limit;
+        let threads: Vec<_> = (0..clients)
+            .map(|c| {
+                let url = url.clone();
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    let client = reqwest::blocking::Client::builder()
+                        .pool_max_idle_per_host(0)
+                        .timeout(Duration::from_secs(30))
+                        .build()
+                        .expect("client");
+                    let answer = "the answer goes on about the budget and the vote ".repeat(12);
+                    let mut outcomes = Vec::new();
+                    let mut i = 0usize;
+                    while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                        let body = serde_json::json!({
+                            "question": format!("Client {c} asks question {i}: will it pass?"),
+                            "context": format!("Q: Will it pass?\nA: {answer}"),
+                        });
+                        let start = epoch.elapsed();
+                        let ok = client
+                            .post(&url)
+                            .json(&body)
+                            .send()
+                            .map(|r| r.status().as_u16() == 200 && r.bytes().is_ok())
+                            .unwrap_or(false);
+                        outcomes.push(Outcome {
+                            start,
+                            end: epoch.elapsed(),
+                            ok,
+                        });
+                        i += 1;
+                    }
+                    outcomes
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().expect("client thread"))
+            .collect()
+    })
+}
+
+/// Wait until `pid` has died (a zombie, or gone): its sockets are closed by then.
+fn wait_dead(pid: u32) {
+    let start = Instant::now();
+    while processes()
+        .iter()
+        .any(|&(p, _, _, state)| p == pid && state != 'Z')
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{pid} still alive"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn killing_one_of_three_replicas_loses_only_its_requests_in_flight() {
+    let project = encoder_project();
+    let servers = replicas(&project, 3);
+    let proxy = RoundRobin::start(servers.iter().map(address).collect());
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(&proxy, 6, &stop, Duration::from_secs(60));
+
+    std::thread::sleep(Duration::from_millis(2000));
+    let victim = 1;
+    let killed_from = proxy.now();
+    signal(servers[victim].pid(), "KILL");
+    wait_dead(servers[victim].pid());
+    let killed_by = proxy.now();
+    std::thread::sleep(Duration::from_millis(2500));
+    stop.store(true, Ordering::SeqCst);
+    let outcomes = clients.join().expect("load");
+    let forwarded = proxy.forwarded();
+
+    let before: Vec<usize> = (0..3)
+        .map(|b| {
+            forwarded
+                .iter()
+                .filter(|f| f.backend == b && f.opened < killed_from)
+                .count()
+        })
+        .collect();
+    let after: Vec<usize> = (0..3)
+        .map(|b| {
+            forwarded
+                .iter()
+                .filter(|f| f.backend == b && f.opened > killed_by && f.answered.is_some())
+                .count()
+        })
+        .collect();
+    let in_flight = forwarded
+        .iter()
+        .filter(|f| f.backend == victim && f.waiting_during(killed_from, killed_by))
+        .count();
+    let failed: Vec<&Outcome> = outcomes.iter().filter(|o| !o.ok).collect();
+    let answered_after = outcomes
+        .iter()
+        .filter(|o| o.ok && o.start > killed_by)
+        .count();
+    println!(
+        "requests {} ({} failed); connections per replica before the kill {before:?}, answered after it {after:?}; replica {victim} had {in_flight} waiting when killed",
+        outcomes.len(),
+        failed.len()
+    );
+
+    assert!(
+        before.iter().all(|&n| n > 0),
+        "round robin reaches every replica: {before:?}"
+    );
+    assert!(
+        failed.len() <= in_flight,
+        "{} requests failed, but the killed replica had only {in_flight} in flight: {failed:?}",
+        failed.len()
+    );
+    for outcome in &failed {
+        assert!(
+            outcome.start <= killed_by && outcome.end >= killed_from,
+            "a failed request was not in flight at the kill ({killed_from:?}..{killed_by:?}): {outcome:?}"
+        );
+    }
+    assert_eq!(
+        after[victim], 0,
+        "nothing reaches the dead replica: {after:?}"
+    );
+    assert!(
+        after[0] > 0 && after[2] > 0 && answered_after > 0,
+        "the other replicas keep answering: {after:?}, {answered_after} answered after the kill"
+    );
+}
+
+#[test]
+#[ignore = "a throughput measurement: run alone on an idle machine (see the module doc)"]
+fn throughput_grows_with_replicas_up_to_the_cores() {
+    let project = encoder_project();
+    let servers = replicas(&project, 3);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let clients = 8;
+    let measure = Duration::from_secs(6);
+    let mut rates = Vec::new();
+    println!("| replicas | requests | req/s | x one replica | p50 ms | p99 ms | failed |");
+    println!("|---|---|---|---|---|---|---|");
+    for n in 1..=3 {
+        let proxy = RoundRobin::start(servers.iter().take(n).map(address).collect());
+        // Warm-up: connections, the allocator, the models' first batches.
+        let stop = Arc::new(AtomicBool::new(false));
+        let _ = load(&proxy, clients, &stop, Duration::from_secs(1)).join();
+        let outcomes = load(&proxy, clients, &stop, measure).join().expect("load");
+        let ok: Vec<&Outcome> = outcomes.iter().filter(|o| o.ok).collect();
+        let rate = ok.len() as f64 / measure.as_secs_f64();
+        rates.push(rate);
+        let mut latencies: Vec<f64> = ok
+            .iter()
+            .map(|o| (o.end - o.start).as_secs_f64() * 1000.0)
+            .collect();
+        latencies.sort_by(f64::total_cmp);
+        let pct = |p: f64| {
+            let at = (latencies.len() as f64 * p) as usize;
+            latencies
+                .get(at.min(latencies.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        println!(
+            "| {n} | {} | {rate:.1} | {:.2} | {:.1} | {:.1} | {} |",
+            outcomes.len(),
+            rate / rates[0],
+            pct(0.5),
+            pct(0.99),
+            outcomes.len() - ok.len()
+        );
+        assert_eq!(ok.len(), outcomes.len(), "every request answered");
+    }
+    println!(
+        "({cores} cores, {clients} clients, {} s each)",
+        measure.as_secs()
+    );
+    if cores >= 2 {
+        assert!(
+            rates[1] >= 1.3 * rates[0],
+            "two replicas on {cores} cores: {:.1} req/s, one: {:.1}",
+            rates[1],
+            rates[0]
+        );
+    }
+    // Past the cores, replicas share them: no gain, but no collapse either.
+    assert!(
+        rates[2] >= 0.8 * rates[cores.clamp(1, 2) - 1],
+        "three replicas: {:.1} req/s; {rates:?}",
+        rates[2]
+    );
+}
