@@ -7,6 +7,7 @@ mod backpressure;
 mod cli;
 mod config_faults;
 mod encoder;
+mod ensemble;
 mod hf_folders;
 mod hostile_input;
 mod hub;
