@@ -221,6 +221,32 @@ fn an_ensemble_trains_its_members_fits_and_serves_their_weighted_combination() {
     }
     let (status, _) = server.post_json("/classify/words", &json!(batch));
     assert_eq!(status, 404, "a member not selected has no route");
+    // The Open Inference route gives the same scores.
+    let questions: Vec<&str> = PAIRS.iter().map(|p| p.0).collect();
+    let contexts: Vec<&str> = PAIRS.iter().map(|p| p.1).collect();
+    let (status, v2) = server.post_json(
+        "/v2/models/ens/infer",
+        &json!({"inputs": [
+            {"name": "question", "datatype": "BYTES", "shape": [PAIRS.len()], "data": questions},
+            {"name": "context", "datatype": "BYTES", "shape": [PAIRS.len()], "data": contexts},
+        ]}),
+    );
+    assert_eq!(status, 200, "{v2}");
+    let flat: Vec<f64> = v2["outputs"]
+        .as_array()
+        .and_then(|o| o.iter().find(|o| o["name"] == "scores"))
+        .and_then(|o| o["data"].as_array())
+        .expect("scores output")
+        .iter()
+        .map(|v| v.as_f64().expect("a number"))
+        .collect();
+    let seed: Vec<f64> = (0..PAIRS.len())
+        .flat_map(|i| scores(&alone[i]).into_iter().map(|(_, p)| p))
+        .collect();
+    assert_eq!(flat.len(), seed.len(), "{v2}");
+    for (a, b) in flat.iter().zip(&seed) {
+        assert!((a - b).abs() < 1e-6, "{flat:?} vs {seed:?}");
+    }
     let (_, index) = server.get("/");
     assert_eq!(index["models"].as_array().map(Vec::len), Some(1), "{index}");
     assert_eq!(
