@@ -153,7 +153,7 @@ fn an_ensemble_trains_its_members_fits_and_serves_their_weighted_combination() {
         .as_array()
         .and_then(|ms| ms.iter().find(|m| m["name"] == "ens"))
         .expect("ens in GET /");
-    assert_eq!(entry["kind"], "ensemble");
+    assert_eq!(entry["type"], "ensemble");
     assert_eq!(entry["status"], "ready");
     assert_eq!(entry["details"]["members"][0]["name"], "words");
     assert_eq!(entry["details"]["members"][1]["route"], "/classify/chars");
