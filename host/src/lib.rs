@@ -21,6 +21,7 @@ pub mod commands;
 pub mod config;
 pub mod console;
 pub mod data;
+pub mod ensemble;
 pub mod http;
 pub mod isolated;
 pub mod logging;

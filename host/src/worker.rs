@@ -18,9 +18,11 @@ use crate::backend::{LoadedModel, Stopper};
 use crate::metrics;
 use clarity_sdk::config::ServingConfig;
 use clarity_sdk::{Error as SdkError, ModelInfo, ModelSpec, TextPair};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 use tokio::sync::oneshot;
 
@@ -148,8 +150,39 @@ struct State {
     labels: Arc<[String]>,
 }
 
+/// What a [`Delegate`] answers with.
+pub type DelegateFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<Vec<f32>>, ClassifyError>> + Send + 'a>>;
+
+/// A model that answers by asking other models' workers (an ensemble asks its members), so
+/// its requests skip its own queue: the members' queues and batching apply, and a member's
+/// error (its status included) is the request's.
+pub trait Delegate: Send + Sync {
+    /// Score `pairs` (see [`ModelWorker::classify_with`]).
+    fn classify(&self, pairs: Vec<TextPair>, keep_whole: Vec<bool>) -> DelegateFuture<'_>;
+}
+
+/// What a delegating worker's thread runs first: what the model reports about itself, and
+/// who answers for it.
+pub type DelegateStartup =
+    Box<dyn FnOnce(&dyn Fn(Status)) -> Result<(ModelInfo, Arc<dyn Delegate>), String> + Send>;
+
+/// The backend a delegating worker's thread holds: never called, requests go to the
+/// delegate.
+struct Delegated;
+
+impl crate::backend::Classify for Delegated {
+    fn classify(&self, _pairs: &[TextPair]) -> Result<Vec<Vec<f32>>, SdkError> {
+        Err(SdkError::other(
+            "this model is answered by the models it delegates to",
+        ))
+    }
+}
+
 /// The handle async code holds for one model.
 pub struct ModelWorker {
+    /// Set for a model answered by other models' workers (an ensemble).
+    delegate: Arc<OnceLock<Arc<dyn Delegate>>>,
     spec: ModelSpec,
     plugin_path: String,
     state: Arc<RwLock<State>>,
@@ -247,6 +280,7 @@ impl ModelWorker {
                 }
             })?;
         Ok(Self {
+            delegate: Arc::new(OnceLock::new()),
             spec,
             plugin_path,
             state,
@@ -257,6 +291,26 @@ impl ModelWorker {
             micros_per_pair,
             serving,
         })
+    }
+
+    /// Start a worker for `spec` whose requests are answered by the [`Delegate`] `startup`
+    /// returns (on the worker's thread); it is ready once `startup` returns.
+    pub fn spawn_delegating(
+        spec: ModelSpec,
+        plugin_path: String,
+        startup: DelegateStartup,
+    ) -> std::io::Result<Self> {
+        let slot: Arc<OnceLock<Arc<dyn Delegate>>> = Arc::new(OnceLock::new());
+        let thread_slot = Arc::clone(&slot);
+        let load: Startup = Box::new(move |set_status| {
+            let (info, delegate) = startup(set_status)?;
+            // Set before the worker turns ready, so no request reaches the queue.
+            let _ = thread_slot.set(delegate);
+            Ok(LoadedModel::new(Box::new(Delegated), info))
+        });
+        let mut worker = Self::spawn(spec, plugin_path, load)?;
+        worker.delegate = slot;
+        Ok(worker)
     }
 
     /// How long the plugin call running now has been running (`None`: none is).
@@ -377,6 +431,9 @@ impl ModelWorker {
                     _ => None,
                 },
             });
+        }
+        if let Some(delegate) = self.delegate.get() {
+            return delegate.classify(pairs, keep_whole).await;
         }
         let n = pairs.len();
         let capacity = self.serving.queue_capacity;

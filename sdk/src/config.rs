@@ -69,6 +69,9 @@ pub struct ModelSpec {
     /// Request batching and queueing when served.
     #[serde(default)]
     pub serving_config: ServingConfig,
+    /// `type: ensemble`: which entries it combines and how (read by the host only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ensemble_config: Option<EnsembleConfig>,
 }
 
 fn yes() -> bool {
@@ -463,6 +466,78 @@ impl Default for TensorboardConfig {
             // 0.0.0.0 from CLARITY_TENSORBOARD_HOST in the Dockerfile.
             host: "127.0.0.1".into(),
             logdir: PathBuf::from("runs"),
+        }
+    }
+}
+
+/// `ensemble_config`: an ensemble combines the probability vectors of other entries of the
+/// same file (its members); the host does it, no plugin is involved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnsembleConfig {
+    /// Names of the entries combined (2 to 6, none an ensemble itself).
+    pub members: Vec<String>,
+    /// `fit` (the default: chosen on the validation set to maximise macro-F1) or one
+    /// non-negative weight per member.
+    #[serde(default)]
+    pub weights: EnsembleWeights,
+    /// Per-label log-probability offsets: `none` (the default) or `fit` on validation.
+    #[serde(default)]
+    pub bias: EnsembleBias,
+    /// How the members' probabilities are combined.
+    #[serde(default)]
+    pub combine: Combine,
+}
+
+/// `ensemble_config.weights`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "`fit` or a list of numbers, one weight per member"
+)]
+pub enum EnsembleWeights {
+    /// Fitted on the validation set.
+    #[default]
+    #[serde(with = "fit_word")]
+    Fit,
+    /// Given, one per member, in member order.
+    Given(Vec<f64>),
+}
+
+/// `ensemble_config.bias`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnsembleBias {
+    /// No offsets.
+    #[default]
+    None,
+    /// One offset per label, fitted on the validation set to maximise macro-F1.
+    Fit,
+}
+
+/// `ensemble_config.combine`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Combine {
+    /// The weighted mean of the probabilities.
+    #[default]
+    MeanProb,
+    /// The weighted mean of the log-probabilities, renormalised (a weighted geometric mean).
+    MeanLogProb,
+}
+
+/// The word `fit` as a unit variant of an untagged enum.
+mod fit_word {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("fit")
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "fit" => Ok(()),
+            other => Err(D::Error::custom(format!("expected `fit`, got `{other}`"))),
         }
     }
 }

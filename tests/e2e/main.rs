@@ -8,6 +8,7 @@ mod cli;
 mod config_faults;
 mod deploy_manifests;
 mod encoder;
+mod ensemble;
 mod hf_folders;
 mod hostile_input;
 mod hub;

@@ -15,6 +15,13 @@ use std::process::ExitCode;
 
 pub fn run(config: &Config, args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let spec = config.model(&args.model)?;
+    if let Some(ensemble) = &spec.ensemble_config {
+        bail!(
+            "`{}` is an ensemble: it has no servable file of its own; export its members ({})",
+            spec.name,
+            ensemble.members.join(", ")
+        );
+    }
     let source = config.artifact_dir(spec);
     if !artifacts::has_model(&source) {
         bail!(

@@ -12,8 +12,22 @@ pub fn run(config: &Config, args: &ListArgs) -> anyhow::Result<ExitCode> {
         .models
         .iter()
         .map(|spec| {
-            let plugin = plugins::plugin_path(spec, &config.dir);
             let artifact_dir = config.artifact_dir(spec);
+            if let Some(ensemble) = &spec.ensemble_config {
+                // No plugin: the host combines the members.
+                return json!({
+                    "name": spec.name,
+                    "type": spec.kind,
+                    "enabled": spec.enabled,
+                    "route": spec.route(),
+                    "plugin": format!("(members: {})", ensemble.members.join(", ")),
+                    "plugin_found": true,
+                    "members": ensemble.members,
+                    "trained": artifact_dir.join(crate::ensemble::artifact::FILE).is_file(),
+                    "artifact_dir": artifact_dir.display().to_string(),
+                });
+            }
+            let plugin = plugins::plugin_path(spec, &config.dir);
             json!({
                 "name": spec.name,
                 "type": spec.kind,

@@ -57,6 +57,9 @@ fn load_model(
     config: &Config,
     spec: &ModelSpec,
 ) -> anyhow::Result<LoadedModel> {
+    if config::is_ensemble(spec) {
+        return crate::ensemble::local::load(registry, config, spec);
+    }
     let model = registry.model_for(config, spec)?;
     match model.into_loaded() {
         Ok(loaded) => Ok(loaded),

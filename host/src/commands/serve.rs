@@ -16,11 +16,11 @@
 
 use crate::backend::LoadedModel;
 use crate::cli::ServeArgs;
-use crate::config::{BrokenEntry, Config};
+use crate::config::{self, BrokenEntry, Config};
 use crate::http::{self, AppState, Limits};
 use crate::isolated::{IsolatedBackend, Launch, StartError};
 use crate::plugins::{self, Registry};
-use crate::reload::{ModelTable, Reloader};
+use crate::reload::{ModelTable, Reloader, SpawnWorker};
 use crate::tensorboard;
 use crate::training::{self, ProgressMode, TrainOptions};
 use crate::worker::{ModelWorker, Startup, Status};
@@ -83,20 +83,49 @@ pub fn run(config: Config, broken: Vec<BrokenEntry>, args: ServeArgs) -> anyhow:
     let stop = Arc::new(AtomicBool::new(false));
     // Shares are fixed at startup: a reload that adds a model does not re-split the cores.
     let threads = inference_threads(&specs);
-    let spawn = {
+    // Created empty so ensembles can look their members up in it; filled below.
+    let table = ModelTable::shared(Vec::new());
+    let spawn_model: Arc<SpawnWorker> = {
         let registry = Arc::clone(&registry);
         let stop = Arc::clone(&stop);
         let auto_train = !args.no_auto_train;
+        Arc::new(
+            move |config: Arc<Config>, spec: ModelSpec, train_first: bool| {
+                let path = plugins::plugin_path(&spec, &config.dir);
+                let startup = startup_for(
+                    config,
+                    Arc::clone(&registry),
+                    spec.clone(),
+                    (auto_train && train_first).then(|| Arc::clone(&stop)),
+                    threads,
+                );
+                ModelWorker::spawn(spec, path.display().to_string(), startup)
+            },
+        )
+    };
+    let spawn = {
+        let table = Arc::clone(&table);
+        let selected = args.models.clone();
         move |config: Arc<Config>, spec: ModelSpec, train_first: bool| {
-            let path = plugins::plugin_path(&spec, &config.dir);
-            let startup = startup_for(
+            if !config::is_ensemble(&spec) {
+                return spawn_model(config, spec, train_first);
+            }
+            // A member is served on its own route when `serve` serves its entry.
+            let served = {
+                let config = Arc::clone(&config);
+                let selected = selected.clone();
+                move |name: &str| {
+                    config.model(name).is_ok_and(|m| m.enabled)
+                        && (selected.is_empty() || selected.iter().any(|s| s == name))
+                }
+            };
+            crate::ensemble::serve::spawn(
                 config,
-                Arc::clone(&registry),
-                spec.clone(),
-                (auto_train && train_first).then(|| Arc::clone(&stop)),
-                threads,
-            );
-            ModelWorker::spawn(spec, path.display().to_string(), startup)
+                spec,
+                Arc::clone(&table),
+                served,
+                Arc::clone(&spawn_model),
+            )
         }
     };
     let mut workers = Vec::with_capacity(specs.len());
@@ -108,7 +137,7 @@ pub fn run(config: Config, broken: Vec<BrokenEntry>, args: ServeArgs) -> anyhow:
     if args.models.is_empty() {
         workers.extend(set_aside(&config, &broken, &workers)?);
     }
-    let table = ModelTable::shared(workers);
+    table.store(Arc::new(ModelTable::new(workers)));
     let reloader = Arc::new(Reloader::new(
         Arc::clone(&config),
         args.models.clone(),

@@ -28,6 +28,11 @@ pub fn run(config: &Config, args: &TrainArgs) -> anyhow::Result<ExitCode> {
         stop: &STOP,
         progress: ProgressMode::detect(),
     };
+    if crate::config::is_ensemble(spec) {
+        let outcome = crate::ensemble::train::run(&Registry::default(), config, spec, options)?;
+        print_ensemble(spec, &outcome);
+        return Ok(ExitCode::SUCCESS);
+    }
     let outcome = training::run(&Registry::default(), config, spec, options)?;
     println!();
     println!(
@@ -54,6 +59,84 @@ pub fn run(config: &Config, args: &TrainArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The members against the ensemble on the validation set.
+fn print_ensemble(spec: &clarity_sdk::ModelSpec, outcome: &crate::ensemble::train::Outcome) {
+    let fitted = &outcome.fitted;
+    println!();
+    println!(
+        "Fitted ensemble `{}` in {:.1} s{}; {} in {}",
+        spec.name,
+        outcome.seconds,
+        match outcome.trained.as_slice() {
+            [] => String::new(),
+            names => format!(" (trained first: {})", names.join(", ")),
+        },
+        crate::ensemble::artifact::FILE,
+        outcome.artifact_dir.display()
+    );
+    let width = fitted
+        .members
+        .iter()
+        .map(|m| m.name.chars().count())
+        .chain([spec.name.chars().count() + 11])
+        .max()
+        .unwrap_or(8);
+    match &fitted.validation {
+        Some(v) => println!("Validation: {} pairs from {}", v.pairs, v.source),
+        None => println!("No validation data: the weights are the ones given"),
+    }
+    println!(
+        "  {:<width$}  {:>7}  {:>9}  {:>8}",
+        "model", "weight", "macro-F1", "accuracy"
+    );
+    let score = |s: Option<crate::ensemble::artifact::Score>| match s {
+        Some(s) => format!("{:>9.4}  {:>8.4}", s.macro_f1, s.accuracy),
+        None => format!("{:>9}  {:>8}", "-", "-"),
+    };
+    for m in &fitted.members {
+        println!(
+            "  {:<width$}  {:>7.3}  {}",
+            m.name,
+            m.weight,
+            score(m.valid)
+        );
+    }
+    if let Some(v) = &fitted.validation {
+        println!(
+            "  {:<width$}  {:>7}  {}",
+            "equal weights",
+            "",
+            score(Some(v.uniform))
+        );
+        println!(
+            "  {:<width$}  {:>7}  {}",
+            format!("{} (ensemble)", spec.name),
+            "",
+            score(Some(v.ensemble))
+        );
+    }
+    if fitted.bias.iter().any(|b| *b != 0.0) {
+        let bias: Vec<String> = fitted
+            .labels
+            .iter()
+            .zip(&fitted.bias)
+            .map(|(l, b)| format!("{l} {b:+.1}"))
+            .collect();
+        println!("  bias (log-probability): {}", bias.join(", "));
+    }
+    if let Some(eval) = &outcome.ensemble {
+        println!();
+        report::print_evaluation(
+            &format!(
+                "Ensemble `{}` on the validation set (fitted on it: optimistic)",
+                spec.name
+            ),
+            eval,
+            None,
+        );
+    }
 }
 
 /// First Ctrl-C asks the plugin to stop and checkpoint; a second exits at once.

@@ -7,6 +7,7 @@
 //! schema cannot express (unique names and routes, label counts, ranges) and reports every
 //! problem it finds at once, one per line, each with the line of the offending field.
 
+mod ensemble;
 mod locate;
 mod normalize;
 mod parse_error;
@@ -26,6 +27,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use validate::validate;
 
+pub use ensemble::{is_ensemble, ENSEMBLE_KIND, MEMBERS};
 pub use normalize::{prompt_from_template, type_defaults, TypeDefaults};
 pub use tolerant::BrokenEntry;
 
@@ -344,6 +346,8 @@ pub(crate) fn quoted_list(items: &[String]) -> String {
         .join(", ")
 }
 
+#[cfg(test)]
+mod ensemble_tests;
 #[cfg(test)]
 mod original_tests;
 #[cfg(test)]

@@ -142,14 +142,18 @@ pub(super) fn validate(models: &[ModelSpec]) -> Vec<Issue> {
         }
 
         // Kind.
-        if m.plugin.is_none() && !BUILTIN_KINDS.contains(&m.kind.as_str()) {
+        if m.plugin.is_none()
+            && !BUILTIN_KINDS.contains(&m.kind.as_str())
+            && !super::ensemble::is_ensemble(m)
+        {
             issues.push(Issue::new(
                 i,
                 vec![key("type")],
                 format!(
-                    "unknown type \"{}\": expected one of {} (or set `plugin:` to use another backend)",
+                    "unknown type \"{}\": expected one of {}, {} (or set `plugin:` to use another backend)",
                     m.kind,
-                    BUILTIN_KINDS.join(", ")
+                    BUILTIN_KINDS.join(", "),
+                    super::ensemble::ENSEMBLE_KIND
                 ),
             ));
         }
@@ -444,6 +448,7 @@ pub(super) fn validate(models: &[ModelSpec]) -> Vec<Issue> {
             ));
         }
     }
+    super::ensemble::check(models, &mut issues);
 
     issues
 }
