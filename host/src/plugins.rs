@@ -119,7 +119,7 @@ impl Plugin {
             RResult::ROk(backend) => Ok(Model {
                 backend,
                 name: init.spec.name.clone(),
-                groups: crate::config::label_groups(&init.spec),
+                groups: None,
             }),
             RResult::RErr(e) => Err(e.into()),
         }
@@ -173,8 +173,13 @@ impl Registry {
             plugin.version(),
             path.display()
         );
+        // Groups come from the entry itself: `init` carries the fine labels the plugin sees.
         plugin
             .instantiate(init)
+            .map(|mut model| {
+                model.groups = crate::config::label_groups(spec);
+                model
+            })
             .map_err(|source| OpenError::Refused {
                 model: spec.name.clone(),
                 path,

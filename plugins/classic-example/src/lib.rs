@@ -22,7 +22,6 @@ pub mod features;
 pub mod linear;
 pub mod model;
 
-use clarity_sdk::metrics::Evaluation;
 use clarity_sdk::{
     Classifier, Error, ErrorKind, ModelInfo, PluginInit, TextPair, TrainContext, TrainEvent,
     TrainJob, TrainReport,
