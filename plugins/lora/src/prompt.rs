@@ -122,13 +122,7 @@ impl PromptTokenizer {
     /// The filled-in prompt.
     pub fn render(&self, question: &str, context: &str) -> String {
         if let Some(slots) = &self.slots {
-            let texts: Vec<String> = slots
-                .config()
-                .texts(question, context)
-                .into_iter()
-                .map(String::from)
-                .collect();
-            return slots.render(&texts);
+            return slots.render(&slots.texts(question, context));
         }
         // Context first: a question containing "{context}" must stay literal.
         let (before, after) = self

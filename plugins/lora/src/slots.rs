@@ -101,6 +101,15 @@ impl SlotPrompt {
         &self.config
     }
 
+    /// The parts' texts taken from one pair, in order.
+    pub fn texts(&self, question: &str, context: &str) -> Vec<String> {
+        self.config
+            .texts(question, context)
+            .into_iter()
+            .map(String::from)
+            .collect()
+    }
+
     /// The template filled with `texts` (one per part). Slots are filled in one pass, so a
     /// text containing `{answer}` stays literal.
     pub fn render(&self, texts: &[String]) -> String {
@@ -127,12 +136,7 @@ impl SlotPrompt {
                 .map(|e| e.get_ids().to_vec())
                 .map_err(|e| e.to_string())
         };
-        let texts: Vec<String> = self
-            .config
-            .texts(question, context)
-            .into_iter()
-            .map(String::from)
-            .collect();
+        let texts = self.texts(question, context);
         let whole = ids(&texts)?;
         if whole.len() <= max_length {
             return Ok(whole);
@@ -188,12 +192,7 @@ impl SlotPrompt {
         question: &str,
         context: &str,
     ) -> Result<usize, String> {
-        let texts: Vec<String> = self
-            .config
-            .texts(question, context)
-            .into_iter()
-            .map(String::from)
-            .collect();
+        let texts = self.texts(question, context);
         tokenizer
             .encode(self.render(&texts), true)
             .map(|e| e.len())
@@ -217,7 +216,7 @@ fn cut_text(part: &InputPart, text: &str, offsets: &[(usize, usize)], keep: usiz
         b
     };
     match part.truncation {
-        Truncation::Head => text[..at(keep)].to_string(),
+        Truncation::Head => text[..at(keep)].trim_end().to_string(),
         Truncation::Tail => text[at(n - keep)..].to_string(),
         Truncation::HeadTail => {
             let tail = part.tail_share(keep);
