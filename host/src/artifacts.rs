@@ -69,6 +69,15 @@ impl Staging {
         })
     }
 
+    /// A staging folder for `final_dir` that is the complete model folder `model` (moved,
+    /// so it must be on the same file system: a sibling of `final_dir`).
+    pub fn adopt(final_dir: &Path, model: &Path) -> Result<Self, ArtifactError> {
+        let staging = Self::create(final_dir)?;
+        std::fs::remove_dir(&staging.staging_dir).map_err(fail("replace", &staging.staging_dir))?;
+        std::fs::rename(model, &staging.staging_dir).map_err(fail("move", model))?;
+        Ok(staging)
+    }
+
     /// The folder to write into.
     pub fn path(&self) -> &Path {
         &self.staging_dir

@@ -76,8 +76,18 @@ pub struct TrainArgs {
     pub tensorboard: bool,
 
     /// Continue from the newest checkpoint.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "sweep")]
     pub resume: bool,
+
+    /// Train a grid and keep the best on validation: `KEY=V1,V2,...`, repeatable (every
+    /// combination is a trial). KEY is a models.yaml key (`learning_rate`, `max_length`)
+    /// or a dotted path (`model_config.options.c`).
+    #[arg(long, value_name = "KEY=V1,V2,...")]
+    pub sweep: Vec<String>,
+
+    /// The most trials a sweep may have.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub max_trials: usize,
 
     #[command(flatten)]
     pub tensorboard_args: TensorboardArgs,

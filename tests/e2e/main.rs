@@ -29,6 +29,7 @@ mod security;
 mod serve;
 mod serving_controls;
 mod slow_clients;
+mod sweep;
 mod tensorboard;
 mod training;
 mod training_faults;

@@ -247,7 +247,8 @@ fn throughput_grows_with_replicas_up_to_the_cores() {
         assert_eq!(ok.len(), outcomes.len(), "every request answered");
     }
     println!(
-        "({cores} cores, {clients} clients, {} s each)",
+        "({}; {clients} clients, {} s each)",
+        clarity_tests::cpu_description(),
         measure.as_secs()
     );
     if cores >= 2 {

@@ -448,3 +448,23 @@ fn link_dir(target: &Path, link: &Path) {
 fn link_dir(target: &Path, link: &Path) {
     std::os::windows::fs::symlink_dir(target, link).expect("link .venv");
 }
+
+/// `AMD EPYC 7B13, 2 cores, avx2 fma` for the line printed under every measured table: the
+/// same machine type differs by CPU (AVX-512 or not), and figures mean little without it.
+pub fn cpu_description() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let model = field("model name").unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let flags = field("flags").unwrap_or_default();
+    let has: Vec<&str> = ["avx2", "fma", "avx512f", "avx512_bf16", "amx_tile"]
+        .into_iter()
+        .filter(|f| flags.split_whitespace().any(|x| x == *f))
+        .collect();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{model}, {cores} cores, {}", has.join(" "))
+}

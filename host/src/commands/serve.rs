@@ -408,6 +408,7 @@ fn startup_for(
             resume: false,
             stop: &stop,
             progress: ProgressMode::Lines,
+            trial: None,
         };
         training::run(&registry, &config, &spec, options).map_err(fail)?;
         let loaded = open_for_serving(&registry, &config, &spec, threads)?
@@ -449,6 +450,7 @@ fn start_isolated(
                 resume: false,
                 stop: &stop,
                 progress: ProgressMode::Lines,
+                trial: None,
             };
             training::run(registry, config, spec, options).map_err(|e| format!("{e:#}"))?;
             start().map_err(|e| format!("load after training failed: {e}"))?

@@ -5,6 +5,7 @@ use super::report;
 use crate::cli::TrainArgs;
 use crate::config::Config;
 use crate::plugins::Registry;
+use crate::sweep;
 use crate::tensorboard;
 use crate::training::report::{PLOT_FILE, REPORT_FILE};
 use crate::training::{self, ProgressMode, TrainOptions};
@@ -27,7 +28,11 @@ pub fn run(config: &Config, args: &TrainArgs) -> anyhow::Result<ExitCode> {
         resume: args.resume,
         stop: &STOP,
         progress: ProgressMode::detect(),
+        trial: None,
     };
+    if !args.sweep.is_empty() {
+        return sweep(config, spec, args, options);
+    }
     if crate::config::is_ensemble(spec) {
         let outcome = crate::ensemble::train::run(&Registry::default(), config, spec, options)?;
         print_ensemble(spec, &outcome);
@@ -59,6 +64,105 @@ pub fn run(config: &Config, args: &TrainArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `train --sweep`: the grid's trials, then the table.
+fn sweep(
+    config: &Config,
+    spec: &clarity_sdk::ModelSpec,
+    args: &TrainArgs,
+    options: TrainOptions<'_>,
+) -> anyhow::Result<ExitCode> {
+    if crate::config::is_ensemble(spec) {
+        anyhow::bail!(
+            "`{}` is an ensemble: its weights are fitted, not swept; sweep one of its members",
+            spec.name
+        );
+    }
+    let entry = serde_json::to_value(spec)?;
+    let axes = args
+        .sweep
+        .iter()
+        .map(|arg| sweep::Axis::parse(arg, &entry))
+        .collect::<Result<Vec<_>, _>>()?;
+    let grid = sweep::trials(&axes, args.max_trials)?;
+    let outcome = sweep::run(&Registry::default(), config, spec, &grid, options)?;
+    print_sweep(&axes, &outcome);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The trials side by side, the kept one marked.
+fn print_sweep(axes: &[sweep::Axis], outcome: &sweep::SweepOutcome) {
+    println!();
+    println!(
+        "Sweep of `{}`: {} trials in {:.1} s, chosen by validation {}",
+        outcome.model,
+        outcome.trials.len(),
+        outcome.seconds,
+        outcome.chosen_by
+    );
+    let widths: Vec<usize> = axes
+        .iter()
+        .map(|a| {
+            a.values
+                .iter()
+                .map(|(text, _)| text.chars().count())
+                .chain([a.name.chars().count()])
+                .max()
+                .unwrap_or(4)
+        })
+        .collect();
+    let mut header = format!("  {:>5}", "trial");
+    for (axis, width) in axes.iter().zip(&widths) {
+        header.push_str(&format!("  {:<width$}", axis.name));
+    }
+    println!(
+        "{header}  {:>8}  {:>8}  {:>8}",
+        "macro-F1", "accuracy", "seconds"
+    );
+    for (i, trial) in outcome.trials.iter().enumerate() {
+        let mut line = format!("  {:>5}", i + 1);
+        for (width, text) in widths.iter().zip(trial_texts(axes, trial)) {
+            line.push_str(&format!("  {text:<width$}"));
+        }
+        let score = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+        line.push_str(&format!(
+            "  {:>8}  {:>8}  {:>8.1}",
+            score(trial.macro_f1),
+            score(trial.accuracy),
+            trial.seconds
+        ));
+        if i == outcome.best {
+            line.push_str("  <- kept");
+        }
+        if let Some(error) = &trial.error {
+            line.push_str(&format!("  failed: {}", error.lines().next().unwrap_or("")));
+        }
+        println!("{line}");
+    }
+    println!(
+        "Kept trial {} in {}; TensorBoard (HParams tab): {}",
+        outcome.best + 1,
+        outcome.artifact_dir.display(),
+        outcome.run_dir.display()
+    );
+    println!(
+        "To train it again without a sweep, set in models.yaml: {}",
+        outcome.best_keys.join(", ")
+    );
+}
+
+/// Each axis's value in `trial`, as written on the command line.
+fn trial_texts(axes: &[sweep::Axis], trial: &sweep::TrialResult) -> Vec<String> {
+    axes.iter()
+        .map(|axis| {
+            let value = trial.settings.get(&axis.name);
+            axis.values
+                .iter()
+                .find(|(_, v)| Some(v) == value)
+                .map_or("?".to_string(), |(text, _)| text.clone())
+        })
+        .collect()
 }
 
 /// The members against the ensemble on the validation set.
@@ -116,6 +220,18 @@ fn print_ensemble(spec: &clarity_sdk::ModelSpec, outcome: &crate::ensemble::trai
             "",
             score(Some(v.ensemble))
         );
+        if let Some(cross) = v.cross_fit {
+            println!(
+                "  {:<width$}  {:>7}  {}",
+                "cross-fitted",
+                "",
+                score(Some(cross))
+            );
+            println!(
+                "  (cross-fitted: {} folds, each scored with weights fitted on the others; the ensemble row is fitted on the whole set)",
+                crate::ensemble::fit::CROSS_FOLDS
+            );
+        }
     }
     if fitted.bias.iter().any(|b| *b != 0.0) {
         let bias: Vec<String> = fitted

@@ -331,6 +331,15 @@ impl Config {
     }
 }
 
+/// What the semantic checks find wrong in one entry on its own (an entry changed after
+/// loading, such as a sweep's trial), as `field: message` lines.
+pub fn entry_problems(spec: &ModelSpec) -> Vec<String> {
+    validate::validate(std::slice::from_ref(spec))
+        .iter()
+        .map(|issue| issue.describe())
+        .collect()
+}
+
 /// `label_config.groups` resolved, when set (a validated file always resolves).
 pub fn label_groups(spec: &ModelSpec) -> Option<LabelGroups> {
     let groups = spec.label_config.groups.as_ref()?;

@@ -26,7 +26,28 @@ impl Issue {
 
     pub(super) fn into_problem(self, file: &Path, locator: &Locator<'_>) -> Problem {
         let location = locator.nearest(self.model, &self.field);
-        let mut field = format!("models[{}]", self.model);
+        let field = format!("models[{}]{}", self.model, self.field_path());
+        Problem {
+            file: file.to_path_buf(),
+            line: location.map(|l| l.0),
+            column: location.map(|l| l.1),
+            field,
+            message: self.message,
+        }
+    }
+
+    /// `.training_config.learning_rate: must be positive`, for an entry checked on its own.
+    pub(super) fn describe(&self) -> String {
+        format!(
+            "{}: {}",
+            self.field_path().trim_start_matches('.'),
+            self.message
+        )
+    }
+
+    /// The field as `.a.b[2].c`.
+    fn field_path(&self) -> String {
+        let mut field = String::new();
         for seg in &self.field {
             match seg {
                 Seg::Key(k) | Seg::Second(k) => {
@@ -36,13 +57,7 @@ impl Issue {
                 Seg::Index(i) => field.push_str(&format!("[{i}]")),
             }
         }
-        Problem {
-            file: file.to_path_buf(),
-            line: location.map(|l| l.0),
-            column: location.map(|l| l.1),
-            field,
-            message: self.message,
-        }
+        field
     }
 }
 

@@ -75,6 +75,10 @@ pub struct Validation {
     pub ensemble: Score,
     /// The members averaged with equal weights and no bias, for comparison.
     pub uniform: Score,
+    /// The fitting judged on pairs it did not see: 5 interleaved folds, each scored with
+    /// weights (and bias) fitted on the other four. Absent when nothing is fitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_fit: Option<Score>,
 }
 
 impl Fitted {

@@ -4,7 +4,7 @@
 
 use super::artifact::{self, Fitted, Member, Score};
 use super::combine::{align, alignment, Combiner};
-use super::fit::{fit_bias, fit_weights, Validation};
+use super::fit::{cross_fit, fit_bias, fit_weights, Fitting, Validation, CROSS_FOLDS};
 use super::local::load_member;
 use crate::artifacts::{ArtifactError, Staging};
 use crate::backend::LoadedModel;
@@ -76,6 +76,7 @@ pub fn run(
                     resume: options.resume,
                     stop: options.stop,
                     progress: options.progress,
+                    trial: None,
                 };
                 training::run(registry, config, member, member_options)
                     .with_context(|| format!("member `{}` of `{}`", member.name, spec.name))?;
@@ -201,12 +202,31 @@ pub fn run(
                 .map(|(_, e)| Score::from(e)),
         })
         .collect();
+    // The fitted score is chosen on the set it is measured on; cross-fitting says how much
+    // of it survives on unseen pairs.
+    let fits_something =
+        matches!(ensemble.weights, EnsembleWeights::Fit) || ensemble.bias == EnsembleBias::Fit;
+    let given = match &ensemble.weights {
+        EnsembleWeights::Fit => None,
+        EnsembleWeights::Given(_) => Some(weights.as_slice()),
+    };
+    let cross = (has_valid && fits_something)
+        .then(|| {
+            let fitting = Fitting {
+                weights: given,
+                bias: ensemble.bias == EnsembleBias::Fit,
+                mode: ensemble.combine,
+            };
+            cross_fit(&valid, fitting, CROSS_FOLDS)
+        })
+        .flatten();
     let validation = match (&ensemble_eval, &uniform) {
         (Some(e), Some(u)) => Some(artifact::Validation {
             source: data.valid_source.clone(),
             pairs: data.valid.len(),
             ensemble: Score::from(e),
             uniform: Score::from(u),
+            cross_fit: cross.as_ref().map(Score::from),
         }),
         _ => None,
     };

@@ -4,9 +4,11 @@
 //! - [`proto`]: the Event/Summary protobuf messages, declared for `prost`.
 //! - [`record`]: TFRecord framing with masked CRC32C (the `crc32c` crate).
 //! - [`writer`]: one event file, scalars and text.
+//! - [`hparams`]: the HParams plugin's session records, for the trials of a sweep.
 //! - [`process`]: start, wait for and stop a `tensorboard` process and its children.
 //! - [`managed`]: a TensorBoard for the length of a command, on its own thread.
 
+pub mod hparams;
 pub mod managed;
 pub mod process;
 pub mod proto;

@@ -87,7 +87,8 @@ impl EventWriter {
         self.summary(step, vec![value])
     }
 
-    fn summary(&mut self, step: u64, value: Vec<SummaryValue>) -> io::Result<()> {
+    /// Summary values built elsewhere (the HParams plugin's), in one event.
+    pub fn summary(&mut self, step: u64, value: Vec<SummaryValue>) -> io::Result<()> {
         self.write(Event {
             wall_time: wall_time(),
             step: i64::try_from(step).unwrap_or(i64::MAX),
@@ -101,7 +102,8 @@ impl EventWriter {
     }
 }
 
-fn wall_time() -> f64 {
+/// Seconds since the Unix epoch, as event files count them.
+pub fn wall_time() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())

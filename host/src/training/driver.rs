@@ -31,6 +31,17 @@ pub struct TrainOptions<'a> {
     pub stop: &'a AtomicBool,
     /// Bars on a terminal, or log lines.
     pub progress: ProgressMode,
+    /// Set when the run is one trial of a sweep.
+    pub trial: Option<&'a TrialRun>,
+}
+
+/// A run that is one trial of a sweep: where its TensorBoard run goes and what it tries.
+#[derive(Debug, Clone)]
+pub struct TrialRun {
+    /// The run folder (inside the sweep's folder).
+    pub run_dir: PathBuf,
+    /// The swept keys and this trial's values: its HParams session.
+    pub settings: Vec<(String, serde_json::Value)>,
 }
 
 /// A run stopped by Ctrl-C (or SIGTERM): the checkpoint is kept, no model was written.
@@ -121,7 +132,7 @@ pub fn run(
         groups: data.groups,
     };
 
-    let mut recorder = open_recorder(config, spec);
+    let mut recorder = open_recorder(config, spec, options.trial);
     tracing::info!("Training started");
     let mut progress = Progress::new(
         &spec.name,
@@ -173,6 +184,9 @@ pub fn run(
         .best_epoch
         .or_else(|| history.best_evaluation().map(|e| e.epoch));
     let run_dir = recorder.as_ref().map(|r| r.dir().to_path_buf());
+    if let (Some(recorder), Some(valid)) = (recorder.as_mut(), valid.as_ref()) {
+        recorder.final_scores(report.steps, valid);
+    }
     let run_report = RunReport {
         model: &spec.name,
         seconds: started.elapsed().as_secs_f64(),
@@ -201,6 +215,9 @@ pub fn run(
             kept(&final_dir)
         )
     })?;
+    if let Some(recorder) = recorder.as_mut() {
+        recorder.end_session(crate::tensorboard::hparams::Status::Success);
+    }
     let seconds = started.elapsed().as_secs_f64();
     tracing::info!("Training finished: `{}` in {seconds:.1} s", spec.name);
     Ok(TrainOutcome {
@@ -223,18 +240,35 @@ fn kept(final_dir: &Path) -> String {
     }
 }
 
-/// The TensorBoard run folder, or `None` (with a warning) when it cannot be created.
-fn open_recorder(config: &Config, spec: &ModelSpec) -> Option<RunRecorder> {
-    let logdir = config.tensorboard_logdir(spec);
-    match RunRecorder::create(&logdir, spec) {
-        Ok(recorder) => {
+/// The TensorBoard run folder, or `None` (with a warning) when it cannot be created. A
+/// trial's run is also an HParams session.
+fn open_recorder(
+    config: &Config,
+    spec: &ModelSpec,
+    trial: Option<&TrialRun>,
+) -> Option<RunRecorder> {
+    let (opened, place) = match trial {
+        Some(trial) => (
+            RunRecorder::create_at(trial.run_dir.clone(), spec),
+            trial.run_dir.clone(),
+        ),
+        None => {
+            let logdir = config.tensorboard_logdir(spec);
+            (RunRecorder::create(&logdir, spec), logdir)
+        }
+    };
+    match opened {
+        Ok(mut recorder) => {
             tracing::info!("TensorBoard run: {}", recorder.dir().display());
+            if let Some(trial) = trial {
+                recorder.start_session(&trial.settings);
+            }
             Some(recorder)
         }
         Err(e) => {
             tracing::warn!(
                 "no TensorBoard events for this run: cannot create a run folder in {}: {e}",
-                logdir.display()
+                place.display()
             );
             None
         }

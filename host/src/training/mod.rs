@@ -15,7 +15,7 @@ pub mod progress;
 pub mod recorder;
 pub mod report;
 
-pub use driver::{classify_examples, run, Interrupted, TrainOptions, TrainOutcome};
+pub use driver::{classify_examples, run, Interrupted, TrainOptions, TrainOutcome, TrialRun};
 pub use history::History;
 pub use progress::{Progress, ProgressMode};
 pub use recorder::RunRecorder;

@@ -2,10 +2,15 @@
 //!
 //! Tags: `train/loss`, `train/learning_rate`, `train/epoch`; `eval/accuracy`,
 //! `eval/macro_f1`, `eval/loss`, `eval/f1/<label>`; the models.yaml entry as the text
-//! summary `config/models.yaml`. Writing event files is never worth failing a run for: an
-//! I/O error is logged once and recording stops.
+//! summary `config/models.yaml`; at the end, `final/macro_f1` and `final/accuracy` of the
+//! model kept. A sweep's trial is also an HParams session (its settings, then its status).
+//! Writing event files is never worth failing a run for: an I/O error is logged once and
+//! recording stops.
 
+use crate::tensorboard::hparams::{self, Status};
+use crate::tensorboard::writer::wall_time;
 use crate::tensorboard::EventWriter;
+use clarity_sdk::metrics::Evaluation;
 use clarity_sdk::{ModelSpec, TrainEvent};
 use std::path::{Path, PathBuf};
 
@@ -13,6 +18,8 @@ use std::path::{Path, PathBuf};
 pub struct RunRecorder {
     dir: PathBuf,
     writer: Option<EventWriter>,
+    /// An HParams session was started and has not ended yet.
+    session_open: bool,
 }
 
 impl RunRecorder {
@@ -32,13 +39,60 @@ impl RunRecorder {
             dir = parent.join(format!("{stamp}-{n}"));
             n += 1;
         }
+        Self::create_at(dir, spec)
+    }
+
+    /// A run in the folder `dir` (a sweep's trial), created if missing.
+    pub fn create_at(dir: PathBuf, spec: &ModelSpec) -> std::io::Result<Self> {
         let mut writer = EventWriter::create(&dir)?;
         let yaml = serde_yaml::to_string(spec).unwrap_or_default();
         writer.text(0, "config/models.yaml", &format!("```yaml\n{yaml}```"))?;
         Ok(Self {
             dir,
             writer: Some(writer),
+            session_open: false,
         })
+    }
+
+    /// Start the HParams session of a trial with the settings it tries.
+    pub fn start_session(&mut self, settings: &[(String, serde_json::Value)]) {
+        let value = hparams::session_start(settings, wall_time());
+        self.write(|w| w.summary(0, vec![value]));
+        self.session_open = self.writer.is_some();
+    }
+
+    /// The scores of the model kept, as the run's last scalars (the HParams metrics).
+    pub fn final_scores(&mut self, step: u64, valid: &Evaluation) {
+        self.write(|w| {
+            w.scalars(
+                step,
+                &[
+                    ("final/macro_f1", valid.macro_f1),
+                    ("final/accuracy", valid.accuracy),
+                ],
+            )
+        });
+    }
+
+    /// End the HParams session, if one was started.
+    pub fn end_session(&mut self, status: Status) {
+        if std::mem::take(&mut self.session_open) {
+            let value = hparams::session_end(status, wall_time());
+            self.write(|w| w.summary(0, vec![value]));
+        }
+    }
+
+    fn write(&mut self, op: impl FnOnce(&mut EventWriter) -> std::io::Result<()>) {
+        let Some(writer) = self.writer.as_mut() else {
+            return;
+        };
+        if let Err(e) = op(writer) {
+            tracing::warn!(
+                "TensorBoard events stop here: cannot write {}: {e}",
+                writer.path().display()
+            );
+            self.writer = None;
+        }
     }
 
     /// The run folder.
@@ -96,5 +150,12 @@ impl RunRecorder {
             );
             self.writer = None;
         }
+    }
+}
+
+impl Drop for RunRecorder {
+    /// A session still open when the run is dropped ended in an error.
+    fn drop(&mut self) {
+        self.end_session(Status::Failure);
     }
 }
