@@ -20,6 +20,7 @@ mod lora;
 mod open_inference;
 mod original_keys;
 mod panics;
+mod playground;
 mod plugin_faults;
 mod python_habits;
 mod quality;

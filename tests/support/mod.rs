@@ -4,6 +4,7 @@
 //! The binaries and plugin libraries must be built first (`cargo build --workspace`, which
 //! `scripts/test.sh` runs before `cargo test`).
 
+pub mod cdp;
 pub mod encoder;
 pub mod hf_classifier;
 pub mod process;

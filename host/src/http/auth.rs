@@ -17,12 +17,14 @@ use std::path::{Path, PathBuf};
 use subtle::{Choice, ConstantTimeEq};
 
 /// The routes open without a key unless `--open-route` says otherwise.
-pub const DEFAULT_OPEN_ROUTES: [&str; 5] = [
+pub const DEFAULT_OPEN_ROUTES: [&str; 6] = [
     "/health",
     "/ready",
     "/metrics",
     "/v2/health/live",
     "/v2/health/ready",
+    // The playground page holds no data; the requests it makes carry the key.
+    "/ui",
 ];
 
 /// The name of the OpenAPI security scheme.
@@ -207,7 +209,11 @@ pub async fn require_key(
     next: Next,
 ) -> Result<Response, ApiError> {
     let auth = &state.auth;
-    if auth.protects(request.uri().path()) {
+    // A browser asking `/` for a page gets the playground (no data), like `/ui`.
+    let page = request.uri().path() == "/"
+        && super::playground::wants_page(request.headers())
+        && !auth.protects("/ui");
+    if auth.protects(request.uri().path()) && !page {
         auth.check(
             request
                 .headers()

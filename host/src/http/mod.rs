@@ -16,6 +16,7 @@ pub mod error;
 pub mod listener;
 mod openapi;
 mod parse_errors;
+mod playground;
 mod redact;
 mod request_body;
 pub mod request_id;
@@ -99,7 +100,8 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/metrics", get(routes::metrics))
         .route("/openapi.json", get(routes::openapi))
         .route("/docs", get(routes::docs))
-        .route("/redoc", get(routes::redoc));
+        .route("/redoc", get(routes::redoc))
+        .route("/ui", get(playground::page));
     let in_flight = backpressure::InFlight::new(limits.max_concurrent_requests);
     app = open_inference_routes(app, &in_flight);
     let app = app

@@ -8,7 +8,7 @@ use super::AppState;
 use crate::data::json_kind;
 use crate::worker::{ModelWorker, Status};
 use axum::extract::{FromRequest, MatchedPath, Request, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -206,8 +206,11 @@ fn summary(worker: &ModelWorker) -> ModelSummary {
 }
 
 /// `GET /`: the service and its models. `endpoints` (the models' routes) is the Python
-/// Clarity's field.
-pub async fn index(State(state): State<AppState>) -> Json<Value> {
+/// Clarity's field. A browser (`Accept: text/html`) gets the playground page instead.
+pub async fn index(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if super::playground::wants_page(&headers) {
+        return super::playground::page().await;
+    }
     let table = state.models();
     let models: Vec<ModelSummary> = table.iter().map(|w| summary(w)).collect();
     let endpoints: Vec<String> = table.iter().map(|w| w.spec().route()).collect();
@@ -225,7 +228,7 @@ pub async fn index(State(state): State<AppState>) -> Json<Value> {
         }
         index["last_reload"] = json!(report);
     }
-    Json(index)
+    Json(index).into_response()
 }
 
 /// `GET /health`: the process is up; `models_loaded` (the Python Clarity's field) counts the

@@ -2,6 +2,7 @@
 
 use candle_core::{Result, Tensor, D};
 use clarity_sdk::config::{ClassWeights, ClassWeightsName};
+use clarity_sdk::groups::LabelGroups;
 
 /// Mean cross-entropy of `logits` `[b, k]` against `targets` `[b]` (u32). With `weights`
 /// `[k]`, each pair counts by its gold label's weight and the sum is divided by the total
@@ -25,11 +26,41 @@ pub fn cross_entropy(
 
 /// One weight per label from `training_config.class_weights`, or `None` for plain
 /// cross-entropy. `counts` are the training examples per label.
-pub fn class_weights(config: Option<&ClassWeights>, counts: &[usize]) -> Result<Option<Vec<f32>>> {
+///
+/// With `groups` (fine labels trained, coarse ones answered), `balanced` balances the coarse
+/// labels: every example weighs `n / (k_coarse * count of its coarse label)`. Balancing the
+/// fine labels instead would hand each coarse label weight in proportion to how many fine
+/// labels it has (QEvasion: `Clear Reply` has one of nine, so a ninth of the weight for a
+/// third of the data), which is not what the coarse metrics reward.
+pub fn class_weights(
+    config: Option<&ClassWeights>,
+    counts: &[usize],
+    groups: Option<&LabelGroups>,
+) -> Result<Option<Vec<f32>>> {
     let k = counts.len();
-    match config {
-        None | Some(ClassWeights::Named(ClassWeightsName::None)) => Ok(None),
-        Some(ClassWeights::Named(ClassWeightsName::Balanced)) => {
+    match (config, groups) {
+        (None | Some(ClassWeights::Named(ClassWeightsName::None)), _) => Ok(None),
+        (Some(ClassWeights::Named(ClassWeightsName::Balanced)), Some(groups)) => {
+            let n: usize = counts.iter().sum();
+            let mut coarse = vec![0usize; groups.coarse.len()];
+            for (fine, &c) in counts.iter().enumerate() {
+                if let Some(slot) = groups.coarse_index(fine).and_then(|g| coarse.get_mut(g)) {
+                    *slot += c;
+                }
+            }
+            let kc = coarse.len();
+            Ok(Some(
+                (0..k)
+                    .map(
+                        |fine| match groups.coarse_index(fine).and_then(|g| coarse.get(g)) {
+                            Some(&c) if c > 0 => n as f32 / (kc * c) as f32,
+                            _ => 0.0,
+                        },
+                    )
+                    .collect(),
+            ))
+        }
+        (Some(ClassWeights::Named(ClassWeightsName::Balanced)), None) => {
             let n: usize = counts.iter().sum();
             // scikit-learn's "balanced": n / (k * count); an absent label gets no weight.
             Ok(Some(
@@ -45,7 +76,7 @@ pub fn class_weights(config: Option<&ClassWeights>, counts: &[usize]) -> Result<
                     .collect(),
             ))
         }
-        Some(ClassWeights::Explicit(w)) => {
+        (Some(ClassWeights::Explicit(w)), _) => {
             if w.len() != k {
                 return Err(candle_core::Error::Msg(format!(
                     "training_config.class_weights has {} weights for {k} labels",
@@ -85,13 +116,47 @@ mod tests {
     }
 
     #[test]
+    fn with_groups_balanced_weighs_the_coarse_labels_evenly() -> Result<()> {
+        // yes: [a] (6 pairs); no: [b, c] (3 + 1 pairs).
+        let groups = LabelGroups::resolve(
+            &std::collections::BTreeMap::from([
+                ("yes".to_string(), vec!["a".to_string()]),
+                ("no".to_string(), vec!["b".to_string(), "c".to_string()]),
+            ]),
+            &["yes".to_string(), "no".to_string()],
+        )
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let fine = |name: &str| groups.fine.iter().position(|f| f == name).unwrap_or(99);
+        let mut counts = vec![0; 3];
+        counts[fine("a")] = 6;
+        counts[fine("b")] = 3;
+        counts[fine("c")] = 1;
+        let balanced = ClassWeights::Named(ClassWeightsName::Balanced);
+        let w = class_weights(Some(&balanced), &counts, Some(&groups))?.unwrap_or_default();
+        // 10 pairs, 2 coarse labels: yes 10 / (2 * 6), no 10 / (2 * 4) for each of b and c.
+        assert!((w[fine("a")] - 10.0 / 12.0).abs() < 1e-6, "{w:?}");
+        assert!((w[fine("b")] - 10.0 / 8.0).abs() < 1e-6, "{w:?}");
+        assert!((w[fine("c")] - 10.0 / 8.0).abs() < 1e-6, "{w:?}");
+        // Each coarse label carries half of the total weight.
+        let yes = w[fine("a")] * 6.0;
+        let no = w[fine("b")] * 3.0 + w[fine("c")] * 1.0;
+        assert!((yes - no).abs() < 1e-5, "{yes} vs {no}");
+        Ok(())
+    }
+
+    #[test]
     fn balanced_weights_and_errors() -> Result<()> {
         let balanced = ClassWeights::Named(ClassWeightsName::Balanced);
-        let w = class_weights(Some(&balanced), &[6, 3, 0])?.unwrap_or_default();
+        let w = class_weights(Some(&balanced), &[6, 3, 0], None)?.unwrap_or_default();
         assert_eq!(w, vec![0.5, 1.0, 0.0]);
-        assert_eq!(class_weights(None, &[1, 2])?, None);
-        assert!(class_weights(Some(&ClassWeights::Explicit(vec![1.0])), &[1, 2]).is_err());
-        assert!(class_weights(Some(&ClassWeights::Explicit(vec![1.0, -1.0])), &[1, 2]).is_err());
+        assert_eq!(class_weights(None, &[1, 2], None)?, None);
+        assert!(class_weights(Some(&ClassWeights::Explicit(vec![1.0])), &[1, 2], None).is_err());
+        assert!(class_weights(
+            Some(&ClassWeights::Explicit(vec![1.0, -1.0])),
+            &[1, 2],
+            None
+        )
+        .is_err());
         Ok(())
     }
 }

@@ -150,10 +150,11 @@ impl<'a, M: TrainableModel> Trainer<'a, M> {
                 *c += 1;
             }
         }
-        let class_weights = loss::class_weights(config.class_weights.as_ref(), &counts)
-            .map_err(|e| TrainError::Config(e.to_string()))?
-            .map(|w| Tensor::new(w.as_slice(), model.device()))
-            .transpose()?;
+        let class_weights =
+            loss::class_weights(config.class_weights.as_ref(), &counts, job.groups.as_ref())
+                .map_err(|e| TrainError::Config(e.to_string()))?
+                .map(|w| Tensor::new(w.as_slice(), model.device()))
+                .transpose()?;
         Ok(Self {
             model,
             tokenizer,
