@@ -133,8 +133,9 @@ fn qevasion_project() -> Project {
 #[test]
 #[ignore = "reads ../shared/data/qevasion; about 10 minutes of MiniLM training on 2 cores"]
 fn recipe_minilm_question_answer() {
-    // The default entry's input construction (question + answer, 128 tokens).
-    qevasion_recipe("minilm-qa", 0.5);
+    // The default entry's input construction (question + answer, 128 tokens). Measured 0.567
+    // (2026-12-07); it must stay above the paper's RoBERTa-base (0.530).
+    qevasion_recipe("minilm-qa", 0.53);
 }
 
 #[test]
@@ -146,7 +147,8 @@ fn recipe_minilm_fine_head_tail() {
 #[test]
 #[ignore = "reads ../shared/data/qevasion; about a minute"]
 fn recipe_classic_qevasion() {
-    qevasion_recipe("classic-qevasion", 0.45);
+    // Deterministic (full-batch L-BFGS): 0.510 on 2026-12-07.
+    qevasion_recipe("classic-qevasion", 0.5);
 }
 
 /// The ensemble recipe: its members trained first (about 50 minutes), then fitted. It must
