@@ -44,6 +44,8 @@ pub enum Command {
     /// (internal) Serve one model over stdin/stdout for `serve` (`isolation: process`).
     #[command(hide = true)]
     ModelProcess(ModelProcessArgs),
+    /// Compare a model's recorded training runs: a table, and an HTML page with their curves and confusion matrices.
+    Runs(RunsArgs),
     /// Rebuild a trained model's servable file (model.onnx; model.int8.onnx with --quantize int8) from its saved weights.
     Export(ExportArgs),
 }
@@ -104,6 +106,22 @@ pub struct TensorboardArgs {
     /// Address TensorBoard binds instead of `tensorboard_config.host` (0.0.0.0 in Docker).
     #[arg(long, env = "CLARITY_TENSORBOARD_HOST", value_name = "HOST")]
     pub tensorboard_host: Option<String>,
+}
+
+/// `runs`.
+#[derive(Debug, ClapArgs)]
+pub struct RunsArgs {
+    /// Model name in models.yaml [default: the first enabled model].
+    #[arg(long, short)]
+    pub model: Option<String>,
+
+    /// Where to write the HTML page [default: <logdir>/<model>/runs.html].
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+
+    /// Print the runs as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `export`.

@@ -28,6 +28,7 @@ pub mod logging;
 pub mod metrics;
 pub mod plugins;
 pub mod reload;
+pub mod runs;
 pub mod sweep;
 pub mod tensorboard;
 pub mod training;

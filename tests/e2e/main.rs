@@ -25,6 +25,7 @@ mod plugin_faults;
 mod python_habits;
 mod quality;
 mod reload;
+mod runs;
 mod scale_out;
 mod security;
 mod serve;

@@ -5,6 +5,7 @@ mod export;
 mod interactive;
 mod list;
 mod report;
+mod runs;
 mod serve;
 mod test;
 mod train;
@@ -25,6 +26,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Train(a) => train::run(&whole_file()?, &a),
         Command::Test(a) => test::run(&whole_file()?, &a),
         Command::Export(a) => export::run(&whole_file()?, &a),
+        Command::Runs(a) => runs::run(&whole_file()?, &a),
         Command::ModelProcess(_) => crate::isolated::child::run(),
         Command::Serve(a) => {
             // A server serves the good entries of a file where some are broken.

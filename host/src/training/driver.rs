@@ -189,6 +189,7 @@ pub fn run(
     }
     let run_report = RunReport {
         model: &spec.name,
+        entry: spec,
         seconds: started.elapsed().as_secs_f64(),
         train_examples: job.train.len(),
         valid_examples: job.valid.len(),

@@ -156,7 +156,7 @@ fn finite_sorted(points: &[(u64, f64)]) -> Vec<(u64, f64)> {
 
 /// Registers DejaVu Sans as plotters' "sans-serif" once per process: plotters' `ab_glyph`
 /// text backend has no fonts of its own and never looks at the system's.
-fn register_embedded_font() -> Result<(), PlotError> {
+pub(crate) fn register_embedded_font() -> Result<(), PlotError> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let ok = *REGISTERED
         .get_or_init(|| register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_ok());

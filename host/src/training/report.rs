@@ -16,6 +16,8 @@ pub const PLOT_FILE: &str = "curves.png";
 #[derive(Debug, Serialize)]
 pub struct RunReport<'a> {
     pub model: &'a str,
+    /// The models.yaml entry the run trained (what `clarity-host runs` compares).
+    pub entry: &'a clarity_sdk::ModelSpec,
     pub seconds: f64,
     pub train_examples: usize,
     pub valid_examples: usize,
