@@ -17,6 +17,7 @@ mod int8;
 mod interrupt;
 mod load_failures;
 mod lora;
+mod notebook;
 mod open_inference;
 mod original_keys;
 mod panics;
