@@ -216,6 +216,29 @@ fn the_playground_works_in_a_real_browser() {
     assert_eq!(confusion_total, json!(rows.len()));
     screenshot(&mut page, "batch.png");
 
+    // Pasted JSON lines without labels: the answers, no metrics.
+    page.evaluate("document.getElementById('batch-file').value = ''");
+    let pasted: Vec<String> = rows[..3]
+        .iter()
+        .map(|r| json!({"question": r["question"], "context": r["context"]}).to_string())
+        .collect();
+    page.focus("#batch-text");
+    page.type_text(&pasted.join("\n"));
+    page.click("#batch-form button");
+    page.wait_until(
+        "(document.getElementById('batch-summary')?.textContent || '').startsWith('3 pairs')",
+        "three pasted pairs answered",
+    );
+    assert_eq!(
+        page.evaluate("document.getElementById('batch-metrics') === null"),
+        json!(true),
+        "no metrics without labels"
+    );
+    assert_eq!(
+        page.evaluate("document.querySelectorAll('#batch-table tr').length"),
+        json!(4)
+    );
+
     // A phone: nothing wider than the screen.
     page.emulate_phone(390, 844);
     page.wait_until(
