@@ -156,25 +156,12 @@ fn a_tiny_encoder_trains_exports_serves_and_resumes() {
     assert_eq!(server.terminate(Duration::from_secs(20)), Some(0));
 }
 
-/// The shipped `models.yaml`, with its sample-data paths pointing into the workspace.
-fn shipped_project() -> Project {
-    let root = clarity_tests::workspace_root();
-    let text = std::fs::read_to_string(root.join("models.yaml")).expect("models.yaml");
-    let text = text.replace(
-        "data/sample/",
-        &format!("{}/", clarity_tests::sample_data().display()),
-    );
-    let project = Project::new("");
-    std::fs::write(project.config(), text).expect("write models.yaml");
-    project
-}
-
 /// Real fine-tuning of the shipped MiniLM entry (about a minute on 2 cores): run it in release,
 /// `./scripts/test.sh --release -- --ignored minilm`.
 #[test]
 #[ignore = "real MiniLM fine-tuning; run with --release -- --ignored minilm"]
 fn the_shipped_minilm_learns_the_sample_data() {
-    let project = shipped_project();
+    let project = clarity_tests::shipped_project(&[]);
     let out = project.host(&["train", "--model", "minilm"]);
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "train failed:\n{log}");

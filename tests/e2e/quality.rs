@@ -118,16 +118,7 @@ fn qevasion_project() -> Project {
         "no QEvasion data at {}",
         shared.display()
     );
-    let text = std::fs::read_to_string(root.join("models.yaml")).expect("models.yaml");
-    let text = text
-        .replace("data/qevasion/", &format!("{}/", shared.display()))
-        .replace(
-            "data/sample/",
-            &format!("{}/", clarity_tests::sample_data().display()),
-        );
-    let project = Project::new("");
-    std::fs::write(project.config(), text).expect("write models.yaml");
-    project
+    clarity_tests::shipped_project(&[("data/qevasion/", &shared)])
 }
 
 #[test]

@@ -469,3 +469,18 @@ pub fn cpu_description() -> String {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     format!("{model}, {cores} cores, {}", has.join(" "))
 }
+
+/// The repository's `models.yaml` in a fresh project, its `data/sample/` paths pointing at the
+/// workspace's sample data and each `(prefix, folder)` of `data` (such as `data/qevasion/`)
+/// at that folder.
+pub fn shipped_project(data: &[(&str, &Path)]) -> Project {
+    let root = workspace_root();
+    let mut text = std::fs::read_to_string(root.join("models.yaml")).expect("models.yaml");
+    for (prefix, folder) in data {
+        text = text.replace(prefix, &format!("{}/", folder.display()));
+    }
+    let text = text.replace("data/sample/", &format!("{}/", sample_data().display()));
+    let project = Project::new("");
+    std::fs::write(project.config(), text).expect("write models.yaml");
+    project
+}

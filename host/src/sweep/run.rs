@@ -87,7 +87,8 @@ pub fn run(
     );
 
     let mut results: Vec<TrialResult> = Vec::new();
-    let mut best: Option<(usize, f64, PathBuf)> = None;
+    // The best trial so far: its index, score, model folder and entry.
+    let mut best: Option<(usize, f64, PathBuf, ModelSpec)> = None;
     for (i, (trial, entry)) in grid.iter().zip(entries).enumerate() {
         println!(
             "\nTrial {}/{} of `{}`: {}",
@@ -98,8 +99,8 @@ pub fn run(
         );
         let folder = trial.folder_name(i);
         let model_dir = work.path.join(&folder);
-        let mut entry = entry;
-        entry.output_dir = Some(model_dir.clone());
+        let mut trial_entry = entry.clone();
+        trial_entry.output_dir = Some(model_dir.clone());
         let trial_run = TrialRun {
             run_dir: run_dir.join(&folder),
             settings: trial.hparams(),
@@ -120,7 +121,7 @@ pub fn run(
             run_dir: trial_run.run_dir.clone(),
             error: None,
         };
-        match training::run(registry, config, &entry, trial_options) {
+        match training::run(registry, config, &trial_entry, trial_options) {
             Ok(outcome) => {
                 result.seconds = outcome.seconds;
                 let Some(valid) = outcome.valid else {
@@ -143,11 +144,11 @@ pub fn run(
                     outcome.seconds
                 );
                 // Only the best model so far is kept on disk.
-                if best.as_ref().is_none_or(|(_, s, _)| score > *s) {
-                    if let Some((_, _, beaten)) = best.take() {
+                if best.as_ref().is_none_or(|(_, s, _, _)| score > *s) {
+                    if let Some((_, _, beaten, _)) = best.take() {
                         let _ = std::fs::remove_dir_all(beaten);
                     }
-                    best = Some((i, score, model_dir));
+                    best = Some((i, score, model_dir, entry));
                 } else {
                     let _ = std::fs::remove_dir_all(&model_dir);
                 }
@@ -169,7 +170,7 @@ pub fn run(
         results.push(result);
     }
 
-    let Some((best_index, _, best_dir)) = best else {
+    let Some((best_index, _, best_dir, best_entry)) = best else {
         anyhow::bail!(
             "every trial of the sweep of `{}` failed; the model was not changed",
             spec.name
@@ -185,7 +186,7 @@ pub fn run(
         run_dir: run_dir.clone(),
         seconds: started.elapsed().as_secs_f64(),
     };
-    keep(spec, &grid[best_index], &best_dir, &final_dir, &outcome)?;
+    keep(spec, best_entry, &best_dir, &final_dir, &outcome)?;
     let table = serde_json::to_string_pretty(&outcome)?;
     if let Err(e) = std::fs::write(run_dir.join(SWEEP_FILE), &table) {
         tracing::warn!("cannot write {}: {e}", run_dir.join(SWEEP_FILE).display());
@@ -197,13 +198,12 @@ pub fn run(
 /// pointing at the model folder, the sweep's table beside it.
 fn keep(
     spec: &ModelSpec,
-    trial: &Trial,
+    mut entry: ModelSpec,
     model: &Path,
     final_dir: &Path,
     outcome: &SweepOutcome,
 ) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(model.join(CHECKPOINTS));
-    let mut entry = trial.apply(spec)?;
     entry.output_dir = spec.output_dir.clone();
     let write = |name: &str, text: String| {
         let path = model.join(name);

@@ -102,10 +102,7 @@ impl RunRecorder {
 
     /// Record `event` (steps and evaluations; the rest is not a scalar).
     pub fn on_event(&mut self, event: &TrainEvent) {
-        let Some(writer) = self.writer.as_mut() else {
-            return;
-        };
-        let result = match event {
+        match event {
             TrainEvent::Step {
                 step,
                 epoch,
@@ -116,7 +113,7 @@ impl RunRecorder {
                 if let Some(lr) = learning_rate {
                     values.push(("train/learning_rate", *lr));
                 }
-                writer.scalars(*step, &values)
+                self.write(|w| w.scalars(*step, &values));
             }
             TrainEvent::Eval {
                 step,
@@ -139,16 +136,9 @@ impl RunRecorder {
                 for (tag, label) in tags.iter().zip(&metrics.per_label) {
                     values.push((tag.as_str(), label.f1));
                 }
-                writer.scalars(*step, &values)
+                self.write(|w| w.scalars(*step, &values));
             }
-            _ => Ok(()),
-        };
-        if let Err(e) = result {
-            tracing::warn!(
-                "TensorBoard events stop here: cannot write {}: {e}",
-                writer.path().display()
-            );
-            self.writer = None;
+            _ => {}
         }
     }
 }
