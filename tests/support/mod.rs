@@ -248,6 +248,14 @@ impl Server {
         process::wait_exit(&mut self.child, timeout)
     }
 
+    /// SIGKILL, and reap the process. `wait` returns only once every thread has exited, so
+    /// its sockets are closed by then: a thread-group leader shows as a zombie while its other
+    /// threads still hold the listening socket, which keeps accepting connections meanwhile.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The server's process id (to send it signals).
     pub fn pid(&self) -> u32 {
         self.child.id()

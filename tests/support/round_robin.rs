@@ -2,8 +2,9 @@
 //! (kube-proxy) does with its endpoints. Each client connection goes to the next backend in
 //! turn (connections are balanced, not requests); a backend that refuses the connection (its
 //! process is gone) is skipped and the next one tried, as an endpoint removed from the
-//! Service would be. Every forwarded connection is recorded (backend, opened, closed), so a
-//! test can tell which were in flight at a given moment.
+//! Service would be. Every forwarded connection is recorded (the client's address, the
+//! backend, when it opened and answered, the HTTP status it answered), so a test can tell
+//! which backend each client request went to and what became of it.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -15,22 +16,18 @@ use std::time::{Duration, Instant};
 /// One forwarded connection, times measured from the proxy's start.
 #[derive(Debug, Clone, Copy)]
 pub struct Forwarded {
+    /// The client's end of the connection (its local address), which identifies the request.
+    pub client: SocketAddr,
     /// Index of the backend in the list given to [`RoundRobin::start`].
     pub backend: usize,
     /// When the connection to the backend was established.
     pub opened: Duration,
     /// When the backend's first answer bytes arrived (`None`: none yet, or never).
     pub answered: Option<Duration>,
+    /// The HTTP status of the backend's answer (`None`: no status line arrived).
+    pub status: Option<u16>,
     /// When the backend's side ended (`None`: still open).
     pub closed: Option<Duration>,
-}
-
-impl Forwarded {
-    /// Whether a request on this connection was waiting for its answer at some point
-    /// between `from` and `to` (opened by `to`, not answered before `from`).
-    pub fn waiting_during(&self, from: Duration, to: Duration) -> bool {
-        self.opened <= to && self.answered.is_none_or(|a| a >= from)
-    }
 }
 
 struct Shared {
@@ -116,6 +113,9 @@ impl Drop for RoundRobin {
 fn forward(shared: &Shared, client: TcpStream) {
     let n = shared.backends.len();
     let first = shared.next.fetch_add(1, Ordering::SeqCst);
+    let Ok(peer) = client.peer_addr() else {
+        return;
+    };
     let Some((index, backend)) = (0..n).find_map(|i| {
         let index = (first + i) % n;
         TcpStream::connect_timeout(&shared.backends[index], Duration::from_secs(2))
@@ -129,9 +129,11 @@ fn forward(shared: &Shared, client: TcpStream) {
             return;
         };
         log.push(Forwarded {
+            client: peer,
             backend: index,
             opened: shared.started.elapsed(),
             answered: None,
+            status: None,
             closed: None,
         });
         log.len() - 1
@@ -142,10 +144,18 @@ fn forward(shared: &Shared, client: TcpStream) {
         return;
     };
     let upstream = std::thread::spawn(move || pipe(client_reader, backend_writer, |_| {}));
-    pipe(backend, client, |n| {
+    // The status line is in the first bytes of the answer ("HTTP/1.1 200 OK").
+    let mut head = Vec::new();
+    pipe(backend, client, |bytes| {
+        let missing = 12usize.saturating_sub(head.len());
+        head.extend_from_slice(&bytes[..bytes.len().min(missing)]);
         if let Ok(mut log) = shared.log.lock() {
-            if log[slot].answered.is_none() && n > 0 {
-                log[slot].answered = Some(shared.started.elapsed());
+            let entry = &mut log[slot];
+            entry
+                .answered
+                .get_or_insert_with(|| shared.started.elapsed());
+            if entry.status.is_none() {
+                entry.status = status_code(&head);
             }
         }
     });
@@ -155,15 +165,23 @@ fn forward(shared: &Shared, client: TcpStream) {
     let _ = upstream.join();
 }
 
-/// Copy `from` into `to` until `from` ends or fails (telling `on_read` each read's size),
+/// The status code of an HTTP/1.x status line's first bytes, once all three digits are in.
+pub fn status_code(head: &[u8]) -> Option<u16> {
+    let digits = head.get(9..12)?;
+    (head.starts_with(b"HTTP/1.") && head.get(8) == Some(&b' '))
+        .then(|| std::str::from_utf8(digits).ok()?.parse().ok())
+        .flatten()
+}
+
+/// Copy `from` into `to` until `from` ends or fails (showing `on_read` each read's bytes),
 /// then end `to`'s write side and `from`'s read side, so the other copy ends too.
-fn pipe(mut from: TcpStream, mut to: TcpStream, on_read: impl Fn(usize)) {
+fn pipe(mut from: TcpStream, mut to: TcpStream, mut on_read: impl FnMut(&[u8])) {
     let mut buf = [0u8; 16 * 1024];
     loop {
         match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                on_read(n);
+                on_read(&buf[..n]);
                 if to.write_all(&buf[..n]).is_err() {
                     break;
                 }
