@@ -18,6 +18,7 @@ mod interrupt;
 mod load_failures;
 mod lora;
 mod notebook;
+mod onnx_ops;
 mod open_inference;
 mod original_keys;
 mod panics;

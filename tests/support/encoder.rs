@@ -100,7 +100,8 @@ pub fn write_onnx_folder_sized(dir: &Path, labels: &[&str], hidden: usize, layer
     let filled = weights::random(&arch, labels.len(), &Device::Cpu, 5).expect("weights");
     let model = clarity_encoder::model::EncoderModel::from_varmap(arch, filled.varmap, Device::Cpu)
         .expect("model");
-    clarity_encoder::export::export(&model, &dir.join("model.onnx")).expect("export");
+    clarity_encoder::export::export(&model, Default::default(), &dir.join("model.onnx"))
+        .expect("export");
     std::fs::write(dir.join("config.json"), config.to_string()).expect("write config.json");
     std::fs::copy(
         minilm_dir().join("tokenizer.json"),

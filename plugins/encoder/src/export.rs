@@ -1,15 +1,58 @@
 //! The trained encoder as an ONNX graph, written by the project (no Python, no torch.onnx).
 //!
-//! The graph mirrors [`crate::model::EncoderModel::logits`] op for op, in standard opset-17
-//! operators, with the weights as initializers and dynamic batch and sequence axes. ONNX
-//! Runtime fuses the LayerNorm/GELU/attention patterns itself at load time.
+//! The graph mirrors [`crate::model::EncoderModel::logits`], with the weights as initializers
+//! and dynamic batch and sequence axes, in one of two forms ([`GraphOps`]):
+//!
+//! - **standard** (the default): opset-17 operators only. ONNX Runtime's load-time optimizer
+//!   fuses its LayerNorm, GELU and Q·Kᵀ patterns (`BiasGelu`, `FusedMatMul`); it runs on every
+//!   execution provider, CoreML included.
+//! - **fused**: each layer as ONNX Runtime's transformer optimizer would leave it, in its
+//!   contrib ops: one `Attention` (Q, K and V as one packed `[h, 3h]` matmul, the padding mask
+//!   applied inside), `SkipLayerNormalization` (residual + bias + LayerNorm) and `BiasGelu`;
+//!   int8 quantization turns `Attention` into `QAttention`. The load-time optimizer does not
+//!   find the attention in the standard graph (nor in `torch.onnx.export`'s), so this is
+//!   the form for execution providers with fused attention kernels (CUDA). On CPU it
+//!   measured no faster (`bench/onnx_graph_vs_torch.py`, README "Our ONNX graph").
 
 use crate::arch::{Activation, Family};
 use crate::model::{Attention, EncoderModel, FeedForward, Layer, Norm, MASK_BIAS};
 use candle_core::Tensor;
 use candle_nn::Linear;
-use clarity_runtime::onnx::{self, Dim, ElemType, GraphBuilder};
+use clarity_runtime::onnx::{self, Attr, Dim, ElemType, GraphBuilder};
+use std::collections::BTreeMap;
 use std::path::Path;
+
+/// Which operators the graph is written with (`model_config.options.onnx_ops`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GraphOps {
+    /// Standard opset-17 operators only.
+    #[default]
+    Standard,
+    /// ONNX Runtime's contrib ops (`Attention`, `SkipLayerNormalization`, `BiasGelu`).
+    Fused,
+}
+
+impl GraphOps {
+    /// The entry's `model_config.options.onnx_ops`, as a config error when wrong.
+    pub fn of(init: &clarity_sdk::PluginInit) -> Result<Self, clarity_sdk::Error> {
+        Self::from_options(&init.spec.model_config.options).map_err(clarity_sdk::Error::config)
+    }
+
+    /// The `onnx_ops` option (`standard` or `fused`; unset: standard).
+    pub fn from_options(options: &BTreeMap<String, serde_json::Value>) -> Result<Self, String> {
+        match options.get("onnx_ops") {
+            None => Ok(Self::default()),
+            Some(v) => match v.as_str() {
+                Some("fused") => Ok(Self::Fused),
+                Some("standard") => Ok(Self::Standard),
+                _ => Err(format!(
+                    "model_config.options.onnx_ops must be `standard` (opset-17 operators, the \
+                     default) or `fused` (ONNX Runtime's contrib ops), not {v}"
+                )),
+            },
+        }
+    }
+}
 
 /// Why a graph could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -32,9 +75,21 @@ pub const TOKEN_TYPE_IDS: &str = "token_type_ids";
 pub const LOGITS: &str = "logits";
 
 /// Write `model` to `path` as ONNX.
-pub fn export(model: &EncoderModel, path: &Path) -> Result<(), ExportError> {
-    let graph = build(model)?;
+pub fn export(model: &EncoderModel, ops: GraphOps, path: &Path) -> Result<(), ExportError> {
+    let graph = build(model, ops)?;
     onnx::save(graph.finish(onnx::OPSET), path).map_err(|e| ExportError::Write(e.to_string()))
+}
+
+/// A linear layer's bias, or zeros of its output size (`Attention` always takes one).
+fn bias_or_zeros(l: &Linear) -> Result<Tensor, ExportError> {
+    match l.bias() {
+        Some(b) => Ok(b.clone()),
+        None => Ok(Tensor::zeros(
+            l.weight().dim(0)?,
+            l.weight().dtype(),
+            l.weight().device(),
+        )?),
+    }
 }
 
 fn values(t: &Tensor) -> Result<Vec<f32>, ExportError> {
@@ -42,7 +97,7 @@ fn values(t: &Tensor) -> Result<Vec<f32>, ExportError> {
 }
 
 /// The graph, before it is serialised.
-pub fn build(model: &EncoderModel) -> Result<GraphBuilder, ExportError> {
+pub fn build(model: &EncoderModel, ops: GraphOps) -> Result<GraphBuilder, ExportError> {
     let arch = &model.arch;
     let mut g = GraphBuilder::new("clarity_encoder");
     let dims = [
@@ -56,11 +111,20 @@ pub fn build(model: &EncoderModel) -> Result<GraphBuilder, ExportError> {
         .then(|| g.input(TOKEN_TYPE_IDS, ElemType::Int64, &dims));
 
     let mut w = Weights { g: &mut g, n: 0 };
-    let x = w.embeddings(model, &ids, &mask, segments.as_deref())?;
-    let bias = w.mask_bias(&mask);
-    let mut x = x;
-    for layer in &model.layers {
-        x = w.layer(model, layer, &x, &bias)?;
+    let mut x = w.embeddings(model, &ids, &mask, segments.as_deref())?;
+    match ops {
+        GraphOps::Standard => {
+            let bias = w.mask_bias(&mask);
+            for layer in &model.layers {
+                x = w.layer(model, layer, &x, &bias)?;
+            }
+        }
+        GraphOps::Fused => {
+            let mask = w.g.cast(&mask, ElemType::Int32);
+            for layer in &model.layers {
+                x = w.fused_layer(model, layer, &x, &mask)?;
+            }
+        }
     }
     let logits = w.head(model, &x)?;
     let labels = model.num_labels() as i64;
@@ -217,6 +281,86 @@ impl Weights<'_> {
         let down = self.linear("ffn_out", &ffn.down, &up)?;
         let sum = self.g.add(&down, x);
         self.norm("ffn_norm", &ffn.norm, &sum)
+    }
+
+    /// [`Layer::forward`] in ONNX Runtime's contrib ops; `mask` is the int32 attention mask.
+    fn fused_layer(
+        &mut self,
+        model: &EncoderModel,
+        layer: &Layer,
+        x: &str,
+        mask: &str,
+    ) -> Result<String, ExportError> {
+        let a = &layer.attention;
+        // Q, K, V side by side: `[h, 3h]` weights and a `[3h]` bias, as `Attention` reads them.
+        let (q, k, v) = (a.query.weight(), a.key.weight(), a.value.weight());
+        let packed = Tensor::cat(&[q, k, v], 0)?.t()?.contiguous()?;
+        let packed = self.weight("qkv", &packed)?;
+        let biases = [
+            bias_or_zeros(&a.query)?,
+            bias_or_zeros(&a.key)?,
+            bias_or_zeros(&a.value)?,
+        ];
+        let packed_bias = self.weight("qkv_bias", &Tensor::cat(&biases, 0)?)?;
+        let context = self.g.contrib(
+            "Attention",
+            &[x, &packed, &packed_bias, mask],
+            vec![
+                Attr::int("num_heads", model.arch.num_heads as i64),
+                Attr::float("mask_filter_value", MASK_BIAS),
+            ],
+        );
+        let x = self.skip_norm("attn", &a.output, &a.norm, &context, x)?;
+        let ffn = &layer.feed_forward;
+        let up = self.unbiased("ffn_in", &ffn.up, &x)?;
+        let up = match (ffn.activation, ffn.up.bias()) {
+            (Activation::Gelu, Some(b)) => {
+                let b = self.weight("ffn_in_bias", b)?;
+                self.g.contrib("BiasGelu", &[&up, &b], vec![])
+            }
+            (Activation::Gelu, None) => self.gelu(&up),
+            (Activation::Relu, b) => {
+                let up = match b {
+                    Some(b) => {
+                        let b = self.weight("ffn_in_bias", b)?;
+                        self.g.add(&up, &b)
+                    }
+                    None => up,
+                };
+                self.g.relu(&up)
+            }
+        };
+        self.skip_norm("ffn", &ffn.down, &ffn.norm, &up, &x)
+    }
+
+    /// `x W^T` only (the bias goes into the fused op that follows).
+    fn unbiased(&mut self, what: &str, l: &Linear, x: &str) -> Result<String, ExportError> {
+        let wt = self.weight(what, &l.weight().t()?.contiguous()?)?;
+        Ok(self.g.matmul(x, &wt))
+    }
+
+    /// `LayerNorm(x W^T + b + residual)` as one `SkipLayerNormalization` after the matmul.
+    fn skip_norm(
+        &mut self,
+        what: &str,
+        l: &Linear,
+        n: &Norm,
+        x: &str,
+        residual: &str,
+    ) -> Result<String, ExportError> {
+        let y = self.unbiased(&format!("{what}_out"), l, x)?;
+        let gamma = self.weight(&format!("{what}_norm"), &n.weight)?;
+        let beta = self.weight(&format!("{what}_norm_bias"), &n.bias)?;
+        let mut inputs = vec![y, residual.to_string(), gamma, beta];
+        if let Some(b) = l.bias() {
+            inputs.push(self.weight(&format!("{what}_out_bias"), b)?);
+        }
+        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        Ok(self.g.contrib(
+            "SkipLayerNormalization",
+            &inputs,
+            vec![Attr::float("epsilon", n.eps as f32)],
+        ))
     }
 
     /// Exact GELU: `x * 0.5 * (1 + erf(x / sqrt 2))` (the pattern ORT fuses).

@@ -35,6 +35,7 @@ const COPIED: [&str; 5] = [
 pub fn import(
     hf: &HfClassifier,
     max_length: usize,
+    ops: export::GraphOps,
     artifact_dir: &Path,
 ) -> Result<EncoderMeta, Error> {
     let model = load(hf)?;
@@ -52,7 +53,7 @@ pub fn import(
     let in_place = same_folder(&hf.dir, artifact_dir);
     let staging = Staged::create(artifact_dir, in_place)?;
     let out = staging.path();
-    export::export(&model, &out.join(meta::ONNX_FILE))?;
+    export::export(&model, ops, &out.join(meta::ONNX_FILE))?;
     if !(in_place && hf.dir.join(meta::TOKENIZER_FILE).is_file()) {
         let path = out.join(meta::TOKENIZER_FILE);
         tokenizer

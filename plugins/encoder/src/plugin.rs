@@ -1,7 +1,7 @@
 //! The [`Classifier`] the host talks to: train (candle) → export (ONNX) → serve (ONNX Runtime).
 
 use crate::arch::Arch;
-use crate::export::{self, ExportError};
+use crate::export::{self, ExportError, GraphOps};
 use crate::hf_folder::{self, Folder};
 use crate::meta::{self, EncoderMeta};
 use crate::model::EncoderModel;
@@ -230,6 +230,7 @@ impl Classifier for EncoderPlugin {
             serving: None,
         };
         spec::threads(&plugin.init)?;
+        GraphOps::of(&plugin.init)?;
         // The artifact folder may hold the model already (ours, or the Python Clarity's).
         let served_as_is = plugin.onnx_folder().is_some()
             || plugin.init.artifact_dir.join(meta::CONFIG_FILE).is_file();
@@ -293,6 +294,7 @@ impl Classifier for EncoderPlugin {
             &pretrained_dir,
             &job.labels,
             quantize,
+            GraphOps::of(&self.init)?,
             out,
         )?;
         let mut report = outcome.report;
@@ -317,7 +319,11 @@ impl Classifier for EncoderPlugin {
         }
         let model = EncoderModel::from_varmap(meta.arch.clone(), filled.varmap, device)
             .map_err(|e| Error::other(e.to_string()))?;
-        export::export(&model, &out_dir.join(meta::ONNX_FILE))?;
+        export::export(
+            &model,
+            GraphOps::of(&self.init)?,
+            &out_dir.join(meta::ONNX_FILE),
+        )?;
         let mut files = vec![meta::ONNX_FILE.to_string()];
         let int8 = precision::after_export(out_dir, self.init.spec.model_config.quantize)?;
         let mut meta = meta;
@@ -335,12 +341,13 @@ fn write_artifacts(
     pretrained_dir: &Path,
     labels: &[String],
     quantize: Quantize,
+    ops: GraphOps,
     out: &Path,
 ) -> Result<Vec<String>, Error> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     weights::save(model.varmap_ref(), &out.join(meta::WEIGHTS_FILE))
         .map_err(|e| Error::other(e.to_string()))?;
-    export::export(model, &out.join(meta::ONNX_FILE))?;
+    export::export(model, ops, &out.join(meta::ONNX_FILE))?;
     let int8 = precision::after_export(out, quantize)?;
     let source = pretrained_dir.join(meta::TOKENIZER_FILE);
     if source.is_file() {

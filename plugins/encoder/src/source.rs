@@ -111,6 +111,7 @@ pub fn import(init: &PluginInit, hf: &HfClassifier) -> Result<(), Error> {
         hf.labels.join(", "),
         init.artifact_dir.display()
     );
-    import::import(hf, max_length(init, hf), &init.artifact_dir)?;
+    let ops = crate::export::GraphOps::of(init)?;
+    import::import(hf, max_length(init, hf), ops, &init.artifact_dir)?;
     Ok(())
 }

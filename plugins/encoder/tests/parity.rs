@@ -3,7 +3,7 @@
 
 use candle_core::Device;
 use clarity_encoder::arch::Arch;
-use clarity_encoder::export;
+use clarity_encoder::export::{self, GraphOps};
 use clarity_encoder::model::EncoderModel;
 use clarity_encoder::weights;
 use clarity_runtime::batch::TensorBatch;
@@ -70,10 +70,17 @@ fn batch(pad: i64) -> Encoded {
     e
 }
 
+/// Both graph forms (ONNX Runtime's fused contrib ops, standard operators) against candle.
 fn compare(model: &EncoderModel, encoded: &Encoded, what: &str) {
+    for ops in [GraphOps::Fused, GraphOps::Standard] {
+        compare_form(model, encoded, ops, &format!("{what} ({ops:?})"));
+    }
+}
+
+fn compare_form(model: &EncoderModel, encoded: &Encoded, ops: GraphOps, what: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("model.onnx");
-    export::export(model, &path).expect("export");
+    export::export(model, ops, &path).expect("export");
     let session = OrtClassifier::load(&path, DeviceChoice::Cpu, Some(2)).expect("load ONNX");
     assert_eq!(session.provider(), "cpu");
     assert_eq!(

@@ -10,6 +10,9 @@ use super::proto::{
 };
 use std::collections::HashSet;
 
+/// ONNX Runtime's operator domain (its contrib ops, version 1).
+pub const CONTRIB_DOMAIN: &str = "com.microsoft";
+
 /// IR version we write (ONNX 1.10+, read by every ONNX Runtime we support).
 pub const IR_VERSION: i64 = 8;
 
@@ -51,6 +54,8 @@ pub enum ElemType {
     Float16,
     /// bool (ONNX 9), e.g. a `Where` condition.
     Bool,
+    /// i32 (ONNX 6), e.g. the mask of ONNX Runtime's `Attention`.
+    Int32,
 }
 
 impl ElemType {
@@ -61,6 +66,7 @@ impl ElemType {
             ElemType::Int64 => DataType::Int64,
             ElemType::Float16 => DataType::Float16,
             ElemType::Bool => DataType::Bool,
+            ElemType::Int32 => DataType::Int32,
         };
         t as i32
     }
@@ -331,6 +337,16 @@ impl GraphBuilder {
         outputs
     }
 
+    /// Append a node of ONNX Runtime's contrib domain (`com.microsoft`: `Attention`,
+    /// `SkipLayerNormalization`, `BiasGelu`, ...); the model then imports that domain.
+    pub fn contrib(&mut self, op: &str, inputs: &[&str], attrs: Vec<Attr>) -> String {
+        let output = self.node(op, inputs, attrs);
+        if let Some(node) = self.nodes.last_mut() {
+            node.domain = Some(CONTRIB_DOMAIN.to_string());
+        }
+        output
+    }
+
     /// Attach a `key: value` string to the model (labels, source model, ...).
     pub fn metadata(&mut self, key: &str, value: &str) {
         self.metadata.push(proto::StringStringEntryProto {
@@ -339,16 +355,28 @@ impl GraphBuilder {
         });
     }
 
-    /// The model: IR version 8, producer `clarity`, the default domain at `opset`.
+    /// The model: IR version 8, producer `clarity`, the default domain at `opset` (and
+    /// `com.microsoft` version 1 when a [`Self::contrib`] node is in it).
     ///
     /// The helpers in this module emit opset-17 operator forms (see [`super::OPSET`]).
     pub fn finish(self, opset: i64) -> proto::ModelProto {
+        let mut opset_import = vec![proto::OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(opset),
+        }];
+        if self
+            .nodes
+            .iter()
+            .any(|n| n.domain.as_deref() == Some(CONTRIB_DOMAIN))
+        {
+            opset_import.push(proto::OperatorSetIdProto {
+                domain: Some(CONTRIB_DOMAIN.to_string()),
+                version: Some(1),
+            });
+        }
         proto::ModelProto {
             ir_version: Some(IR_VERSION),
-            opset_import: vec![proto::OperatorSetIdProto {
-                domain: Some(String::new()),
-                version: Some(opset),
-            }],
+            opset_import,
             producer_name: Some("clarity".into()),
             producer_version: Some(env!("CARGO_PKG_VERSION").into()),
             graph: Some(proto::GraphProto {

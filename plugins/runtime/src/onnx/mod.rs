@@ -14,7 +14,7 @@ pub mod proto;
 pub mod quantize;
 mod save;
 
-pub use builder::{Attr, Dim, ElemType, GraphBuilder, IR_VERSION};
+pub use builder::{Attr, Dim, ElemType, GraphBuilder, CONTRIB_DOMAIN, IR_VERSION};
 pub use check::check;
 pub use save::{save, EXTERNAL_DATA_THRESHOLD};
 

@@ -4,6 +4,10 @@
 //! - Every `MatMul` whose B is a constant `[K, N]` matrix (an f32 initializer, an f16 one
 //!   behind a `Cast`, or an int8 one behind a `DequantizeLinear`) gets int8 weights with one
 //!   symmetric scale per output channel; its activation is quantized at run time to uint8.
+//! - Every `com.microsoft.Attention` whose packed Q/K/V weights are a constant becomes a
+//!   `com.microsoft.QAttention` with those weights int8 per column (the encoder's fused graph
+//!   form; `quantize_dynamic` in ONNX Runtime does the same). Its input is quantized at run
+//!   time like a matmul's. The QDQ form keeps attention f32.
 //! - Every `Gather` on axis 0 of a constant `[rows, cols]` table (the embeddings, about half of
 //!   a small encoder's parameters) gets an int8 table with one scale per row: the rows picked
 //!   are cast to f32 and multiplied by their gathered scales.
@@ -153,6 +157,9 @@ pub fn quantize_dynamic(
         let default_domain = node.domain.as_deref().unwrap_or_default().is_empty();
         let rewritten = match (op, default_domain) {
             ("MatMul", true) => pass.matmul(node, &graph, i, &mut skip),
+            ("Attention", false) if node.domain.as_deref() == Some(super::CONTRIB_DOMAIN) => {
+                pass.attention(node)
+            }
             ("Gather", true) if options.embeddings => pass.gather(node),
             _ => None,
         };
@@ -489,6 +496,37 @@ impl<'g> Pass<'g> {
                 out.push(node(&n, "MatMul", &[&xdq, &wdq], &[y], vec![]));
             }
         }
+        self.summary.matmuls += 1;
+        Some(out)
+    }
+
+    /// The `QAttention` replacement of `Attention(x, W, bias, mask)` with a constant `W`, or
+    /// None to keep it (other inputs, or the QDQ form).
+    fn attention(&mut self, a: &NodeProto) -> Option<Vec<NodeProto>> {
+        if self.options.form == MatMulForm::Qdq || a.input.len() > 4 || a.output.len() != 1 {
+            return None;
+        }
+        let [x, b, bias] = [a.input.first()?, a.input.get(1)?, a.input.get(2)?];
+        let w = self.matrix(b)?;
+        let mask = a.input.get(3).cloned().unwrap_or_default();
+        let base = a.name.clone().unwrap_or_else(|| a.output[0].clone());
+        let (wq, ws, wzp) = self.store_weights(b, &w);
+        let mut out = Vec::new();
+        let [xq, xs, xzp] = self.quantize_activation(x, &mut out);
+        let n = self.fresh(&format!("{base}_QAttention"));
+        let mut q = node(
+            &n,
+            "QAttention",
+            &[&xq, &wq, bias, &xs, &ws, &mask, &xzp, &wzp],
+            &a.output,
+            a.attribute.clone(),
+        );
+        while q.input.last().is_some_and(String::is_empty) {
+            q.input.pop();
+        }
+        q.domain = Some(super::CONTRIB_DOMAIN.into());
+        self.uses_contrib = true;
+        out.push(q);
         self.summary.matmuls += 1;
         Some(out)
     }
