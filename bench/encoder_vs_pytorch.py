@@ -38,6 +38,8 @@ REPO = BENCH_DIR.parent
 REQUIREMENTS = BENCH_DIR / "requirements-encoder.txt"
 PYTORCH_HALF = BENCH_DIR / "encoder_pytorch_half.py"
 BUILD = ["cargo", "build", "--release", "-p", "clarity-encoder", "--example", "bench_encoder"]
+# Without gemm's AVX-512 kernels: the AVX2 path, measurable on an AVX-512 machine.
+AVX2_ONLY = ["--no-default-features"]
 # Warmup and measured runs, as Plan::new in bench_encoder.rs (used unless its JSON says).
 REPS = {
     False: {"b1": [5, 40], "b32": [2, 8], "train": [2, 10]},
@@ -68,6 +70,10 @@ def parse_args():
     parser.add_argument("--rounds", type=int, default=1,
                         help="run both halves this many times in turn and report medians "
                              "(default 1; 3 gives ratios that shared-machine noise moves less)")
+    parser.add_argument("--avx2-only", action="store_true",
+                        help="build the Rust half without gemm's AVX-512 kernels (cargo "
+                             "--no-default-features), to measure the AVX2 path on an AVX-512 "
+                             "machine")
     parser.add_argument("--keep-workdir", action="store_true",
                         help="keep the temporary WORKDIR (model, inputs) and print its path")
     args = parser.parse_args()
@@ -101,8 +107,9 @@ def bench_binary() -> Path:
     return target / "release" / "examples" / "bench_encoder"
 
 
-def build_rust(no_build: bool) -> Path:
-    """Builds bench_encoder in release (unless `no_build`); returns the binary."""
+def build_rust(no_build: bool, avx2_only: bool = False) -> Path:
+    """Builds bench_encoder in release (unless `no_build`; without AVX-512 kernels with
+    `avx2_only`); returns the binary."""
     binary = bench_binary()
     if no_build:
         if not binary.exists():
@@ -112,8 +119,9 @@ def build_rust(no_build: bool) -> Path:
     if shutil.which("cargo") is None:
         raise BenchError("cargo is not on PATH: install Rust (rustup), or build bench_encoder "
                          "elsewhere and pass --no-build")
-    log(shlex.join(BUILD))
-    run_checked(BUILD, "building the Rust half", cwd=REPO)
+    build = BUILD + (AVX2_ONLY if avx2_only else [])
+    log(shlex.join(build))
+    run_checked(build, "building the Rust half", cwd=REPO)
     if not binary.exists():
         raise BenchError(f"cargo succeeded but {binary} is missing")
     return binary
@@ -342,6 +350,9 @@ def render(results: dict) -> str:
     if max(load["before"][0], load["after"][0]) > results["machine"]["cpus"]:
         lines.append("** load average above the CPU count (other jobs, or a build just "
                      "before): the timings may be disturbed **")
+    m = results["machine"]
+    lines.append(f"CPU: {m['cpu']}, {m['cpus']} cores, flags: {m.get('flags', '?')}; candle "
+                 f"matmul kernels: {results['rust'].get('kernels', 'not reported')}")
     v = results["versions"]
     lines.append(f"threads {results['threads']}, {'quick' if results['quick'] else 'full'} "
                  f"reps {json.dumps(results['reps'])}; torch {v['torch']} "
@@ -350,12 +361,23 @@ def render(results: dict) -> str:
     return "\n".join(lines)
 
 
+def cpu_flags() -> str:
+    """The SIMD flags that decide which kernels run, as /proc/cpuinfo lists them."""
+    info = Path("/proc/cpuinfo")
+    line = next((l for l in info.read_text().splitlines() if l.startswith("flags")), "") \
+        if info.exists() else ""
+    flags = set(line.split(":", 1)[-1].split())
+    shown = [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni")
+             if f in flags]
+    return " ".join(shown) + ("" if "avx512f" in flags else " (no AVX-512)")
+
+
 def machine() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in
                 Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
                platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    return {"cpu": cpu, "cpus": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version()}
+    return {"cpu": cpu, "cpus": os.cpu_count(), "flags": cpu_flags(),
+            "platform": platform.platform(), "python": platform.python_version()}
 
 
 def collect(args, rounds, loadavg, venv_info, reps) -> dict:
@@ -390,7 +412,7 @@ def write_results(path: Path, results: dict):
 def main():
     args = parse_args()
     loadavg = {"start": os.getloadavg()}
-    binary = build_rust(args.no_build)
+    binary = build_rust(args.no_build, args.avx2_only)
     python = ensure_venv(args.venv.resolve(), args.cuda_libs)
     venv_info = {"path": str(args.venv.resolve()), "size_mb": round(directory_mb(args.venv), 1),
                  "requirements": str(REQUIREMENTS.relative_to(REPO))}

@@ -289,6 +289,7 @@ fn run() -> Result<()> {
 
     let out = json!({
         "seq": SEQ,
+        "kernels": clarity_encoder::matmul_kernels(),
         "threads": args.threads,
         "candle_threads": candle_core::utils::get_num_threads(),
         "quick": args.quick,

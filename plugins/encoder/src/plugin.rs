@@ -271,8 +271,13 @@ impl Classifier for EncoderPlugin {
     fn train(&mut self, job: TrainJob, ctx: &mut TrainContext<'_>) -> Result<TrainReport, Error> {
         crate::retain_freed_memory();
         let (model, tokenizer, pretrained_dir, kind) = self.pretrained(&job.labels, ctx)?;
+        let kernels = if kind.name() == "cpu" {
+            format!(" ({} kernels)", crate::matmul_kernels())
+        } else {
+            String::new()
+        };
         ctx.message(format!(
-            "fine-tuning {} ({} layers, hidden {}) on {} with max_length {}",
+            "fine-tuning {} ({} layers, hidden {}) on {}{kernels} with max_length {}",
             pretrained_dir.display(),
             model.arch.num_layers,
             model.arch.hidden_size,
