@@ -9,10 +9,7 @@
 
 use crate::fastmath;
 use candle_core::backend::BackendStorage;
-use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, StorageRef,
-    Tensor, D,
-};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, D};
 use multiversion::multiversion;
 use rayon::prelude::*;
 use std::f32::consts::FRAC_1_SQRT_2;
@@ -80,38 +77,7 @@ pub(crate) fn f32_slice<'a>(
     }
 }
 
-/// A CPU tensor's f32 values in order: borrowed from its storage when contiguous (the usual
-/// case for activations and gradients), copied otherwise.
-pub(crate) enum Values<'a> {
-    Borrowed(StorageRef<'a>, std::ops::Range<usize>),
-    Owned(Vec<f32>),
-}
-
-impl std::ops::Deref for Values<'_> {
-    type Target = [f32];
-    fn deref(&self) -> &[f32] {
-        match self {
-            Values::Borrowed(storage, range) => match &**storage {
-                Storage::Cpu(CpuStorage::F32(data)) => &data[range.clone()],
-                // `values` only borrows f32 CPU storage.
-                _ => &[],
-            },
-            Values::Owned(data) => data,
-        }
-    }
-}
-
-/// The values of `t` (see [`Values`]).
-pub(crate) fn values(t: &Tensor) -> Result<Values<'_>> {
-    let (storage, layout) = t.storage_and_layout();
-    if let (Storage::Cpu(CpuStorage::F32(_)), Some((start, end))) =
-        (&*storage, layout.contiguous_offsets())
-    {
-        return Ok(Values::Borrowed(storage, start..end));
-    }
-    drop(storage);
-    Ok(Values::Owned(t.flatten_all()?.to_vec1::<f32>()?))
-}
+pub(crate) use clarity_runtime::cpu_values::values;
 
 /// `x @ weightᵀ + bias` over the last axis of `x`, as one matrix product over all rows (so
 /// the weight gradient is one product too) and the bias added by [`add_bias`].

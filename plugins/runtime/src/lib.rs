@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod batch;
+pub mod cpu_values;
 pub mod device;
 pub mod errors;
 pub mod hf_tokenizer;

@@ -4,10 +4,9 @@
 //! zero) and decays every variable. This one follows PyTorch's `AdamW`, exempts biases and
 //! norm weights from weight decay (as transformers' Trainer does), and saves its moments.
 
+use crate::cpu_values::values;
 use candle_core::backprop::GradStore;
-use candle_core::{
-    CpuStorage, DType, InplaceOp1, Layout, Result, Storage, StorageRef, Tensor, Var,
-};
+use candle_core::{CpuStorage, DType, InplaceOp1, Layout, Result, Tensor, Var};
 use multiversion::multiversion;
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -165,40 +164,6 @@ fn sum_of_squares(x: &[f32]) -> f64 {
     partial.iter().sum()
 }
 
-/// A CPU f32 tensor's values in order: borrowed from its storage when contiguous (gradients
-/// always are), copied otherwise.
-enum HostValues<'a> {
-    Borrowed(StorageRef<'a>, std::ops::Range<usize>),
-    Owned(Vec<f32>),
-}
-
-impl HostValues<'_> {
-    fn of(t: &Tensor) -> Result<HostValues<'_>> {
-        let (storage, layout) = t.storage_and_layout();
-        if let (Storage::Cpu(CpuStorage::F32(_)), Some((start, end))) =
-            (&*storage, layout.contiguous_offsets())
-        {
-            return Ok(HostValues::Borrowed(storage, start..end));
-        }
-        drop(storage);
-        Ok(HostValues::Owned(t.flatten_all()?.to_vec1::<f32>()?))
-    }
-}
-
-impl std::ops::Deref for HostValues<'_> {
-    type Target = [f32];
-    fn deref(&self) -> &[f32] {
-        match self {
-            HostValues::Borrowed(storage, range) => match &**storage {
-                Storage::Cpu(CpuStorage::F32(data)) => &data[range.clone()],
-                // `of` only borrows f32 CPU storage.
-                _ => &[],
-            },
-            HostValues::Owned(data) => data,
-        }
-    }
-}
-
 /// AdamW on a host variable's own storage, in place (no copy of the weights out and back).
 struct HostUpdate<'a> {
     step: &'a Step,
@@ -348,7 +313,7 @@ impl AdamW {
         let mut sum_sq = 0f64;
         for (s, g) in self.slots.iter().zip(&grads.0) {
             match g {
-                Some(g) if s.m.is_host() => sum_sq += sum_of_squares(&HostValues::of(g)?),
+                Some(g) if s.m.is_host() => sum_sq += sum_of_squares(&values(g)?),
                 Some(g) => sum_sq += f64::from(g.sqr()?.sum_all()?.to_scalar::<f32>()?),
                 None => {}
             }
@@ -378,7 +343,7 @@ impl AdamW {
             let decay = if s.decay { c.weight_decay } else { 0.0 };
             match (&mut s.m, &mut s.v) {
                 (Moment::Host(m), Moment::Host(v)) => {
-                    let g = HostValues::of(g)?;
+                    let g = values(g)?;
                     let update = HostUpdate {
                         step: &step,
                         g: &g,
