@@ -3,31 +3,14 @@
 //! quantized), which serves the same probabilities as the default standard-operator graph
 //! of the same trained weights; a wrong value is a config error naming the option.
 
-use clarity_tests::encoder::write_tiny_encoder;
-use clarity_tests::{plugin_lib, Project};
+use clarity_tests::encoder::{write_tiny_encoder, write_tiny_encoder_entry};
+use clarity_tests::Project;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
 
 fn write_yaml(project: &Project, onnx_ops: &str) {
-    let yaml = format!(
-        r#"- name: tiny
-  type: encoder
-  plugin: {plugin}
-  route: /classify/tiny
-  model_config: {{model_name: tiny-bert, max_length: 64, device: cpu, options: {{onnx_ops: {onnx_ops}}}}}
-  training_config: {{batch_size: 8, learning_rate: 1.0e-3, num_epochs: 1, save_strategy: "no"}}
-  label_config: {{labels: ["Clear Reply", "Clear Non-Reply", "Ambivalent"]}}
-  data_config:
-    train_file: "{data}/train.json"
-    valid_file: "{data}/valid.json"
-    train_sample_size: 32
-    valid_sample_size: 16
-"#,
-        plugin = plugin_lib("clarity-encoder").display(),
-        data = clarity_tests::sample_data().display(),
-    );
-    std::fs::write(project.config(), yaml).expect("write models.yaml");
+    write_tiny_encoder_entry(project, &format!("options: {{onnx_ops: {onnx_ops}}}"));
 }
 
 /// The operator types in an ONNX file, found as the strings protobuf stores them under.

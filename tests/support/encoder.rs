@@ -110,6 +110,30 @@ pub fn write_onnx_folder_sized(dir: &Path, labels: &[&str], hidden: usize, layer
     .expect("copy tokenizer.json");
 }
 
+/// Write `project`'s models.yaml: one entry `tiny` of the tiny encoder in `tiny-bert/` (made by
+/// [`write_tiny_encoder`]) at `/classify/tiny`, one quick epoch on 32 sample pairs, on the CPU;
+/// `model_config` is more `model_config` keys (`quantize: int8`, `options: {...}`).
+pub fn write_tiny_encoder_entry(project: &crate::Project, model_config: &str) {
+    let yaml = format!(
+        r#"- name: tiny
+  type: encoder
+  plugin: {plugin}
+  route: /classify/tiny
+  model_config: {{model_name: tiny-bert, max_length: 64, device: cpu, {model_config}}}
+  training_config: {{batch_size: 8, learning_rate: 1.0e-3, num_epochs: 1, save_strategy: "no"}}
+  label_config: {{labels: ["Clear Reply", "Clear Non-Reply", "Ambivalent"]}}
+  data_config:
+    train_file: "{data}/train.json"
+    valid_file: "{data}/valid.json"
+    train_sample_size: 32
+    valid_sample_size: 16
+"#,
+        plugin = crate::plugin_lib("clarity-encoder").display(),
+        data = crate::sample_data().display(),
+    );
+    std::fs::write(project.config(), yaml).expect("write models.yaml");
+}
+
 /// A project with one tiny encoder `tiny` (made by [`write_tiny_encoder`]) at
 /// `/classify/tiny`, trained for `epochs` on 64 sample pairs in batches of 8 (8 steps an
 /// epoch); `training` is more `training_config` keys, indented four spaces.
