@@ -209,6 +209,20 @@ def ensure_venv(venv: Path, real_cuda: bool) -> Path:
     return python
 
 
+def ensure_venv_with(venv: Path, extra: Path, stamp_name: str) -> Path:
+    """The PyTorch venv (see `ensure_venv`, CUDA stand-ins) plus the `extra` requirements
+    file, installed again only when that file changes (`stamp_name` remembers it)."""
+    python = ensure_venv(venv, real_cuda=False)
+    stamp = venv / stamp_name
+    wanted = extra.read_text()
+    if not (stamp.exists() and stamp.read_text() == wanted):
+        log(f"pip install -r {extra.name} into {venv} ...")
+        run_checked([python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                     "-r", extra], f"pip install -r {extra.name}")
+        stamp.write_text(wanted)
+    return python
+
+
 def add_cuda_stubs(python: Path, venv: Path):
     """Builds stand-ins for the CUDA libraries torch's wheel links (see cuda_stubs.py)."""
     missing = cuda_stubs.missing_tools()

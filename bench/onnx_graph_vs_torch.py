@@ -53,15 +53,7 @@ def parse_args():
 
 def ensure_python(venv: Path) -> Path:
     """The PyTorch venv of encoder_vs_pytorch.py plus onnx and onnxruntime."""
-    python = ev.ensure_venv(venv, real_cuda=False)
-    stamp = venv / ".graphs-requirements"
-    wanted = EXTRA_REQUIREMENTS.read_text()
-    if not (stamp.exists() and stamp.read_text() == wanted):
-        log(f"pip install -r {EXTRA_REQUIREMENTS.name} into {venv} ...")
-        ev.run_checked([python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                        "-r", EXTRA_REQUIREMENTS], "installing onnx and onnxruntime")
-        stamp.write_text(wanted)
-    return python
+    return ev.ensure_venv_with(venv, EXTRA_REQUIREMENTS, ".graphs-requirements")
 
 
 def render(results: dict) -> str:

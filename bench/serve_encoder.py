@@ -83,15 +83,7 @@ def log(message: str):
 
 def ensure_python(venv: Path) -> Path:
     """The PyTorch venv of encoder_vs_pytorch.py plus FastAPI, uvicorn and onnxruntime."""
-    python = ev.ensure_venv(venv, real_cuda=False)
-    stamp = venv / ".serve-requirements"
-    wanted = EXTRA_REQUIREMENTS.read_text()
-    if not (stamp.exists() and stamp.read_text() == wanted):
-        log(f"pip install -r {EXTRA_REQUIREMENTS.name} into {venv} ...")
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                        "-r", str(EXTRA_REQUIREMENTS)], check=True)
-        stamp.write_text(wanted)
-    return python
+    return ev.ensure_venv_with(venv, EXTRA_REQUIREMENTS, ".serve-requirements")
 
 
 def bodies_file(data: Path | None, workdir: Path) -> tuple[Path, Path]:
