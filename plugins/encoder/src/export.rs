@@ -152,8 +152,7 @@ impl Weights<'_> {
 
     /// `x W^T + b`, with W stored transposed so MatMul needs no Transpose node.
     fn linear(&mut self, what: &str, l: &Linear, x: &str) -> Result<String, ExportError> {
-        let wt = self.weight(what, &l.weight().t()?.contiguous()?)?;
-        let y = self.g.matmul(x, &wt);
+        let y = self.unbiased(what, l, x)?;
         match l.bias() {
             Some(b) => {
                 let b = self.weight(&format!("{what}_bias"), b)?;
