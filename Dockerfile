@@ -33,6 +33,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY sdk/ sdk/
 COPY host/ host/
 COPY plugins/ plugins/
+COPY third_party/ third_party/
 COPY tests/ tests/
 COPY scripts/container-cargo-build.sh scripts/
 
