@@ -10,9 +10,11 @@
 //! pass; the dropout mask is recomputed from its seed ([`crate::dropout`]).
 
 use crate::dropout::{self, Mask};
-use crate::fastmath::{self, dot, sum};
-use crate::fused::{f32_slice, values};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, D};
+use clarity_runtime::cpu_values::values;
+use clarity_runtime::kernels::f32_slice;
+use clarity_runtime::kernels::fastmath::{self, dot, sum};
+use clarity_runtime::kernels::strided::{matmul, Mat, Shared};
 use multiversion::multiversion;
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -62,75 +64,6 @@ impl Dims {
     }
 }
 
-/// A strided matrix view for gemm.
-#[derive(Debug, Clone, Copy)]
-struct Mat {
-    ptr: *const f32,
-    rows: usize,
-    cols: usize,
-    row_stride: isize,
-    col_stride: isize,
-}
-
-impl Mat {
-    fn t(self) -> Mat {
-        Mat {
-            rows: self.cols,
-            cols: self.rows,
-            row_stride: self.col_stride,
-            col_stride: self.row_stride,
-            ..self
-        }
-    }
-}
-
-/// `dst = scale · a b`, single-threaded (the parallelism is over heads).
-///
-/// # Safety
-/// `a`, `b` and `dst` must describe memory valid for their shapes and strides, `dst` must
-/// not overlap `a` or `b`, and no other thread may touch `dst`'s elements meanwhile.
-unsafe fn matmul(dst: Mat, a: Mat, b: Mat, scale: f32) {
-    debug_assert!(a.cols == b.rows && dst.rows == a.rows && dst.cols == b.cols);
-    // SAFETY: the caller's contract; gemm reads `a` and `b` and writes only `dst`.
-    unsafe {
-        gemm::gemm(
-            dst.rows,
-            dst.cols,
-            a.cols,
-            dst.ptr as *mut f32,
-            dst.col_stride,
-            dst.row_stride,
-            false,
-            a.ptr,
-            a.col_stride,
-            a.row_stride,
-            b.ptr,
-            b.col_stride,
-            b.row_stride,
-            0.0,
-            scale,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    }
-}
-
-/// A pointer the rayon tasks share; each task writes only its own head's elements.
-#[derive(Clone, Copy)]
-struct Shared(*mut f32);
-// SAFETY: tasks write disjoint elements (their head's columns of their sequence's rows).
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    /// The pointer (a method, so closures capture the whole `Shared`, not its field).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 /// A softmax row in place, after adding the padding bias.
 #[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
 fn softmax_biased(row: &mut [f32], bias: &[f32]) {
@@ -177,7 +110,7 @@ pub fn attention(
         head_dim: hidden / heads,
     };
     let dropout = dropout.filter(|(p, _)| *p > 0.0);
-    if crate::fused::use_fused(q) {
+    if clarity_runtime::kernels::use_fused(q) {
         let op = Attention {
             dims,
             scale: 1.0 / (dims.head_dim as f32).sqrt(),

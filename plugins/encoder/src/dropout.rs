@@ -6,8 +6,9 @@
 //! pass and the backward pass compute the same mask without storing it, any split of the work
 //! over threads gives the same result, and a run's masks follow from its training seed.
 
-use crate::fused::{f32_slice, values};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use clarity_runtime::cpu_values::values;
+use clarity_runtime::kernels::f32_slice;
 use multiversion::multiversion;
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -182,7 +183,7 @@ pub fn dropout(x: &Tensor, p: f32, seed: u64) -> Result<Tensor> {
     if p == 0.0 {
         return Ok(x.clone());
     }
-    if crate::fused::use_fused(x) {
+    if clarity_runtime::kernels::use_fused(x) {
         x.contiguous()?.apply_op1(DropoutOp(Mask::new(p, seed)?))
     } else {
         candle_nn::ops::dropout(x, p)
@@ -195,7 +196,7 @@ pub fn dropout_add(x: &Tensor, residual: &Tensor, p: f32, seed: u64) -> Result<T
     if p == 0.0 {
         return x + residual;
     }
-    if crate::fused::use_fused(x) && x.dims() == residual.dims() {
+    if clarity_runtime::kernels::use_fused(x) && x.dims() == residual.dims() {
         x.contiguous()?
             .apply_op2(&residual.contiguous()?, DropoutAddOp(Mask::new(p, seed)?))
     } else {

@@ -7,32 +7,11 @@
 //! run time by `multiversion`) with the vectorizable `exp`/`erf` of [`fastmath`]. Off the CPU
 //! the composed forms are used, so CUDA and Metal still train.
 
-use crate::fastmath;
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, D};
+use clarity_runtime::kernels::{f32_slice, fastmath, use_fused};
 use multiversion::multiversion;
 use rayon::prelude::*;
 use std::f32::consts::FRAC_1_SQRT_2;
-
-thread_local! {
-    /// Set by tests to run the composed candle forms on the CPU too, as a reference.
-    static COMPOSED_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Whether the fused CPU ops handle `x` (f32 on the CPU), or the composed candle forms
-/// (other devices and dtypes, and the reference in tests).
-pub(crate) fn use_fused(x: &Tensor) -> bool {
-    x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && !COMPOSED_ONLY.get()
-}
-
-/// Run `f` with every op in its composed candle form (on this thread).
-#[cfg(test)]
-pub(crate) fn with_composed_ops<R>(f: impl FnOnce() -> R) -> R {
-    COMPOSED_ONLY.set(true);
-    let result = f();
-    COMPOSED_ONLY.set(false);
-    result
-}
 
 /// Rows handed to one rayon task: large enough that scheduling is noise.
 const ROWS_PER_TASK: usize = 16;
@@ -62,22 +41,7 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
     }
 }
 
-/// The contiguous f32 slice behind a CPU storage.
-pub(crate) fn f32_slice<'a>(
-    storage: &'a CpuStorage,
-    layout: &Layout,
-    op: &str,
-) -> Result<&'a [f32]> {
-    let CpuStorage::F32(data) = storage else {
-        candle_core::bail!("{op}: expected f32, got {:?}", storage.dtype());
-    };
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("{op}: input is not contiguous"),
-    }
-}
-
-pub(crate) use clarity_runtime::cpu_values::values;
+use clarity_runtime::cpu_values::values;
 
 /// `x @ weightᵀ + bias` over the last axis of `x`, as one matrix product over all rows (so
 /// the weight gradient is one product too) and the bias added by [`add_bias`].

@@ -15,7 +15,6 @@ pub mod arch;
 pub mod attention;
 pub mod dropout;
 pub mod export;
-pub mod fastmath;
 pub mod fused;
 pub mod hf_folder;
 pub mod import;

@@ -45,7 +45,7 @@ pub(crate) fn relative_error(a: &Tensor, b: &Tensor) -> candle_core::Result<f32>
 }
 
 /// Forward outputs agree to this share of their largest value: f32 rounding and
-/// [`crate::fastmath`]'s error are ~1e-7 of it; a formula error of 1% on one element of
+/// [`clarity_runtime::kernels::fastmath`]'s error are ~1e-7 of it; a formula error of 1% on one element of
 /// typical size is ~1e-2.
 pub(crate) const FORWARD_TOLERANCE: f32 = 1e-5;
 
@@ -197,7 +197,7 @@ fn the_fused_ops_give_the_composed_candle_gradients_for_every_parameter() {
         let model = tiny_model(family, 3, 4);
         let (loss, fused) = loss_and_gradients(&model);
         let (reference_loss, composed) =
-            crate::fused::with_composed_ops(|| loss_and_gradients(&model));
+            clarity_runtime::kernels::with_composed_ops(|| loss_and_gradients(&model));
         assert!(
             (loss - reference_loss).abs() < 1e-5,
             "{family}: loss {loss} vs {reference_loss}"

@@ -22,6 +22,7 @@ pub mod device;
 pub mod errors;
 pub mod hf_tokenizer;
 pub mod input;
+pub mod kernels;
 pub mod meta;
 pub mod onnx;
 pub mod resolve;

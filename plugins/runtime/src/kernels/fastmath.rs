@@ -50,7 +50,7 @@ const LANES: usize = 8;
 /// `Σ xᵢ` with [`LANES`] independent partial sums, so the loop vectorizes (a single f32
 /// accumulator must add in order).
 #[inline(always)]
-pub(crate) fn sum(x: &[f32]) -> f32 {
+pub fn sum(x: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let chunks = x.chunks_exact(LANES);
     let tail: f32 = chunks.remainder().iter().sum();
@@ -64,7 +64,7 @@ pub(crate) fn sum(x: &[f32]) -> f32 {
 
 /// `Σ aᵢ bᵢ`, vectorizable as [`sum`].
 #[inline(always)]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let tail: f32 = ca

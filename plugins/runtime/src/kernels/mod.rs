@@ -1,0 +1,40 @@
+//! CPU building blocks of the plugins' fused training ops (the encoder's LayerNorm, GELU and
+//! attention; the decoder's RMSNorm, SwiGLU and causal attention): which form an op takes,
+//! vectorizable math, and strided single-threaded matrix products for per-head work.
+
+pub mod fastmath;
+pub mod strided;
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, Layout, Result, Tensor};
+
+thread_local! {
+    /// Set by tests to run the composed candle forms on the CPU too, as a reference.
+    static COMPOSED_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the fused CPU ops handle `x` (f32 on the CPU), or the composed candle forms
+/// (other devices and dtypes, and the reference in tests).
+pub fn use_fused(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && !COMPOSED_ONLY.get()
+}
+
+/// Run `f` with every op in its composed candle form (on this thread): the reference the
+/// fused ops are tested against.
+pub fn with_composed_ops<R>(f: impl FnOnce() -> R) -> R {
+    COMPOSED_ONLY.set(true);
+    let result = f();
+    COMPOSED_ONLY.set(false);
+    result
+}
+
+/// A contiguous f32 input of a custom op as a slice (`op` names it in the error).
+pub fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{op}: expected f32, got {:?}", storage.dtype());
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("{op}: input is not contiguous"),
+    }
+}
