@@ -1,6 +1,7 @@
 //! One pre-norm decoder block, as transformers' `LlamaDecoderLayer` reads:
 //! `x + attention(norm(x))`, then `x + mlp(norm(x))`.
 
+use super::attention_op::causal_attention;
 use super::Norm;
 use crate::arch::Activation;
 use crate::lora::LoraLinear;
@@ -26,39 +27,27 @@ pub struct Attention {
 }
 
 impl Attention {
-    /// `[b, s, hidden]` → `[b, s, hidden]`: softmax(q kᵀ / √d + bias) v, projected. `rotary`
-    /// is `(cos, sin)`, each `[s, head_dim]`; `bias` is `[b, 1, s, s]`.
+    /// `[b, s, hidden]` → `[b, s, hidden]`: causal softmax(q kᵀ / √d + key_bias) v,
+    /// projected. `rotary` is `(cos, sin)`, each `[s, head_dim]`; `key_bias` is `[b, s]`
+    /// (0 for real tokens, [`super::MASK_BIAS`] for padding).
     pub fn forward(
         &self,
         x: &Tensor,
         rotary: Option<&(Tensor, Tensor)>,
-        bias: &Tensor,
+        key_bias: &Tensor,
         train: bool,
     ) -> Result<Tensor> {
-        let (b, s, _) = x.dims3()?;
-        let heads = |t: Tensor, n: usize| -> Result<Tensor> {
-            t.reshape((b, s, n, self.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let q = heads(self.q.forward(x, train)?, self.heads)?;
-        let k = heads(self.k.forward(x, train)?, self.kv_heads)?;
-        let v = heads(self.v.forward(x, train)?, self.kv_heads)?;
+        let q = self.q.forward(x, train)?;
+        let k = self.k.forward(x, train)?;
+        let v = self.v.forward(x, train)?;
         let (q, k) = match rotary {
-            Some((cos, sin)) => (rotate(&q, cos, sin)?, rotate(&k, cos, sin)?),
+            Some((cos, sin)) => (
+                rotate(&q, self.heads, cos, sin)?,
+                rotate(&k, self.kv_heads, cos, sin)?,
+            ),
             None => (q, k),
         };
-        let group = self.heads / self.kv_heads;
-        let k = repeat_kv(&k, group)?;
-        let v = repeat_kv(&v, group)?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(bias)?;
-        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        let attn =
-            probs
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .reshape((b, s, self.heads * self.head_dim))?;
+        let attn = causal_attention(&q, &k, &v, key_bias, self.heads, self.kv_heads)?;
         self.o.forward(&attn, train)
     }
 }
@@ -81,7 +70,10 @@ impl Mlp {
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let up = self.up.forward(x, train)?;
         let hidden = match &self.gate {
-            Some(gate) => (activate(&gate.forward(x, train)?, self.activation)? * up)?,
+            Some(gate) => match self.activation {
+                Activation::Silu => super::swiglu(&gate.forward(x, train)?, &up)?,
+                other => (activate(&gate.forward(x, train)?, other)? * up)?,
+            },
             None => activate(&up, self.activation)?,
         };
         self.down.forward(&hidden, train)
@@ -103,16 +95,16 @@ pub struct Block {
 
 impl Block {
     /// `[b, s, hidden]` → `[b, s, hidden]` (see [`Attention::forward`] for `rotary` and
-    /// `bias`).
+    /// `key_bias`).
     pub fn forward(
         &self,
         x: &Tensor,
         rotary: Option<&(Tensor, Tensor)>,
-        bias: &Tensor,
+        key_bias: &Tensor,
         train: bool,
     ) -> Result<Tensor> {
         let h = self.attn_norm.forward(x)?;
-        let x = (x + self.attention.forward(&h, rotary, bias, train)?)?;
+        let x = (x + self.attention.forward(&h, rotary, key_bias, train)?)?;
         let h = self.mlp_norm.forward(&x)?;
         x + self.mlp.forward(&h, train)?
     }
@@ -149,22 +141,15 @@ pub fn activate(x: &Tensor, activation: Activation) -> Result<Tensor> {
     }
 }
 
-/// transformers' rotary: `x·cos + rotate_half(x)·sin`, `rotate_half(x) = [-x₂, x₁]`.
-fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    let d = x.dim(D::Minus1)?;
+/// transformers' rotary on `[b, s, heads · head_dim]`: `x·cos + rotate_half(x)·sin` per
+/// head, `rotate_half(x) = [-x₂, x₁]`.
+fn rotate(x: &Tensor, heads: usize, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let (b, s, width) = x.dims3()?;
+    let d = width / heads;
+    let x = x.reshape((b, s, heads, d))?;
+    let (cos, sin) = (cos.reshape((s, 1, d))?, sin.reshape((s, 1, d))?);
     let x1 = x.narrow(D::Minus1, 0, d / 2)?;
     let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
     let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-    x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?
-}
-
-/// `[b, kv, s, d]` → `[b, kv·g, s, d]`, each key/value head serving `g` query heads.
-fn repeat_kv(x: &Tensor, g: usize) -> Result<Tensor> {
-    if g == 1 {
-        return Ok(x.clone());
-    }
-    let (b, kv, s, d) = x.dims4()?;
-    x.unsqueeze(2)?
-        .broadcast_as((b, kv, g, s, d))?
-        .reshape((b, kv * g, s, d))
+    (x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?)?.reshape((b, s, width))
 }

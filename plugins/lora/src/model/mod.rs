@@ -6,12 +6,17 @@
 //!
 //! Only the adapters and the head are variables (in the [`VarMap`] the training loop and the
 //! checkpoints see); the base weights are plain tensors. Every op used here has a backward
-//! pass (RMSNorm and rotary written out, `candle_nn::ops::softmax`): candle's fused
-//! `rms_norm`, `rope` and `softmax_last_dim` have none and would cut the gradient silently.
+//! pass: on the CPU, attention, RMSNorm and SwiGLU are our own fused ops (`attention_op`,
+//! `fused`: they keep far less for the backward pass); elsewhere the same formulas from
+//! candle's differentiable ops. candle's own fused `rms_norm`, `rope` and
+//! `softmax_last_dim` have no backward pass and would cut the gradient silently.
 
+mod attention_op;
 mod block;
+mod fused;
 
 pub use block::{activate, Attention, Block, Mlp};
+pub use fused::{rms_norm, swiglu};
 
 use crate::arch::DecoderArch;
 use crate::lora::{Adapter, Frozen, LoraLinear, LoraSettings};
@@ -349,11 +354,10 @@ impl DecoderModel {
     /// Logits `[batch, labels]` from the hidden state of each row's last real token. Rows must
     /// be right-padded (real tokens first).
     pub fn logits(&self, batch: &TensorBatch, train: bool) -> Result<Tensor> {
-        let s = batch.input_ids.dim(1)?;
         let (mut x, rotary) = self.embed(&batch.input_ids)?;
-        let bias = self.attention_bias(&batch.attention_mask, s)?;
+        let key_bias = key_bias(&batch.attention_mask)?;
         for block in &self.blocks {
-            x = block.forward(&x, rotary.as_ref(), &bias, train)?;
+            x = block.forward(&x, rotary.as_ref(), &key_bias, train)?;
         }
         let x = self.norm.forward(&x)?;
         self.last_tokens(&x, &batch.attention_mask)?
@@ -403,30 +407,18 @@ impl DecoderModel {
         let rows = Tensor::from_vec(rows, b, &self.device)?;
         x.reshape((b * s, hidden))?.index_select(&rows, 0)
     }
+}
 
-    /// Causal plus padding bias `[batch, 1, seq, seq]`.
-    fn attention_bias(&self, mask: &Tensor, s: usize) -> Result<Tensor> {
-        let causal: Vec<f32> = (0..s)
-            .flat_map(|i| (0..s).map(move |j| if j > i { MASK_BIAS } else { 0.0 }))
-            .collect();
-        let causal = Tensor::from_vec(causal, (1, 1, s, s), &self.device)?;
-        let padding = ((1.0 - mask.to_dtype(DType::F32)?)? * f64::from(MASK_BIAS))?
-            .unsqueeze(1)?
-            .unsqueeze(1)?;
-        causal.broadcast_add(&padding)
-    }
+/// Padding bias `[batch, seq]` of each key: 0 for real tokens, [`MASK_BIAS`] for padding
+/// (the attention adds the causal mask itself).
+fn key_bias(mask: &Tensor) -> Result<Tensor> {
+    (1.0 - mask.to_dtype(DType::F32)?)? * f64::from(MASK_BIAS)
 }
 
 enum Init {
     Zeros,
     Uniform(f32),
     Normal(f32),
-}
-
-/// `x / sqrt(mean(x²) + eps) · w` over the last axis, from differentiable ops.
-pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
-    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-    x.broadcast_div(&(ms + eps)?.sqrt()?)?.broadcast_mul(weight)
 }
 
 impl TrainableModel for DecoderModel {
