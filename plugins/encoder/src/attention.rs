@@ -7,11 +7,11 @@
 //! its own backward pass. Here one rayon task handles one (sequence, head) pair: it reads its
 //! head's columns of Q, K and V in place through gemm's strides, keeps the scores in its own
 //! block, and writes its columns of the output. The probabilities are kept for the backward
-//! pass; the dropout mask is recomputed from its seed ([`crate::dropout`]).
+//! pass; the dropout mask is recomputed from its seed ([`clarity_runtime::kernels::dropout`]).
 
-use crate::dropout::{self, Mask};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, D};
 use clarity_runtime::cpu_values::values;
+use clarity_runtime::kernels::dropout::{self, Mask};
 use clarity_runtime::kernels::f32_slice;
 use clarity_runtime::kernels::fastmath::{self, dot, sum};
 use clarity_runtime::kernels::strided::{matmul, Mat, Shared};

@@ -13,7 +13,6 @@
 
 pub mod arch;
 pub mod attention;
-pub mod dropout;
 pub mod export;
 pub mod fused;
 pub mod hf_folder;

@@ -16,6 +16,7 @@ pub mod arch;
 pub mod export;
 pub mod gguf;
 pub mod lora;
+mod lora_op;
 pub mod meta;
 pub mod model;
 pub mod names;

@@ -6,9 +6,12 @@
 //! only the input's gradient: candle's own matmul backward would also compute (and then
 //! drop) a full gradient for every frozen weight, the largest cost of a LoRA step.
 
+use crate::lora_op::LoraOp;
 use candle_core::backend::BackendStorage;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor};
+use clarity_runtime::kernels::dropout::{self, Dropout, Mask};
+use clarity_runtime::kernels::use_fused;
 use clarity_sdk::ModelSpec;
 use std::sync::Arc;
 
@@ -101,33 +104,42 @@ impl CustomOp1 for FrozenMatMul {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (w_storage, w_layout) = self.weight.storage_and_layout();
-        let Storage::Cpu(w) = &*w_storage else {
-            candle_core::bail!("frozen-matmul: the weight is not on the CPU");
-        };
-        if !layout.is_contiguous() {
-            candle_core::bail!("frozen-matmul: the input must be contiguous");
-        }
-        let dims = layout.shape().dims();
-        let (out, inner) = self.weight.dims2()?;
-        let k = dims.last().copied().unwrap_or(0);
-        if k != inner {
-            candle_core::bail!("frozen-matmul: input width {k} but weight is {out}x{inner}");
-        }
-        let m = layout.shape().elem_count() / k.max(1);
-        let x_layout = Layout::contiguous_with_offset((m, k), layout.start_offset());
-        let wt_layout = w_layout.transpose(0, 1)?;
-        let y = storage.matmul(w, (1, m, out, k), &x_layout, &wt_layout)?;
-        let mut shape = dims.to_vec();
-        if let Some(last) = shape.last_mut() {
-            *last = out;
-        }
-        Ok((y, Shape::from(shape)))
+        frozen_product(&self.weight, storage, layout)
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(grad_res.broadcast_matmul(&self.weight)?))
     }
+}
+
+/// `x Wᵀ` on CPU storage for an f32 `W` (`[out, in]`) and a contiguous `x` (`[.., in]`).
+fn frozen_product(
+    weight: &Tensor,
+    storage: &CpuStorage,
+    layout: &Layout,
+) -> Result<(CpuStorage, Shape)> {
+    let (w_storage, w_layout) = weight.storage_and_layout();
+    let Storage::Cpu(w) = &*w_storage else {
+        candle_core::bail!("frozen-matmul: the weight is not on the CPU");
+    };
+    if !layout.is_contiguous() {
+        candle_core::bail!("frozen-matmul: the input must be contiguous");
+    }
+    let dims = layout.shape().dims();
+    let (out, inner) = weight.dims2()?;
+    let k = dims.last().copied().unwrap_or(0);
+    if k != inner {
+        candle_core::bail!("frozen-matmul: input width {k} but weight is {out}x{inner}");
+    }
+    let m = layout.shape().elem_count() / k.max(1);
+    let x_layout = Layout::contiguous_with_offset((m, k), layout.start_offset());
+    let wt_layout = w_layout.transpose(0, 1)?;
+    let y = storage.matmul(w, (1, m, out, k), &x_layout, &wt_layout)?;
+    let mut shape = dims.to_vec();
+    if let Some(last) = shape.last_mut() {
+        *last = out;
+    }
+    Ok((y, Shape::from(shape)))
 }
 
 /// `x Wᵀ` for a frozen 8-bit `W` (GGML Q8_0: blocks of 32 weights with one scale): candle's
@@ -203,6 +215,27 @@ impl Frozen {
         }
     }
 
+    /// `x Wᵀ` on CPU storage (`x` contiguous, `[.., in]`): the frozen product inside the
+    /// fused LoRA op.
+    pub(crate) fn cpu_product(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        match self {
+            Self::F32(w) => frozen_product(w, storage, layout),
+            Self::Q8(q) => CustomOp1::cpu_fwd(q.as_ref(), storage, layout),
+        }
+    }
+
+    /// `g W`: the gradient `x` gets from `x Wᵀ` (`g` is `[m, out]`).
+    pub(crate) fn input_grad(&self, g: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::F32(w) => g.matmul(w),
+            Self::Q8(q) => g.matmul(&q.dequantize(g.device())?),
+        }
+    }
+
     /// `x Wᵀ` with a backward pass to `x` only.
     fn matmul_t(&self, x: &Tensor) -> Result<Tensor> {
         match self {
@@ -238,24 +271,43 @@ pub struct LoraLinear {
 }
 
 impl LoraLinear {
-    /// `x` (`[.., in]`) → `[.., out]`.
-    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    /// `x` (`[.., in]`) → `[.., out]`, with the adapter's dropout while `dropout` trains.
+    pub fn forward(&self, x: &Tensor, dropout: Dropout<'_>) -> Result<Tensor> {
         let x = x.contiguous()?;
-        let mut y = self.weight.matmul_t(&x)?;
+        let Some(adapter) = &self.adapter else {
+            let y = self.weight.matmul_t(&x)?;
+            return match &self.bias {
+                Some(b) => y.broadcast_add(b),
+                None => Ok(y),
+            };
+        };
+        let draw = dropout.probabilities(adapter.dropout as f32);
+        if use_fused(&x) {
+            let op = LoraOp {
+                weight: self.weight.clone(),
+                bias: self.bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?,
+                scale: adapter.scale as f32,
+                mask: draw.map(|(p, seed)| Mask::new(p, seed)).transpose()?,
+            };
+            return x.apply_op3(&adapter.a, &adapter.b, op);
+        }
+        self.composed(&x, adapter, draw)
+    }
+
+    /// The same layer from candle ops (other devices, and the reference in tests); `draw`
+    /// is the dropout `(p, seed)`.
+    fn composed(&self, x: &Tensor, adapter: &Adapter, draw: Option<(f32, u64)>) -> Result<Tensor> {
+        let mut y = self.weight.matmul_t(x)?;
         if let Some(b) = &self.bias {
             y = y.broadcast_add(b)?;
         }
-        if let Some(adapter) = &self.adapter {
-            let input = if train && adapter.dropout > 0.0 {
-                candle_nn::ops::dropout(&x, adapter.dropout as f32)?
-            } else {
-                x.clone()
-            };
-            let low = input.broadcast_matmul(&adapter.a.t()?)?;
-            let update = low.broadcast_matmul(&adapter.b.t()?)?;
-            y = (y + (update * adapter.scale)?)?;
-        }
-        Ok(y)
+        let input = match draw {
+            Some((p, seed)) => dropout::dropout(x, p, seed)?,
+            None => x.clone(),
+        };
+        let low = input.broadcast_matmul(&adapter.a.t()?)?;
+        let update = low.broadcast_matmul(&adapter.b.t()?)?;
+        y + (update * adapter.scale)?
     }
 
     /// `W + (alpha / r) B A`: the weight with the adapter folded in (for export).
@@ -276,6 +328,7 @@ mod tests {
     use super::*;
     use crate::tiny::uniform;
     use candle_core::{Device, Var};
+    use clarity_runtime::kernels::dropout::DropoutSeeds;
 
     /// `max |a - b|` over `max |b|`: rounding differences between two ways of summing the
     /// same products (and between gemm's AVX2 and AVX-512 kernels) grow with the values, so
@@ -325,7 +378,9 @@ mod tests {
             adapter: None,
         };
         // The same sums in another order: ~1e-7 of the scale; a wrong merge is O(1).
-        let error = relative_error(&layer.forward(&x, false)?, &merged.forward(&x, false)?)?;
+        let seeds = DropoutSeeds::new(1);
+        let eval = Dropout::new(false, &seeds);
+        let error = relative_error(&layer.forward(&x, eval)?, &merged.forward(&x, eval)?)?;
         assert!(error < 1e-5, "{error}");
         Ok(())
     }
@@ -355,6 +410,62 @@ mod tests {
             Frozen::new(Tensor::zeros((4, 48), candle_core::DType::F32, &dev)?, true)?,
             Frozen::F32(_)
         ));
+        Ok(())
+    }
+
+    /// The fused layer against its composed form, output and the gradients of x, A and B,
+    /// for f32 and 8-bit frozen weights, with a bias, with and without dropout (the same
+    /// seeded mask on both sides).
+    #[test]
+    fn the_fused_lora_layer_matches_its_composed_form() -> Result<()> {
+        for (use_8bit, dropout) in [
+            (false, None),
+            (false, Some((0.3, 9))),
+            (true, Some((0.1, 4))),
+        ] {
+            let layer = LoraLinear {
+                weight: Frozen::new(uniform((6, 64), 0.0, 1.0, 1)?, use_8bit)?,
+                bias: Some(uniform(6, 0.0, 1.0, 2)?),
+                adapter: Some(Adapter {
+                    a: Var::from_tensor(&uniform((4, 64), 0.0, 1.0, 3)?)?
+                        .as_tensor()
+                        .clone(),
+                    b: Var::from_tensor(&uniform((6, 4), 0.0, 1.0, 4)?)?
+                        .as_tensor()
+                        .clone(),
+                    scale: 2.0,
+                    dropout: 0.0,
+                }),
+            };
+            let adapter = layer.adapter.as_ref().expect("adapter");
+            let x = Var::from_tensor(&uniform((2, 5, 64), 0.0, 1.0, 5)?)?;
+            let r = uniform((2, 5, 6), 0.0, 1.0, 6)?;
+            let op = LoraOp {
+                weight: layer.weight.clone(),
+                bias: Some(uniform(6, 0.0, 1.0, 2)?.to_vec1::<f32>()?),
+                scale: 2.0,
+                mask: dropout.map(|(p, seed)| Mask::new(p, seed)).transpose()?,
+            };
+            let fused = x.as_tensor().apply_op3(&adapter.a, &adapter.b, op)?;
+            let composed = layer.composed(x.as_tensor(), adapter, dropout)?;
+            let error = relative_error(&fused, &composed)?;
+            // 8-bit weights: candle's Q8 kernel also rounds the input to 8 bits in the
+            // composed form's matmul_t as in the op's; the same kernel on both sides.
+            assert!(
+                error < 1e-5,
+                "8-bit {use_8bit}, dropout {dropout:?}: {error}"
+            );
+            let gf = (&fused * &r)?.sum_all()?.backward()?;
+            let gc = (&composed * &r)?.sum_all()?.backward()?;
+            for (name, t) in [("x", x.as_tensor()), ("A", &adapter.a), ("B", &adapter.b)] {
+                let (a, b) = (
+                    gf.get(t).expect("fused gradient"),
+                    gc.get(t).expect("gradient"),
+                );
+                let error = relative_error(a, b)?;
+                assert!(error < 1e-5, "d{name} (8-bit {use_8bit}): {error}");
+            }
+        }
         Ok(())
     }
 

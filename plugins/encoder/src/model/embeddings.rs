@@ -3,10 +3,10 @@
 use super::vars::Vars;
 use super::Norm;
 use crate::arch::{Arch, Family};
-use crate::dropout::Dropout;
 use crate::names;
 use candle_core::{DType, Result, Tensor};
 use clarity_runtime::batch::TensorBatch;
+use clarity_runtime::kernels::dropout::Dropout;
 
 /// How tokens get their position ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

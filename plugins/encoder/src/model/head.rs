@@ -4,10 +4,10 @@
 use super::project;
 use super::vars::Vars;
 use crate::arch::{Arch, Family};
-use crate::dropout::Dropout;
 use crate::names;
 use candle_core::{Result, Tensor};
 use candle_nn::Linear;
+use clarity_runtime::kernels::dropout::Dropout;
 
 /// Dense layer, activation and output projection, with dropout where the family puts it.
 #[derive(Debug, Clone)]

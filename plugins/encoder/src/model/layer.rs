@@ -6,11 +6,11 @@ use super::vars::Vars;
 use super::{project, Norm};
 use crate::arch::{Activation, Arch};
 use crate::attention;
-use crate::dropout::Dropout;
 use crate::fused;
 use crate::names::LayerNames;
 use candle_core::{Result, Tensor};
 use candle_nn::Linear;
+use clarity_runtime::kernels::dropout::Dropout;
 
 /// Multi-head self-attention with its output projection and norm.
 #[derive(Debug, Clone)]

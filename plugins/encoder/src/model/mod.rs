@@ -4,7 +4,7 @@
 //! candle's own BERT takes fused LayerNorm/softmax paths that have no backward pass (see
 //! RECIPES): only the head would learn. Here attention ([`crate::attention`]), LayerNorm,
 //! GELU and the bias additions ([`fused`]) are our own CPU ops with their backward passes,
-//! and dropout is real, seeded from the training seed ([`crate::dropout`]).
+//! and dropout is real, seeded from the training seed ([`clarity_runtime::kernels::dropout`]).
 //!
 //! The parts read as in the paper (and candle's `BertModel`): [`Embeddings`], then each
 //! [`Layer`] as [`Attention`] followed by [`FeedForward`], then the [`Head`] on the first
@@ -20,12 +20,12 @@ pub use head::Head;
 pub use layer::{Attention, FeedForward, Layer};
 
 use crate::arch::Arch;
-use crate::dropout::{Dropout, DropoutSeeds};
 use crate::fused;
 use crate::names;
 use candle_core::{Device, Result, Tensor};
 use candle_nn::{Linear, VarMap};
 use clarity_runtime::batch::{TensorBatch, TrainableModel};
+use clarity_runtime::kernels::dropout::{Dropout, DropoutSeeds};
 use vars::Vars;
 
 /// Added to attention scores of padding positions (the exporter uses the same value).

@@ -6,6 +6,7 @@ use super::Norm;
 use crate::arch::Activation;
 use crate::lora::LoraLinear;
 use candle_core::{Result, Tensor, D};
+use clarity_runtime::kernels::dropout::Dropout;
 
 /// Grouped-query self-attention (rotary positions when the family has them).
 #[derive(Debug, Clone)]
@@ -35,11 +36,11 @@ impl Attention {
         x: &Tensor,
         rotary: Option<&(Tensor, Tensor)>,
         key_bias: &Tensor,
-        train: bool,
+        dropout: Dropout<'_>,
     ) -> Result<Tensor> {
-        let q = self.q.forward(x, train)?;
-        let k = self.k.forward(x, train)?;
-        let v = self.v.forward(x, train)?;
+        let q = self.q.forward(x, dropout)?;
+        let k = self.k.forward(x, dropout)?;
+        let v = self.v.forward(x, dropout)?;
         let (q, k) = match rotary {
             Some((cos, sin)) => (
                 rotate(&q, self.heads, cos, sin)?,
@@ -48,7 +49,7 @@ impl Attention {
             None => (q, k),
         };
         let attn = causal_attention(&q, &k, &v, key_bias, self.heads, self.kv_heads)?;
-        self.o.forward(&attn, train)
+        self.o.forward(&attn, dropout)
     }
 }
 
@@ -67,16 +68,16 @@ pub struct Mlp {
 
 impl Mlp {
     /// `[b, s, hidden]` → `[b, s, hidden]`.
-    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let up = self.up.forward(x, train)?;
+    pub fn forward(&self, x: &Tensor, dropout: Dropout<'_>) -> Result<Tensor> {
+        let up = self.up.forward(x, dropout)?;
         let hidden = match &self.gate {
             Some(gate) => match self.activation {
-                Activation::Silu => super::swiglu(&gate.forward(x, train)?, &up)?,
-                other => (activate(&gate.forward(x, train)?, other)? * up)?,
+                Activation::Silu => super::swiglu(&gate.forward(x, dropout)?, &up)?,
+                other => (activate(&gate.forward(x, dropout)?, other)? * up)?,
             },
             None => activate(&up, self.activation)?,
         };
-        self.down.forward(&hidden, train)
+        self.down.forward(&hidden, dropout)
     }
 }
 
@@ -101,12 +102,12 @@ impl Block {
         x: &Tensor,
         rotary: Option<&(Tensor, Tensor)>,
         key_bias: &Tensor,
-        train: bool,
+        dropout: Dropout<'_>,
     ) -> Result<Tensor> {
         let h = self.attn_norm.forward(x)?;
-        let x = (x + self.attention.forward(&h, rotary, key_bias, train)?)?;
+        let x = (x + self.attention.forward(&h, rotary, key_bias, dropout)?)?;
         let h = self.mlp_norm.forward(&x)?;
-        x + self.mlp.forward(&h, train)?
+        x + self.mlp.forward(&h, dropout)?
     }
 
     /// The linear layers, attention's then the MLP's.

@@ -23,6 +23,7 @@ use crate::lora::{Adapter, Frozen, LoraLinear, LoraSettings};
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use candle_nn::VarMap;
 use clarity_runtime::batch::{TensorBatch, TrainableModel};
+use clarity_runtime::kernels::dropout::{Dropout, DropoutSeeds};
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 
@@ -78,6 +79,9 @@ pub struct DecoderModel {
     pub head: Tensor,
     varmap: VarMap,
     device: Device,
+    /// Seeds of the adapters' dropout masks (from the training seed, restarted per
+    /// micro-batch, so a seeded run repeats).
+    dropout_seeds: DropoutSeeds,
 }
 
 /// Base weights under canonical names (see [`crate::names`]).
@@ -264,6 +268,7 @@ impl DecoderModel {
             arch,
             varmap,
             device: device.clone(),
+            dropout_seeds: DropoutSeeds::new(trainable.seed),
         };
         model.check_shapes()?;
         Ok((model, fresh))
@@ -354,10 +359,11 @@ impl DecoderModel {
     /// Logits `[batch, labels]` from the hidden state of each row's last real token. Rows must
     /// be right-padded (real tokens first).
     pub fn logits(&self, batch: &TensorBatch, train: bool) -> Result<Tensor> {
+        let dropout = Dropout::new(train, &self.dropout_seeds);
         let (mut x, rotary) = self.embed(&batch.input_ids)?;
         let key_bias = key_bias(&batch.attention_mask)?;
         for block in &self.blocks {
-            x = block.forward(&x, rotary.as_ref(), &key_bias, train)?;
+            x = block.forward(&x, rotary.as_ref(), &key_bias, dropout)?;
         }
         let x = self.norm.forward(&x)?;
         self.last_tokens(&x, &batch.attention_mask)?
@@ -432,5 +438,9 @@ impl TrainableModel for DecoderModel {
 
     fn device(&self) -> &Device {
         &self.device
+    }
+
+    fn begin_micro_batch(&self, key: u64) {
+        self.dropout_seeds.restart(key);
     }
 }

@@ -2,6 +2,7 @@
 //! attention; the decoder's RMSNorm, SwiGLU and causal attention): which form an op takes,
 //! vectorizable math, and strided single-threaded matrix products for per-head work.
 
+pub mod dropout;
 pub mod fastmath;
 pub mod strided;
 

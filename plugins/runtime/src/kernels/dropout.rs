@@ -6,9 +6,9 @@
 //! pass and the backward pass compute the same mask without storing it, any split of the work
 //! over threads gives the same result, and a run's masks follow from its training seed.
 
+use super::f32_slice;
+use crate::cpu_values::values;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
-use clarity_runtime::cpu_values::values;
-use clarity_runtime::kernels::f32_slice;
 use multiversion::multiversion;
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,9 +83,9 @@ impl<'a> Dropout<'a> {
         }
     }
 
-    /// `(p, seed)` for the dropout on attention probabilities inside
-    /// [`crate::attention::attention`]: `None` in evaluation, and when `p` is 0 (then no seed
-    /// is drawn, unlike [`Self::apply`]; again the order of draws is kept as it was).
+    /// `(p, seed)` for an op that applies dropout inside itself (the encoder's attention
+    /// probabilities, a LoRA adapter's input): `None` in evaluation, and when `p` is 0 (then
+    /// no seed is drawn, unlike [`Self::apply`]; again the order of draws is kept as it was).
     pub fn probabilities(&self, p: f32) -> Option<(f32, u64)> {
         (self.train && p > 0.0).then(|| (p, self.seeds.next()))
     }
@@ -112,7 +112,7 @@ fn mix32(mut x: u32) -> u32 {
 
 /// The mask: which elements are kept and how kept ones are scaled.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Mask {
+pub struct Mask {
     seed: u64,
     /// Kept when the hash is at least this (`p · 2³²`).
     threshold: u32,
@@ -121,7 +121,8 @@ pub(crate) struct Mask {
 }
 
 impl Mask {
-    pub(crate) fn new(p: f32, seed: u64) -> Result<Self> {
+    /// Drop with probability `p` (in [0, 1)), the pattern drawn from `seed`.
+    pub fn new(p: f32, seed: u64) -> Result<Self> {
         if !(0.0..1.0).contains(&p) {
             candle_core::bail!("dropout probability must be in [0, 1), got {p}");
         }
@@ -146,7 +147,7 @@ impl Mask {
 
 /// `out[i] = x[i] · factor(first + i)`.
 #[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
-pub(crate) fn apply_mask(mask: Mask, first: u32, x: &[f32], out: &mut [f32]) {
+pub fn apply_mask(mask: Mask, first: u32, x: &[f32], out: &mut [f32]) {
     for (i, (o, v)) in out.iter_mut().zip(x).enumerate() {
         *o = v * mask.factor(first.wrapping_add(i as u32));
     }
@@ -154,7 +155,7 @@ pub(crate) fn apply_mask(mask: Mask, first: u32, x: &[f32], out: &mut [f32]) {
 
 /// `x[i] *= factor(first + i)`.
 #[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
-pub(crate) fn apply_mask_in_place(mask: Mask, first: u32, x: &mut [f32]) {
+pub fn apply_mask_in_place(mask: Mask, first: u32, x: &mut [f32]) {
     for (i, v) in x.iter_mut().enumerate() {
         *v *= mask.factor(first.wrapping_add(i as u32));
     }
@@ -168,8 +169,9 @@ fn apply_mask_add(mask: Mask, first: u32, x: &[f32], residual: &[f32], out: &mut
     }
 }
 
-/// `x` with the mask applied, split over rayon tasks.
-fn masked(mask: Mask, x: &[f32]) -> Vec<f32> {
+/// `x` with the mask applied, split over rayon tasks (element `i` always gets the factor of
+/// index `i`, so a backward pass that calls this again gets the same mask).
+pub fn masked(mask: Mask, x: &[f32]) -> Vec<f32> {
     let mut out = vec![0f32; x.len()];
     out.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
@@ -183,7 +185,7 @@ pub fn dropout(x: &Tensor, p: f32, seed: u64) -> Result<Tensor> {
     if p == 0.0 {
         return Ok(x.clone());
     }
-    if clarity_runtime::kernels::use_fused(x) {
+    if super::use_fused(x) {
         x.contiguous()?.apply_op1(DropoutOp(Mask::new(p, seed)?))
     } else {
         candle_nn::ops::dropout(x, p)
@@ -196,7 +198,7 @@ pub fn dropout_add(x: &Tensor, residual: &Tensor, p: f32, seed: u64) -> Result<T
     if p == 0.0 {
         return x + residual;
     }
-    if clarity_runtime::kernels::use_fused(x) && x.dims() == residual.dims() {
+    if super::use_fused(x) && x.dims() == residual.dims() {
         x.contiguous()?
             .apply_op2(&residual.contiguous()?, DropoutAddOp(Mask::new(p, seed)?))
     } else {
@@ -270,8 +272,17 @@ impl CustomOp2 for DropoutAddOp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::seeded;
     use candle_core::{Device, Var};
+    use rand::{Rng, SeedableRng};
+
+    /// Values in [-1, 1) from a ChaCha stream seeded with `seed` (the same on every run).
+    fn seeded(shape: (usize, usize), seed: u64) -> Result<Tensor> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let values: Vec<f32> = (0..shape.0 * shape.1)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        Tensor::from_vec(values, shape, &Device::Cpu)
+    }
 
     #[test]
     fn drops_about_p_scales_the_rest_and_repeats_for_a_seed() -> Result<()> {
@@ -310,9 +321,9 @@ mod tests {
     #[test]
     fn gradients_pass_through_the_same_mask() -> Result<()> {
         let (p, seed, shape) = (0.3, 11, (5, 300));
-        let x = Var::from_tensor(&seeded(shape, 0.0, 1.0, 1)?)?;
-        let r = Var::from_tensor(&seeded(shape, 0.0, 1.0, 2)?)?;
-        let g = seeded(shape, 0.0, 1.0, 3)?;
+        let x = Var::from_tensor(&seeded(shape, 1)?)?;
+        let r = Var::from_tensor(&seeded(shape, 2)?)?;
+        let g = seeded(shape, 3)?;
         // The op's own mask: on ones it gives each element's factor, 0 or 1 / (1 - p),
         // exactly (recovering it as (y - r) / x instead amplifies rounding where x is tiny).
         let mask = dropout(&x.ones_like()?, p, seed)?;
