@@ -5,7 +5,7 @@ use super::attention_op::causal_attention;
 use super::Norm;
 use crate::arch::Activation;
 use crate::lora::LoraLinear;
-use candle_core::{Result, Tensor, D};
+use candle_core::{Result, Tensor};
 use clarity_runtime::kernels::dropout::Dropout;
 
 /// Grouped-query self-attention (rotary positions when the family has them).
@@ -43,8 +43,8 @@ impl Attention {
         let v = self.v.forward(x, dropout)?;
         let (q, k) = match rotary {
             Some((cos, sin)) => (
-                rotate(&q, self.heads, cos, sin)?,
-                rotate(&k, self.kv_heads, cos, sin)?,
+                super::rotary(&q, self.heads, cos, sin)?,
+                super::rotary(&k, self.kv_heads, cos, sin)?,
             ),
             None => (q, k),
         };
@@ -140,17 +140,4 @@ pub fn activate(x: &Tensor, activation: Activation) -> Result<Tensor> {
             ((inner.tanh()? + 1.0)? * x)? * 0.5
         }
     }
-}
-
-/// transformers' rotary on `[b, s, heads · head_dim]`: `x·cos + rotate_half(x)·sin` per
-/// head, `rotate_half(x) = [-x₂, x₁]`.
-fn rotate(x: &Tensor, heads: usize, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    let (b, s, width) = x.dims3()?;
-    let d = width / heads;
-    let x = x.reshape((b, s, heads, d))?;
-    let (cos, sin) = (cos.reshape((s, 1, d))?, sin.reshape((s, 1, d))?);
-    let x1 = x.narrow(D::Minus1, 0, d / 2)?;
-    let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
-    let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-    (x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?)?.reshape((b, s, width))
 }

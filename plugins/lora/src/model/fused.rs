@@ -1,13 +1,14 @@
-//! RMSNorm and SwiGLU as single CPU ops with their own backward pass.
+//! RMSNorm, SwiGLU and rotary positions as single CPU ops with their own backward pass.
 //!
 //! Composed from candle ops, RMSNorm keeps four `[batch, seq, hidden]` tensors per call and
 //! SwiGLU three `[batch, seq, ffn]` ones (the sigmoid, the SiLU, the product), every one
 //! alive until the backward pass reaches its layer: for SmolLM2 at 8 × 256 that is ~65 MB a
-//! layer. Each op here keeps only its output (its inputs are kept anyway), is one pass
+//! layer; rotary positions six more the size of the queries and keys. Each op here keeps
+//! only its output (its inputs are kept anyway), is one pass
 //! forward and one backward, split over rows with rayon. Off the CPU the composed forms run.
 //! The norm's weight is frozen in LoRA training, so its gradient is not computed.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, D};
 use clarity_runtime::cpu_values::values;
 use clarity_runtime::kernels::{f32_slice, fastmath, use_fused};
 use multiversion::multiversion;
@@ -33,6 +34,116 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
         return gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu);
     }
     candle_nn::ops::sigmoid(gate)?.mul(gate)?.mul(up)
+}
+
+/// transformers' rotary positions on `x` (`[b, s, heads · head_dim]`): per head,
+/// `x·cos + rotate_half(x)·sin` with `rotate_half(x) = [-x₂, x₁]`; `cos` and `sin` are
+/// `[s, head_dim]`.
+pub fn rotary(x: &Tensor, heads: usize, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let (b, s, width) = x.dims3()?;
+    let d = width / heads.max(1);
+    if heads == 0 || d * heads != width || !d.is_multiple_of(2) || cos.dims() != [s, d] {
+        candle_core::bail!(
+            "rotary: x {:?}, {heads} heads, cos {:?}",
+            x.dims(),
+            cos.dims()
+        );
+    }
+    if use_fused(x) {
+        let op = Rotary {
+            heads,
+            head_dim: d,
+            seq: s,
+            cos: cos.flatten_all()?.to_vec1::<f32>()?,
+            sin: sin.flatten_all()?.to_vec1::<f32>()?,
+        };
+        return x.contiguous()?.apply_op1(op);
+    }
+    let x = x.reshape((b, s, heads, d))?;
+    let (cos, sin) = (cos.reshape((s, 1, d))?, sin.reshape((s, 1, d))?);
+    let x1 = x.narrow(D::Minus1, 0, d / 2)?;
+    let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
+    let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+    (x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?)?.reshape((b, s, width))
+}
+
+struct Rotary {
+    heads: usize,
+    head_dim: usize,
+    seq: usize,
+    /// `[seq, head_dim]`.
+    cos: Vec<f32>,
+    /// `[seq, head_dim]`.
+    sin: Vec<f32>,
+}
+
+impl Rotary {
+    /// Every head of `x` rotated by its position's angles; `backward`: the transpose of that
+    /// map applied to a gradient.
+    fn apply(&self, x: &[f32], backward: bool) -> Vec<f32> {
+        let d = self.head_dim;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(d)
+            .zip(x.par_chunks(d))
+            .enumerate()
+            .for_each(|(row, (y, x))| {
+                // Rows are (batch, position, head): the position picks the angles.
+                let p = (row / self.heads) % self.seq;
+                let (cos, sin) = (&self.cos[p * d..][..d], &self.sin[p * d..][..d]);
+                match backward {
+                    false => rotate_row(x, cos, sin, y),
+                    true => rotate_row_transposed(x, cos, sin, y),
+                }
+            });
+        y
+    }
+}
+
+/// `y₁ = x₁·cos₁ − x₂·sin₁`, `y₂ = x₂·cos₂ + x₁·sin₂` (halves of the head).
+#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+fn rotate_row(x: &[f32], cos: &[f32], sin: &[f32], y: &mut [f32]) {
+    let half = x.len() / 2;
+    let (x1, x2) = x.split_at(half);
+    let (y1, y2) = y.split_at_mut(half);
+    for i in 0..half {
+        y1[i] = x1[i] * cos[i] - x2[i] * sin[i];
+        y2[i] = x2[i] * cos[half + i] + x1[i] * sin[half + i];
+    }
+}
+
+/// The transpose of [`rotate_row`]: `g₁·cos₁ + g₂·sin₂`, `g₂·cos₂ − g₁·sin₁`.
+#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+fn rotate_row_transposed(g: &[f32], cos: &[f32], sin: &[f32], dx: &mut [f32]) {
+    let half = g.len() / 2;
+    let (g1, g2) = g.split_at(half);
+    let (d1, d2) = dx.split_at_mut(half);
+    for i in 0..half {
+        d1[i] = g1[i] * cos[i] + g2[i] * sin[half + i];
+        d2[i] = g2[i] * cos[half + i] - g1[i] * sin[i];
+    }
+}
+
+impl CustomOp1 for Rotary {
+    fn name(&self) -> &'static str {
+        "clarity-rotary"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(storage, layout, self.name())?;
+        Ok((
+            CpuStorage::F32(self.apply(x, false)),
+            layout.shape().clone(),
+        ))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let g = values(grad)?;
+        Ok(Some(Tensor::from_vec(
+            self.apply(&g, true),
+            x.shape(),
+            x.device(),
+        )?))
+    }
 }
 
 struct RmsNorm {
@@ -239,6 +350,19 @@ mod tests {
         let x = seeded((2, 5, 24), 1)?;
         let w = Tensor::arange(0f32, 24., &Device::Cpu)?.affine(0.1, 0.5)?;
         compare(&[&x], || rms_norm(&x, &w, 1e-5))
+    }
+
+    #[test]
+    fn fused_rotary_matches_the_composed_form() -> Result<()> {
+        // Tables that differ between the halves too, so a transposed index would show.
+        let (s, heads, d) = (7, 3, 8);
+        let angles = Tensor::arange(0f32, (s * d) as f32, &Device::Cpu)?.affine(0.37, 0.1)?;
+        let (cos, sin) = (
+            angles.cos()?.reshape((s, d))?,
+            angles.sin()?.reshape((s, d))?,
+        );
+        let x = seeded((2, s, heads * d), 5)?;
+        compare(&[&x], || rotary(&x, heads, &cos, &sin))
     }
 
     #[test]

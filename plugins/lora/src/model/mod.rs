@@ -6,9 +6,9 @@
 //!
 //! Only the adapters and the head are variables (in the [`VarMap`] the training loop and the
 //! checkpoints see); the base weights are plain tensors. Every op used here has a backward
-//! pass: on the CPU, attention, RMSNorm and SwiGLU are our own fused ops (`attention_op`,
-//! `fused`: they keep far less for the backward pass); elsewhere the same formulas from
-//! candle's differentiable ops. candle's own fused `rms_norm`, `rope` and
+//! pass: on the CPU, attention, RMSNorm, SwiGLU, rotary positions and the LoRA layers are
+//! our own fused ops (`attention_op`, `fused`, `crate::lora_op`: they keep far less for the
+//! backward pass); elsewhere the same formulas from candle's differentiable ops. candle's own fused `rms_norm`, `rope` and
 //! `softmax_last_dim` have no backward pass and would cut the gradient silently.
 
 mod attention_op;
@@ -16,7 +16,7 @@ mod block;
 mod fused;
 
 pub use block::{activate, Attention, Block, Mlp};
-pub use fused::{rms_norm, swiglu};
+pub use fused::{rms_norm, rotary, swiglu};
 
 use crate::arch::DecoderArch;
 use crate::lora::{Adapter, Frozen, LoraLinear, LoraSettings};
