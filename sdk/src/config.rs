@@ -418,6 +418,9 @@ pub struct LoraConfig {
     /// PEFT's task type: `CAUSAL_LM` (the original's) or `SEQ_CLS`; both train the same
     /// last-token classification head here.
     pub task_type: String,
+    /// Recompute each decoder block's forward pass during the backward pass instead of
+    /// keeping its activations: much less memory, one more forward pass of time.
+    pub gradient_checkpointing: bool,
 }
 
 impl Default for LoraConfig {
@@ -429,6 +432,7 @@ impl Default for LoraConfig {
             target_modules: vec!["q_proj".into(), "v_proj".into()],
             bias: "none".into(),
             task_type: "CAUSAL_LM".into(),
+            gradient_checkpointing: false,
         }
     }
 }

@@ -143,9 +143,9 @@ fn main() -> Result<()> {
         num_labels: meta.labels.len(),
         seed: 0,
         use_8bit: meta.use_8bit,
+        gradient_checkpointing: false,
     };
-    let (model, _) = DecoderModel::new(meta.arch.clone(), &base.weights, &trainable, &Device::Cpu)?;
-    drop(base);
+    let (model, _) = DecoderModel::new(meta.arch.clone(), base.weights, &trainable, &Device::Cpu)?;
     let mut varmap = model.varmap_ref().clone();
     weights::load_adapters(&mut varmap, &args.dir).map_err(anyhow::Error::msg)?;
 

@@ -1,10 +1,11 @@
 //! The [`Classifier`] the host talks to: LoRA training (candle) → merge and export (ONNX) →
 //! serving (ONNX Runtime).
 
+use crate::arch::DecoderArch;
 use crate::export::{self, ExportError};
 use crate::lora::LoraSettings;
 use crate::meta::{self, LoraMeta, StoredLora};
-use crate::model::{self, DecoderModel, Trainable};
+use crate::model::{self, BaseWeights, DecoderModel, Trainable};
 use crate::prompt::{PromptTokenizer, DEFAULT_TEMPLATE};
 use crate::slots;
 use crate::weights::{self, Base};
@@ -73,9 +74,13 @@ impl LoraPlugin {
         .map_err(Error::config)
     }
 
+    /// The model on `weights` (consumed: each tensor is freed as the model takes its own
+    /// f32 or 8-bit copy, so a checkpoint is never held twice).
     fn build(
         &self,
-        base: &Base,
+        arch: &DecoderArch,
+        weights: BaseWeights,
+        source: &Path,
         num_labels: usize,
         device: &candle_core::Device,
     ) -> Result<(DecoderModel, Vec<String>), Error> {
@@ -84,9 +89,15 @@ impl LoraPlugin {
             num_labels,
             seed: self.init.spec.training_config.seed,
             use_8bit: self.init.spec.model_config.use_8bit,
+            gradient_checkpointing: self
+                .init
+                .spec
+                .lora_config
+                .as_ref()
+                .is_some_and(|l| l.gradient_checkpointing),
         };
-        DecoderModel::new(base.arch.clone(), &base.weights, &trainable, device)
-            .map_err(|e| Error::config(format!("{}: {e}", base.source.display())))
+        DecoderModel::new(arch.clone(), weights, &trainable, device)
+            .map_err(|e| Error::config(format!("{}: {e}", source.display())))
     }
 
     /// Our trained artifact, and the base model its adapters belong to.
@@ -188,10 +199,13 @@ impl Classifier for LoraPlugin {
                 base.arch.vocab_size
             )));
         }
-        let (model, fresh) = self.build(&base, job.labels.len(), &device)?;
-        // The f32 copies of the base weights are no longer needed once the model holds its
-        // own (8-bit) ones.
-        drop(base.weights);
+        let (model, fresh) = self.build(
+            &base.arch,
+            base.weights,
+            &base.source,
+            job.labels.len(),
+            &device,
+        )?;
         let adapters = fresh.iter().filter(|n| n.contains(".lora_")).count();
         let text = format!(
             "newly initialised: the head ({}) and {adapters} LoRA matrices (r={}, alpha={}, on {})",
@@ -251,7 +265,13 @@ impl Classifier for LoraPlugin {
         let (device, _) = device::open(Device::Cpu).map_err(Error::config)?;
         let base = weights::load_base(&PathBuf::from(&meta.base_model), &device)
             .map_err(|e| Error::other(e.to_string()))?;
-        let (model, _) = self.build(&base, meta.labels.len(), &device)?;
+        let (model, _) = self.build(
+            &base.arch,
+            base.weights,
+            &base.source,
+            meta.labels.len(),
+            &device,
+        )?;
         let mut varmap = model.varmap_ref().clone();
         weights::load_adapters(&mut varmap, out_dir).map_err(Error::other)?;
         export::export(

@@ -2,7 +2,7 @@
 //! checkpoint layout, so they go through the same loading code as real checkpoints.
 
 use crate::arch::{Activation, DecoderArch, Family};
-use candle_core::{Device, Result, Shape, Tensor};
+use candle_core::{DType, Device, Result, Shape, Tensor};
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 
@@ -40,6 +40,16 @@ pub fn base_weights(arch: &DecoderArch, seed: u64) -> Result<HashMap<String, Ten
 
 /// Random base weights under canonical names (see [`crate::names`]).
 pub fn canonical_weights(arch: &DecoderArch, seed: u64) -> Result<HashMap<String, Tensor>> {
+    canonical_weights_as(arch, seed, DType::F32)
+}
+
+/// [`canonical_weights`] stored as `dtype` (each tensor converted as it is drawn, so a large
+/// model in f16 never exists in f32 at once: a stand-in for a half-precision checkpoint).
+pub fn canonical_weights_as(
+    arch: &DecoderArch,
+    seed: u64,
+    dtype: DType,
+) -> Result<HashMap<String, Tensor>> {
     // (name, shape, centre, spread), then filled in this order from one seeded stream.
     let mut specs: Vec<(String, Vec<usize>, f32, f32)> = Vec::new();
     let (h, q, kv, f) = (
@@ -97,7 +107,10 @@ pub fn canonical_weights(arch: &DecoderArch, seed: u64) -> Result<HashMap<String
         .into_iter()
         .map(|(name, dims, around, spread)| {
             let values = uniform_values(&mut rng, dims.iter().product(), around, spread);
-            Ok((name, Tensor::from_vec(values, dims, &Device::Cpu)?))
+            Ok((
+                name,
+                Tensor::from_vec(values, dims, &Device::Cpu)?.to_dtype(dtype)?,
+            ))
         })
         .collect()
 }

@@ -7,7 +7,7 @@ use clarity_lora::arch::Family;
 use clarity_lora::lora::{Frozen, LoraSettings};
 use clarity_lora::model::{BaseWeights, DecoderModel, Trainable, HEAD};
 use clarity_lora::tiny;
-use clarity_runtime::batch::TensorBatch;
+use clarity_runtime::batch::{TensorBatch, TrainableModel};
 use clarity_runtime::tokenize::Encoded;
 use clarity_runtime::train::loss;
 
@@ -76,8 +76,9 @@ fn check_training(use_8bit: bool) {
         num_labels: 3,
         seed: 1,
         use_8bit,
+        gradient_checkpointing: false,
     };
-    let (model, _) = DecoderModel::new(arch, &base, &trainable, &Device::Cpu).expect("model");
+    let (model, _) = DecoderModel::new(arch, base, &trainable, &Device::Cpu).expect("model");
     if use_8bit {
         assert!(matches!(model.blocks[0].attention.q.weight, Frozen::Q8(_)));
         assert!(matches!(model.embed, Frozen::Q8(_)));
@@ -135,4 +136,78 @@ fn check_training(use_8bit: bool) {
     }
     let frozen_after = frozen_values(&model);
     assert_eq!(frozen_before, frozen_after, "a base weight changed");
+}
+
+/// Gradient checkpointing recomputes each block in the backward pass: the loss and every
+/// variable's gradient must be what the plain pass gives, dropout included (the recomputed
+/// pass draws the same masks), for both Llama-style (rotary, SwiGLU) and OPT-style blocks.
+#[test]
+fn checkpointed_blocks_give_the_same_loss_and_gradients() {
+    for family in [Family::Llama, Family::Opt] {
+        let arch = tiny::arch(family, 120);
+        let base =
+            BaseWeights::new(&arch, tiny::base_weights(&arch, 3).expect("weights")).expect("names");
+        let settings = LoraSettings {
+            r: 4,
+            alpha: 8.0,
+            dropout: 0.2,
+            target_modules: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
+        };
+        let run = |gradient_checkpointing: bool| {
+            let trainable = Trainable {
+                lora: &settings,
+                num_labels: 3,
+                seed: 5,
+                use_8bit: false,
+                gradient_checkpointing,
+            };
+            let (model, _) =
+                DecoderModel::new(arch.clone(), base.clone(), &trainable, &Device::Cpu)
+                    .expect("model");
+            // B starts at zero: give it values so A's gradient is not trivially zero.
+            let vars: Vec<(String, candle_core::Var)> = {
+                let data = model.varmap_ref().data().lock().expect("vars");
+                let mut v: Vec<_> = data.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+                v.sort_by(|a, b| a.0.cmp(&b.0));
+                v
+            };
+            for (i, (_, var)) in vars.iter().enumerate() {
+                let values = tiny::uniform(var.shape(), 0.0, 0.2, 100 + i as u64).expect("init");
+                var.set(&values).expect("set");
+            }
+            model.begin_micro_batch(9);
+            let logits = model.logits(&batch(), true).expect("forward");
+            let targets = Tensor::new(&[2u32, 0], &Device::Cpu).expect("targets");
+            let loss = loss::cross_entropy(&logits, &targets, None).expect("loss");
+            let grads = model.backward(&loss).expect("backward");
+            let value = loss.to_scalar::<f32>().expect("loss value");
+            let gradients: Vec<(String, Vec<f32>)> = vars
+                .iter()
+                .map(|(name, var)| {
+                    let g = grads
+                        .get(var.as_tensor())
+                        .expect("every variable has a gradient");
+                    (
+                        name.clone(),
+                        g.flatten_all().and_then(|g| g.to_vec1()).expect("values"),
+                    )
+                })
+                .collect();
+            (value, gradients)
+        };
+        let (plain_loss, plain) = run(false);
+        let (checkpointed_loss, checkpointed) = run(true);
+        assert!(
+            (plain_loss - checkpointed_loss).abs() <= 1e-6 * plain_loss.abs(),
+            "{family:?}: loss {plain_loss} vs {checkpointed_loss}"
+        );
+        for ((name, a), (_, b)) in plain.iter().zip(&checkpointed) {
+            let scale = a
+                .iter()
+                .fold(0f32, |m, v| m.max(v.abs()))
+                .max(f32::MIN_POSITIVE);
+            let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(diff <= 1e-5 * scale, "{family:?} {name}: {diff} of {scale}");
+        }
+    }
 }

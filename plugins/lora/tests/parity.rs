@@ -96,9 +96,10 @@ fn tiny_model(family: Family) -> DecoderModel {
         num_labels: 3,
         seed: 1,
         use_8bit: false,
+        gradient_checkpointing: false,
     };
     let (model, fresh) =
-        DecoderModel::new(arch, &base, &trainable, &Device::Cpu).expect("tiny model");
+        DecoderModel::new(arch, base, &trainable, &Device::Cpu).expect("tiny model");
     assert!(fresh.iter().any(|n| n.ends_with("lora_B.weight")));
     perturb_adapters(&model, 0.5);
     model
@@ -195,8 +196,9 @@ fn smollm2_logits_match_between_candle_and_onnx_runtime() {
         num_labels: 3,
         seed: 1,
         use_8bit: false,
+        gradient_checkpointing: false,
     };
-    let (model, _) = DecoderModel::new(base.arch.clone(), &base.weights, &trainable, &Device::Cpu)
+    let (model, _) = DecoderModel::new(base.arch.clone(), base.weights, &trainable, &Device::Cpu)
         .expect("SmolLM2");
     perturb_adapters(&model, 0.02);
     compare(&model, "SmolLM2-135M");
@@ -218,9 +220,10 @@ fn eight_bit_models_agree_closely_and_export_in_8_bits() {
             num_labels: 3,
             seed: 1,
             use_8bit,
+            gradient_checkpointing: false,
         };
         let (model, _) =
-            DecoderModel::new(arch.clone(), &base, &trainable, &Device::Cpu).expect("model");
+            DecoderModel::new(arch.clone(), base.clone(), &trainable, &Device::Cpu).expect("model");
         perturb_adapters(&model, 0.5);
         model
     };

@@ -1,6 +1,7 @@
 //! Token batches as candle tensors, and the interface a trainable model offers the loop.
 
 use crate::tokenize::Encoded;
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarMap;
 
@@ -59,4 +60,11 @@ pub trait TrainableModel {
     /// position): a model whose training draws random numbers (dropout) reseeds them from
     /// it, so a resumed run draws what an uninterrupted one would have.
     fn begin_micro_batch(&self, _key: u64) {}
+
+    /// The gradients of `loss`. A model that recomputes parts of its forward pass during
+    /// the backward pass (gradient checkpointing) collects the variables' gradients from
+    /// those inner passes too.
+    fn backward(&self, loss: &Tensor) -> Result<GradStore> {
+        loss.backward()
+    }
 }

@@ -110,6 +110,42 @@ impl Block {
         x + self.mlp.forward(&h, dropout)?
     }
 
+    /// A copy whose adapters are detached from the graph: its forward pass records nothing
+    /// (the first pass of a checkpointed block).
+    pub fn detached(&self) -> Block {
+        let mut block = self.clone();
+        for linear in block.linears_mut() {
+            if let Some(adapter) = &mut linear.adapter {
+                adapter.a = adapter.a.detach();
+                adapter.b = adapter.b.detach();
+            }
+        }
+        block
+    }
+
+    /// The adapters' `A` and `B` (the block's variables).
+    pub fn adapter_variables(&self) -> impl Iterator<Item = &Tensor> {
+        self.linears()
+            .filter_map(|l| l.adapter.as_ref())
+            .flat_map(|a| [&a.a, &a.b])
+    }
+
+    fn linears_mut(&mut self) -> impl Iterator<Item = &mut LoraLinear> {
+        let a = &mut self.attention;
+        let m = &mut self.mlp;
+        [
+            Some(&mut a.q),
+            Some(&mut a.k),
+            Some(&mut a.v),
+            Some(&mut a.o),
+            m.gate.as_mut(),
+            Some(&mut m.up),
+            Some(&mut m.down),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
     /// The linear layers, attention's then the MLP's.
     pub fn linears(&self) -> impl Iterator<Item = &LoraLinear> {
         let a = &self.attention;

@@ -13,6 +13,7 @@
 
 mod attention_op;
 mod block;
+mod checkpoint;
 mod fused;
 
 pub use block::{activate, Attention, Block, Mlp};
@@ -20,12 +21,16 @@ pub use fused::{rms_norm, rotary, swiglu};
 
 use crate::arch::DecoderArch;
 use crate::lora::{Adapter, Frozen, LoraLinear, LoraSettings};
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use candle_nn::VarMap;
+use checkpoint::{checkpointed, GradSink};
 use clarity_runtime::batch::{TensorBatch, TrainableModel};
 use clarity_runtime::kernels::dropout::{Dropout, DropoutSeeds};
+use clarity_runtime::kernels::use_fused;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Added to the attention scores of masked positions (the exporter uses the same value).
 pub const MASK_BIAS: f32 = -1.0e9;
@@ -82,9 +87,17 @@ pub struct DecoderModel {
     /// Seeds of the adapters' dropout masks (from the training seed, restarted per
     /// micro-batch, so a seeded run repeats).
     dropout_seeds: DropoutSeeds,
+    /// Checkpoint every block while training (see [`checkpoint`]).
+    checkpointing: bool,
+    /// Adapter gradients from checkpointed blocks' backward passes.
+    grad_sink: Arc<GradSink>,
 }
 
-/// Base weights under canonical names (see [`crate::names`]).
+/// Base weights under canonical names (see [`crate::names`]). Building a model takes each
+/// tensor out as it converts it, so a checkpoint is never held twice (in its own dtype and
+/// as the model's f32 or 8-bit copy); clone it (cheap: the tensors are shared) to build more
+/// than one model from it.
+#[derive(Clone)]
 pub struct BaseWeights {
     tensors: HashMap<String, Tensor>,
 }
@@ -97,9 +110,9 @@ impl BaseWeights {
         })
     }
 
-    /// The f32 tensor with canonical `name`, on `device`.
-    pub fn get(&self, name: &str, device: &Device) -> Result<Tensor> {
-        let t = self.tensors.get(name).ok_or_else(|| {
+    /// Take out the tensor with canonical `name`, as f32 on `device`.
+    pub fn take(&mut self, name: &str, device: &Device) -> Result<Tensor> {
+        let t = self.tensors.remove(name).ok_or_else(|| {
             candle_core::Error::Msg(format!(
                 "the base weights have no tensor `{name}` (canonical name; see names.rs)"
             ))
@@ -107,18 +120,18 @@ impl BaseWeights {
         t.to_dtype(DType::F32)?.to_device(device)
     }
 
-    fn optional(&self, name: &str, device: &Device) -> Result<Option<Tensor>> {
+    fn take_optional(&mut self, name: &str, device: &Device) -> Result<Option<Tensor>> {
         match self.tensors.contains_key(name) {
-            true => self.get(name, device).map(Some),
+            true => self.take(name, device).map(Some),
             false => Ok(None),
         }
     }
 
-    fn norm(&self, name: &str, layer_norm: bool, eps: f64, device: &Device) -> Result<Norm> {
+    fn norm(&mut self, name: &str, layer_norm: bool, eps: f64, device: &Device) -> Result<Norm> {
         Ok(Norm {
-            weight: self.get(&format!("{name}.weight"), device)?,
+            weight: self.take(&format!("{name}.weight"), device)?,
             bias: match layer_norm {
-                true => Some(self.get(&format!("{name}.bias"), device)?),
+                true => Some(self.take(&format!("{name}.bias"), device)?),
                 false => None,
             },
             eps,
@@ -136,6 +149,9 @@ pub struct Trainable<'a> {
     pub seed: u64,
     /// Keep the frozen linear weights in 8 bits (Q8_0).
     pub use_8bit: bool,
+    /// Recompute each block's forward pass in the backward pass instead of keeping its
+    /// activations (`lora_config.gradient_checkpointing`).
+    pub gradient_checkpointing: bool,
 }
 
 impl DecoderModel {
@@ -143,7 +159,7 @@ impl DecoderModel {
     /// variables in the second value: every one is newly initialised).
     pub fn new(
         arch: DecoderArch,
-        base: &BaseWeights,
+        mut base: BaseWeights,
         trainable: &Trainable<'_>,
         device: &Device,
     ) -> Result<(Self, Vec<String>)> {
@@ -174,11 +190,15 @@ impl DecoderModel {
             Ok(t)
         };
         let lora = trainable.lora;
-        let mut linear = |path: String, module: &str, bias: bool| -> Result<LoraLinear> {
-            let weight = base.get(&format!("{path}.weight"), device)?;
+        let mut linear = |base: &mut BaseWeights,
+                          path: String,
+                          module: &str,
+                          bias: bool|
+         -> Result<LoraLinear> {
+            let weight = base.take(&format!("{path}.weight"), device)?;
             let bias = match bias {
-                true => Some(base.get(&format!("{path}.bias"), device)?),
-                false => base.optional(&format!("{path}.bias"), device)?,
+                true => Some(base.take(&format!("{path}.bias"), device)?),
+                false => base.take_optional(&format!("{path}.bias"), device)?,
             };
             let adapter = match lora.targets(module) {
                 false => None,
@@ -218,15 +238,35 @@ impl DecoderModel {
             // The gate's adapter is drawn first, as it always was: the draws' order decides
             // every adapter's initial values for a seed.
             let gate = match arch.family.gated_mlp() {
-                true => Some(linear(format!("{p}.mlp.gate_proj"), "gate_proj", false)?),
+                true => Some(linear(
+                    &mut base,
+                    format!("{p}.mlp.gate_proj"),
+                    "gate_proj",
+                    false,
+                )?),
                 false => None,
             };
             let attn_norm = base.norm(&format!("{p}.input_layernorm"), layer_norm, eps, device)?;
             let attention = Attention {
-                q: linear(format!("{p}.self_attn.q_proj"), "q_proj", qkv_bias)?,
-                k: linear(format!("{p}.self_attn.k_proj"), "k_proj", qkv_bias)?,
-                v: linear(format!("{p}.self_attn.v_proj"), "v_proj", qkv_bias)?,
-                o: linear(format!("{p}.self_attn.o_proj"), "o_proj", bias)?,
+                q: linear(
+                    &mut base,
+                    format!("{p}.self_attn.q_proj"),
+                    "q_proj",
+                    qkv_bias,
+                )?,
+                k: linear(
+                    &mut base,
+                    format!("{p}.self_attn.k_proj"),
+                    "k_proj",
+                    qkv_bias,
+                )?,
+                v: linear(
+                    &mut base,
+                    format!("{p}.self_attn.v_proj"),
+                    "v_proj",
+                    qkv_bias,
+                )?,
+                o: linear(&mut base, format!("{p}.self_attn.o_proj"), "o_proj", bias)?,
                 heads: arch.num_heads,
                 kv_heads: arch.num_kv_heads,
                 head_dim: arch.head_dim,
@@ -239,8 +279,8 @@ impl DecoderModel {
             )?;
             let mlp = Mlp {
                 gate,
-                up: linear(format!("{p}.mlp.up_proj"), "up_proj", bias)?,
-                down: linear(format!("{p}.mlp.down_proj"), "down_proj", bias)?,
+                up: linear(&mut base, format!("{p}.mlp.up_proj"), "up_proj", bias)?,
+                down: linear(&mut base, format!("{p}.mlp.down_proj"), "down_proj", bias)?,
                 activation: arch.activation,
             };
             blocks.push(Block {
@@ -257,10 +297,13 @@ impl DecoderModel {
             Init::Normal(0.02),
         )?;
         let model = Self {
-            embed: Frozen::new(base.get("embed_tokens.weight", device)?, trainable.use_8bit)?,
+            embed: Frozen::new(
+                base.take("embed_tokens.weight", device)?,
+                trainable.use_8bit,
+            )?,
             positions: match arch.family.rotary() {
                 true => None,
-                false => Some(base.get("embed_positions.weight", device)?),
+                false => Some(base.take("embed_positions.weight", device)?),
             },
             norm: base.norm("norm", layer_norm, eps, device)?,
             blocks,
@@ -269,6 +312,8 @@ impl DecoderModel {
             varmap,
             device: device.clone(),
             dropout_seeds: DropoutSeeds::new(trainable.seed),
+            checkpointing: trainable.gradient_checkpointing,
+            grad_sink: Arc::default(),
         };
         model.check_shapes()?;
         Ok((model, fresh))
@@ -359,11 +404,28 @@ impl DecoderModel {
     /// Logits `[batch, labels]` from the hidden state of each row's last real token. Rows must
     /// be right-padded (real tokens first).
     pub fn logits(&self, batch: &TensorBatch, train: bool) -> Result<Tensor> {
-        let dropout = Dropout::new(train, &self.dropout_seeds);
         let (mut x, rotary) = self.embed(&batch.input_ids)?;
         let key_bias = key_bias(&batch.attention_mask)?;
+        let checkpoint = train && self.checkpointing && use_fused(&x);
+        if checkpoint {
+            self.grad_sink.clear()?;
+            if !x.track_op() {
+                // The frozen embedding's output is outside the graph; the first block's
+                // checkpoint op needs a tracked input to be recorded at all.
+                x = Var::from_tensor(&x)?.as_tensor().clone();
+            }
+        }
         for block in &self.blocks {
-            x = block.forward(&x, rotary.as_ref(), &key_bias, dropout)?;
+            // Each block's dropout masks come from a seed of its own, so a checkpointed
+            // block's second pass can draw them again, and both ways train alike.
+            let seed = self.dropout_seeds.next();
+            x = match checkpoint {
+                true => checkpointed(block, &x, rotary.as_ref(), &key_bias, seed, &self.grad_sink)?,
+                false => {
+                    let seeds = DropoutSeeds::new(seed);
+                    block.forward(&x, rotary.as_ref(), &key_bias, Dropout::new(train, &seeds))?
+                }
+            };
         }
         let x = self.norm.forward(&x)?;
         self.last_tokens(&x, &batch.attention_mask)?
@@ -442,5 +504,11 @@ impl TrainableModel for DecoderModel {
 
     fn begin_micro_batch(&self, key: u64) {
         self.dropout_seeds.restart(key);
+    }
+
+    fn backward(&self, loss: &Tensor) -> Result<GradStore> {
+        let mut grads = loss.backward()?;
+        self.grad_sink.drain_into(&mut grads)?;
+        Ok(grads)
     }
 }

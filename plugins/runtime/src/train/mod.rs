@@ -426,7 +426,7 @@ impl<'a, M: TrainableModel> Trainer<'a, M> {
                 loss: value,
             });
         }
-        let grads = self.optimizer.collect(loss.backward()?);
+        let grads = self.optimizer.collect(self.model.backward(&loss)?);
         Ok((f64::from(value), grads))
     }
 
