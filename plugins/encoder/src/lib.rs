@@ -33,31 +33,9 @@ mod tests;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The matrix-product kernels candle's CPU matmuls and the attention op run on this machine
-/// (gemm picks them at run time): for logs and benchmark tables, since speeds differ ~2x
-/// between AVX-512 and AVX2 machines.
+/// (see [`clarity_runtime::kernels::matmul_kernels`]).
 pub fn matmul_kernels() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if cfg!(feature = "avx512") && std::is_x86_feature_detected!("avx512f") {
-            return "AVX-512 (gemm x86-v4)";
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            return if std::is_x86_feature_detected!("avx512f") {
-                "AVX2+FMA (gemm x86-v3; AVX-512 present but built without the avx512 feature)"
-            } else {
-                "AVX2+FMA (gemm x86-v3)"
-            };
-        }
-        "SSE2 (no AVX2: gemm's portable kernels)"
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        "NEON"
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        "portable"
-    }
+    clarity_runtime::kernels::matmul_kernels()
 }
 
 /// Ask mimalloc to keep freed memory for reuse instead of returning it to the OS after 10 ms:

@@ -59,7 +59,7 @@ pub struct Base {
 }
 
 /// The `.gguf` file `path` is, or the only one a folder without `config.json` holds.
-fn gguf_file(path: &Path) -> Option<PathBuf> {
+pub fn gguf_file(path: &Path) -> Option<PathBuf> {
     if path.is_file() {
         return (path.extension()? == "gguf").then(|| path.to_path_buf());
     }

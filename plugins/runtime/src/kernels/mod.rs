@@ -29,6 +29,35 @@ pub fn with_composed_ops<R>(f: impl FnOnce() -> R) -> R {
     result
 }
 
+/// The matrix-product kernels candle's CPU matmuls and the plugins' per-head products run on
+/// this machine (gemm picks them at run time; `avx512` is this crate's feature, which the
+/// plugins turn on by default): for logs and benchmark tables, since speeds differ ~2x
+/// between AVX-512 and AVX2 machines.
+pub fn matmul_kernels() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if cfg!(feature = "avx512") && std::is_x86_feature_detected!("avx512f") {
+            return "AVX-512 (gemm x86-v4)";
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            return if std::is_x86_feature_detected!("avx512f") {
+                "AVX2+FMA (gemm x86-v3; AVX-512 present but built without the avx512 feature)"
+            } else {
+                "AVX2+FMA (gemm x86-v3)"
+            };
+        }
+        "SSE2 (no AVX2: gemm's portable kernels)"
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        "NEON"
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        "portable"
+    }
+}
+
 /// A contiguous f32 input of a custom op as a slice (`op` names it in the error).
 pub fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
     let CpuStorage::F32(data) = storage else {
