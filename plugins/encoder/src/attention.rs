@@ -42,25 +42,19 @@ impl Dims {
     /// sequence `b` is a `seq × head_dim` matrix with row stride `hidden`.
     fn head(self, base: *const f32, task: usize) -> Mat {
         let (b, h) = (task / self.heads, task % self.heads);
-        Mat {
-            // SAFETY (for callers): the offset stays inside a `[batch, seq, hidden]` buffer.
-            ptr: base.wrapping_add(b * self.seq * self.hidden() + h * self.head_dim),
-            rows: self.seq,
-            cols: self.head_dim,
-            row_stride: self.hidden() as isize,
-            col_stride: 1,
-        }
+        let sequence = base.wrapping_add(b * self.seq * self.hidden());
+        Mat::columns(
+            sequence,
+            self.seq,
+            self.hidden(),
+            h * self.head_dim,
+            self.head_dim,
+        )
     }
 
     /// One `seq × seq` block, row-major.
     fn square(self, base: *const f32) -> Mat {
-        Mat {
-            ptr: base,
-            rows: self.seq,
-            cols: self.seq,
-            row_stride: self.seq as isize,
-            col_stride: 1,
-        }
+        Mat::square(base, self.seq)
     }
 }
 

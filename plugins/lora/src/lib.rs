@@ -26,6 +26,9 @@ pub mod slots;
 pub mod tiny;
 pub mod weights;
 
+#[cfg(test)]
+mod test_support;
+
 // mimalloc: training allocates and frees large activation buffers every step (RECIPES).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -326,18 +326,10 @@ impl LoraLinear {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::relative_error;
     use crate::tiny::uniform;
     use candle_core::{Device, Var};
     use clarity_runtime::kernels::dropout::DropoutSeeds;
-
-    /// `max |a - b|` over `max |b|`: rounding differences between two ways of summing the
-    /// same products (and between gemm's AVX2 and AVX-512 kernels) grow with the values, so
-    /// bounds are relative to the reference's scale.
-    fn relative_error(a: &Tensor, b: &Tensor) -> Result<f32> {
-        let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        let scale = b.abs()?.max_all()?.to_scalar::<f32>()?;
-        Ok(diff / scale.max(f32::MIN_POSITIVE))
-    }
 
     #[test]
     fn frozen_matmul_matches_matmul_and_sends_gradient_to_the_input_only() -> Result<()> {

@@ -40,25 +40,19 @@ impl Dims {
     /// `seq × head_dim` matrix with row stride `n_heads · head_dim`.
     fn head(self, base: *const f32, b: usize, head: usize, n_heads: usize) -> Mat {
         let width = n_heads * self.head_dim;
-        Mat {
-            // SAFETY (for callers): the offset stays inside the buffer.
-            ptr: base.wrapping_add(b * self.seq * width + head * self.head_dim),
-            rows: self.seq,
-            cols: self.head_dim,
-            row_stride: width as isize,
-            col_stride: 1,
-        }
+        let sequence = base.wrapping_add(b * self.seq * width);
+        Mat::columns(
+            sequence,
+            self.seq,
+            width,
+            head * self.head_dim,
+            self.head_dim,
+        )
     }
 
     /// One `seq × seq` block, row-major.
     fn square(self, base: *const f32) -> Mat {
-        Mat {
-            ptr: base,
-            rows: self.seq,
-            cols: self.seq,
-            row_stride: self.seq as isize,
-            col_stride: 1,
-        }
+        Mat::square(base, self.seq)
     }
 }
 
@@ -347,21 +341,12 @@ impl CustomOp3 for CausalAttention {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{relative_error, seeded_var};
     use candle_core::{Device, Var};
     use clarity_runtime::kernels::with_composed_ops;
-    use rand::{Rng, SeedableRng};
 
     fn seeded(shape: (usize, usize, usize), seed: u64) -> Result<Var> {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let n = shape.0 * shape.1 * shape.2;
-        let values: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
-        Var::from_tensor(&Tensor::from_vec(values, shape, &Device::Cpu)?)
-    }
-
-    fn relative_error(a: &Tensor, b: &Tensor) -> Result<f32> {
-        let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        let scale = b.abs()?.max_all()?.to_scalar::<f32>()?;
-        Ok(diff / scale.max(f32::MIN_POSITIVE))
+        seeded_var(shape, 1.0, seed)
     }
 
     /// Output and the gradients of q, k, v through `sum(out · r)`, fused against composed.

@@ -299,21 +299,12 @@ impl CustomOp2 for SwiGlu {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{relative_error, seeded_var};
     use candle_core::{Device, Var};
     use clarity_runtime::kernels::with_composed_ops;
-    use rand::{Rng, SeedableRng};
 
     fn seeded(shape: (usize, usize, usize), seed: u64) -> Result<Var> {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let n = shape.0 * shape.1 * shape.2;
-        let values: Vec<f32> = (0..n).map(|_| rng.random_range(-3.0..3.0)).collect();
-        Var::from_tensor(&Tensor::from_vec(values, shape, &Device::Cpu)?)
-    }
-
-    fn relative_error(a: &Tensor, b: &Tensor) -> Result<f32> {
-        let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        let scale = b.abs()?.max_all()?.to_scalar::<f32>()?;
-        Ok(diff / scale.max(f32::MIN_POSITIVE))
+        seeded_var(shape, 3.0, seed)
     }
 
     /// `f`'s output and the gradients of `inputs` through `sum(out · r)`, fused against

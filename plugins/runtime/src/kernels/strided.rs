@@ -18,6 +18,30 @@ pub struct Mat {
 }
 
 impl Mat {
+    /// An `n × n` row-major block (one head's scores).
+    pub fn square(ptr: *const f32, n: usize) -> Mat {
+        Mat {
+            ptr,
+            rows: n,
+            cols: n,
+            row_stride: n as isize,
+            col_stride: 1,
+        }
+    }
+
+    /// Columns `first .. first + cols` of the `rows` rows of a row-major buffer `width`
+    /// wide that starts at `base`: one head of a `[seq, heads · head_dim]` activation.
+    pub fn columns(base: *const f32, rows: usize, width: usize, first: usize, cols: usize) -> Mat {
+        Mat {
+            // SAFETY (for users of the view): the caller keeps it inside the buffer.
+            ptr: base.wrapping_add(first),
+            rows,
+            cols,
+            row_stride: width as isize,
+            col_stride: 1,
+        }
+    }
+
     /// The transpose (the same memory, strides swapped).
     pub fn t(self) -> Mat {
         Mat {
