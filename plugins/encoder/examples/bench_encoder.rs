@@ -264,7 +264,7 @@ fn run() -> Result<()> {
 
     if args.train_only {
         // For a profiler: the training steps alone, nothing measured before them.
-        clarity_encoder::retain_freed_memory();
+        clarity_runtime::kernels::retain_freed_memory();
         let train = train_steps(&model, &rows(&encoded, 0, TRAIN_BATCH), &labels, plan.train)?;
         println!(
             "{}",
@@ -284,7 +284,7 @@ fn run() -> Result<()> {
 
     eprintln!("bench_encoder: candle training");
     // As the plugin's `train` does: keep freed memory instead of returning it to the OS.
-    clarity_encoder::retain_freed_memory();
+    clarity_runtime::kernels::retain_freed_memory();
     let train = train_steps(&model, &rows(&encoded, 0, TRAIN_BATCH), &labels, plan.train)?;
 
     let out = json!({

@@ -38,16 +38,4 @@ pub fn matmul_kernels() -> &'static str {
     clarity_runtime::kernels::matmul_kernels()
 }
 
-/// Ask mimalloc to keep freed memory for reuse instead of returning it to the OS after 10 ms:
-/// every training step frees and reallocates the same large activation buffers, and with the
-/// default a sixth of the step went to the kernel zeroing fresh pages (`perf`: clear_page_erms).
-/// The cost is that RSS stays at its peak, which a training run reaches anyway.
-pub fn retain_freed_memory() {
-    // `mi_option_purge_delay` in mimalloc v3's `mi_option_t` (libmimalloc-sys 0.1.49 names
-    // no constant for it); -1 means "never purge".
-    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    // SAFETY: setting an option is a plain store that mimalloc reads on its next purge.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
-}
-
 clarity_sdk::export_plugin!(plugin::EncoderPlugin, kinds = ["encoder"]);

@@ -269,7 +269,7 @@ impl Classifier for EncoderPlugin {
     }
 
     fn train(&mut self, job: TrainJob, ctx: &mut TrainContext<'_>) -> Result<TrainReport, Error> {
-        crate::retain_freed_memory();
+        clarity_runtime::kernels::retain_freed_memory();
         let (model, tokenizer, pretrained_dir, kind) = self.pretrained(&job.labels, ctx)?;
         let kernels = if kind.name() == "cpu" {
             format!(" ({} kernels)", crate::matmul_kernels())

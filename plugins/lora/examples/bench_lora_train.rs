@@ -371,7 +371,8 @@ fn train(args: &Args) -> Result<Value> {
     let model_dir = args.case.join(MODEL_DIR);
     let (encoded, labels) = read_inputs(&args.case.join(INPUTS_FILE))?;
 
-    // Load and build as the plugin's `train` does.
+    // Load and build as the plugin's `train` does (which first keeps freed memory for reuse).
+    clarity_runtime::kernels::retain_freed_memory();
     let start = Instant::now();
     let base = weights::load_base(&model_dir, &device)?;
     let lora = LoraSettings {

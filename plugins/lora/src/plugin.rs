@@ -186,6 +186,7 @@ impl Classifier for LoraPlugin {
     }
 
     fn train(&mut self, job: TrainJob, ctx: &mut TrainContext<'_>) -> Result<TrainReport, Error> {
+        clarity_runtime::kernels::retain_freed_memory();
         let (device, kind) = device::open(spec::device(&self.init)).map_err(Error::config)?;
         let base = self.base(&device)?;
         let max_length = spec::max_length(&self.init).min(base.arch.max_positions);

@@ -58,6 +58,8 @@ fn an_opt_1_3b_shaped_model_trains_in_8_bits_under_6_gb() -> Result<()> {
     (arch.hidden_size, arch.intermediate_size, arch.num_layers) = (2048, 8192, 24);
     (arch.num_heads, arch.num_kv_heads, arch.head_dim) = (32, 32, 64);
     arch.max_positions = 2048;
+    // As the plugin's `train` does.
+    clarity_runtime::kernels::retain_freed_memory();
     let start = Instant::now();
     let checkpoint =
         names::to_checkpoint(&arch, &tiny::canonical_weights_as(&arch, 7, DType::F16)?)?;
