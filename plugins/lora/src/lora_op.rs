@@ -70,6 +70,9 @@ impl CustomOp3 for LoraOp {
                 self.weight.dims()
             );
         }
+        if self.bias.as_ref().is_some_and(|b| b.len() != out) {
+            candle_core::bail!("{}: a bias of {out} values expected", self.name());
+        }
         let m = x.len() / inner.max(1);
         let (base, shape) = self.weight.cpu_product(xs, xl)?;
         let CpuStorage::F32(mut y) = base else {
