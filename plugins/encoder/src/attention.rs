@@ -13,7 +13,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, D};
 use clarity_runtime::cpu_values::values;
 use clarity_runtime::kernels::dropout::{self, Mask};
 use clarity_runtime::kernels::f32_slice;
-use clarity_runtime::kernels::fastmath::{self, dot, sum};
+use clarity_runtime::kernels::fastmath::{self, softmax_backward_in_place, sum};
 use clarity_runtime::kernels::strided::{matmul, Mat, Shared};
 use multiversion::multiversion;
 use rayon::prelude::*;
@@ -70,15 +70,6 @@ fn softmax_biased(row: &mut [f32], bias: &[f32]) {
     }
     let inv = 1.0 / sum(row);
     row.iter_mut().for_each(|v| *v *= inv);
-}
-
-/// Softmax backward in place: `g ← y (g - Σ g y)`.
-#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
-fn softmax_backward_in_place(y: &[f32], g: &mut [f32]) {
-    let dot = dot(y, g);
-    for (g, y) in g.iter_mut().zip(y) {
-        *g = y * (*g - dot);
-    }
 }
 
 /// Self-attention over `q`, `k`, `v` (`[batch, seq, hidden]`, the projections' outputs):

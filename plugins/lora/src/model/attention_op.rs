@@ -14,7 +14,7 @@
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, D};
 use clarity_runtime::cpu_values::values;
-use clarity_runtime::kernels::fastmath::{self, dot};
+use clarity_runtime::kernels::fastmath::{self, softmax_backward_in_place};
 use clarity_runtime::kernels::strided::{matmul, matmul_add, Mat, Shared};
 use clarity_runtime::kernels::{f32_slice, use_fused};
 use multiversion::multiversion;
@@ -84,15 +84,6 @@ fn recompute_row(row: &mut [f32], bias: &[f32], i: usize, lse: f32) {
         *v = fastmath::exp(*v + b - lse);
     }
     future.fill(0.0);
-}
-
-/// Softmax backward in place: `g ← y (g - Σ g y)`.
-#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
-fn softmax_backward_in_place(y: &[f32], g: &mut [f32]) {
-    let dot = dot(y, g);
-    for (g, y) in g.iter_mut().zip(y) {
-        *g = y * (*g - dot);
-    }
 }
 
 /// Causal self-attention: `softmax(q kᵀ / √head_dim + causal + key_bias) v` per head, with
@@ -341,20 +332,18 @@ impl CustomOp3 for CausalAttention {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{relative_error, seeded_var};
+    use crate::test_support::{assert_matches_composed, seeded_var};
     use candle_core::{Device, Var};
-    use clarity_runtime::kernels::with_composed_ops;
 
     fn seeded(shape: (usize, usize, usize), seed: u64) -> Result<Var> {
         seeded_var(shape, 1.0, seed)
     }
 
-    /// Output and the gradients of q, k, v through `sum(out · r)`, fused against composed.
+    /// Output and the gradients of q, k, v, fused against composed.
     fn compare(b: usize, s: usize, heads: usize, kv_heads: usize, hd: usize) -> Result<()> {
         let q = seeded((b, s, heads * hd), 1)?;
         let k = seeded((b, s, kv_heads * hd), 2)?;
         let v = seeded((b, s, kv_heads * hd), 3)?;
-        let r = seeded((b, s, heads * hd), 4)?;
         // The last sequence's last three positions are padding (right padding).
         let bias: Vec<f32> = (0..b * s)
             .map(|i| match i / s == b - 1 && i % s >= s - 3 {
@@ -363,32 +352,9 @@ mod tests {
             })
             .collect();
         let bias = Tensor::from_vec(bias, (b, s), &Device::Cpu)?;
-        let run = || -> Result<(Tensor, Vec<Tensor>)> {
-            let out = causal_attention(&q, &k, &v, &bias, heads, kv_heads)?;
-            let grads = (&out * r.as_tensor())?.sum_all()?.backward()?;
-            let g = [&q, &k, &v]
-                .iter()
-                .map(|x| {
-                    grads
-                        .get(x)
-                        .cloned()
-                        .ok_or(candle_core::Error::Msg("no grad".into()))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Ok((out, g))
-        };
-        let (fused, fused_grads) = run()?;
-        let (reference, reference_grads) = with_composed_ops(run)?;
-        let e = relative_error(&fused, &reference)?;
-        assert!(e < 1e-5, "forward: relative error {e}");
-        for (name, (a, b)) in ["q", "k", "v"]
-            .iter()
-            .zip(fused_grads.iter().zip(&reference_grads))
-        {
-            let e = relative_error(a, b)?;
-            assert!(e < 1e-4, "d{name}: relative error {e}");
-        }
-        Ok(())
+        assert_matches_composed(&[&q, &k, &v], || {
+            causal_attention(&q, &k, &v, &bias, heads, kv_heads)
+        })
     }
 
     #[test]

@@ -299,41 +299,11 @@ impl CustomOp2 for SwiGlu {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{relative_error, seeded_var};
+    use crate::test_support::{assert_matches_composed as compare, seeded_var};
     use candle_core::{Device, Var};
-    use clarity_runtime::kernels::with_composed_ops;
 
     fn seeded(shape: (usize, usize, usize), seed: u64) -> Result<Var> {
         seeded_var(shape, 3.0, seed)
-    }
-
-    /// `f`'s output and the gradients of `inputs` through `sum(out · r)`, fused against
-    /// composed.
-    fn compare(inputs: &[&Var], f: impl Fn() -> Result<Tensor>) -> Result<()> {
-        let run = || -> Result<(Tensor, Vec<Tensor>)> {
-            let out = f()?;
-            let r = seeded(out.dims3()?, 99)?;
-            let grads = (&out * r.as_tensor())?.sum_all()?.backward()?;
-            let g = inputs
-                .iter()
-                .map(|x| {
-                    grads
-                        .get(x)
-                        .cloned()
-                        .ok_or(candle_core::Error::Msg("no grad".into()))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Ok((out, g))
-        };
-        let (fused, fused_grads) = run()?;
-        let (reference, reference_grads) = with_composed_ops(run)?;
-        let e = relative_error(&fused, &reference)?;
-        assert!(e < 1e-5, "forward: relative error {e}");
-        for (i, (a, b)) in fused_grads.iter().zip(&reference_grads).enumerate() {
-            let e = relative_error(a, b)?;
-            assert!(e < 1e-4, "gradient {i}: relative error {e}");
-        }
-        Ok(())
     }
 
     #[test]

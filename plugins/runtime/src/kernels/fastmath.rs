@@ -81,6 +81,16 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// Softmax backward in place over one row: `g ← y (g - Σ g y)`, `y` the row's
+/// probabilities (the attention ops' backward passes).
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+pub fn softmax_backward_in_place(y: &[f32], g: &mut [f32]) {
+    let dot = dot(y, g);
+    for (g, y) in g.iter_mut().zip(y) {
+        *g = y * (*g - dot);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
