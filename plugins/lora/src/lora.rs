@@ -92,10 +92,11 @@ impl LoraSettings {
     }
 }
 
-/// `x Wᵀ` for a frozen `W` (`[out, in]`): forward as a plain product, backward to `x` only.
+/// `x Wᵀ` for a frozen `W` (`[out, in]`, f32 or 8-bit): forward as a plain product (candle's
+/// quantized kernel for Q8_0, which has no backward pass of its own), backward to `x` only.
 #[derive(Debug, Clone)]
 pub struct FrozenMatMul {
-    weight: Tensor,
+    weight: Frozen,
 }
 
 impl CustomOp1 for FrozenMatMul {
@@ -104,11 +105,11 @@ impl CustomOp1 for FrozenMatMul {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        frozen_product(&self.weight, storage, layout)
+        self.weight.cpu_product(storage, layout)
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(grad_res.broadcast_matmul(&self.weight)?))
+        self.weight.input_grad(grad_res).map(Some)
     }
 }
 
@@ -140,30 +141,6 @@ fn frozen_product(
         *last = out;
     }
     Ok((y, Shape::from(shape)))
-}
-
-/// `x Wᵀ` for a frozen 8-bit `W` (GGML Q8_0: blocks of 32 weights with one scale): candle's
-/// quantized kernel forward (it has no backward pass), and a backward of our own that sends
-/// `grad · W` (W dequantized for the moment of the product) to the input, so gradients reach
-/// every adapter below it.
-#[derive(Debug, Clone)]
-pub struct QuantMatMul {
-    weight: Arc<QTensor>,
-}
-
-impl CustomOp1 for QuantMatMul {
-    fn name(&self) -> &'static str {
-        "quant-matmul"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        CustomOp1::cpu_fwd(self.weight.as_ref(), storage, layout)
-    }
-
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        let w = self.weight.dequantize(grad_res.device())?;
-        Ok(Some(grad_res.broadcast_matmul(&w)?))
-    }
 }
 
 /// A frozen weight `[out, in]`: f32, or 8-bit when `use_8bit` is on.
@@ -228,20 +205,23 @@ impl Frozen {
         }
     }
 
-    /// `g W`: the gradient `x` gets from `x Wᵀ` (`g` is `[m, out]`).
+    /// `g W`: the gradient `x` gets from `x Wᵀ` (`g` is `[.., out]`); an 8-bit `W` is
+    /// dequantized for the moment of the product.
     pub(crate) fn input_grad(&self, g: &Tensor) -> Result<Tensor> {
         match self {
-            Self::F32(w) => g.matmul(w),
-            Self::Q8(q) => g.matmul(&q.dequantize(g.device())?),
+            Self::F32(w) => g.broadcast_matmul(w),
+            Self::Q8(q) => g.broadcast_matmul(&q.dequantize(g.device())?),
         }
     }
 
     /// `x Wᵀ` with a backward pass to `x` only.
     fn matmul_t(&self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Self::F32(w) if x.device().is_cpu() => x.apply_op1(FrozenMatMul { weight: w.clone() }),
-            Self::F32(w) => x.broadcast_matmul(&w.t()?),
-            Self::Q8(q) => x.apply_op1(QuantMatMul { weight: q.clone() }),
+            Self::F32(w) if !x.device().is_cpu() => x.broadcast_matmul(&w.t()?),
+            // Q8_0 weights are only made on the CPU (`Frozen::new`).
+            _ => x.apply_op1(FrozenMatMul {
+                weight: self.clone(),
+            }),
         }
     }
 }
@@ -335,9 +315,9 @@ mod tests {
     fn frozen_matmul_matches_matmul_and_sends_gradient_to_the_input_only() -> Result<()> {
         let w = uniform((5, 3), 0.0, 1.0, 1)?;
         let x = Var::from_tensor(&uniform((2, 4, 3), 0.0, 1.0, 2)?)?;
-        let frozen = x
-            .as_tensor()
-            .apply_op1(FrozenMatMul { weight: w.clone() })?;
+        let frozen = x.as_tensor().apply_op1(FrozenMatMul {
+            weight: Frozen::F32(w.clone()),
+        })?;
         let plain = x.as_tensor().broadcast_matmul(&w.t()?)?;
         // The same products, perhaps summed in another order: a few ulp of the scale.
         let error = relative_error(&frozen, &plain)?;

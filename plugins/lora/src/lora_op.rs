@@ -28,16 +28,6 @@ pub struct LoraOp {
     pub mask: Option<Mask>,
 }
 
-impl LoraOp {
-    /// `x` with this call's dropout applied (borrowed when there is none).
-    fn dropped<'a>(&self, x: &'a [f32]) -> std::borrow::Cow<'a, [f32]> {
-        match self.mask {
-            Some(mask) => std::borrow::Cow::Owned(dropout::masked(mask, x)),
-            None => std::borrow::Cow::Borrowed(x),
-        }
-    }
-}
-
 /// `[m, k]` row-major, no offset.
 fn rows(m: usize, k: usize) -> Layout {
     Layout::contiguous((m, k))
@@ -78,9 +68,21 @@ impl CustomOp3 for LoraOp {
         let CpuStorage::F32(mut y) = base else {
             candle_core::bail!("{}: the frozen product is not f32", self.name());
         };
-        // low = dropout(x) Aᵀ, update = low Bᵀ: both small next to the frozen product.
-        let dropped = CpuStorage::F32(self.dropped(x).into_owned());
-        let low = dropped.matmul(a_s, (1, m, r, inner), &rows(m, inner), &al.transpose(0, 1)?)?;
+        // low = dropout(x) Aᵀ, update = low Bᵀ: both small next to the frozen product. Without
+        // dropout the product reads x where it is.
+        let at = al.transpose(0, 1)?;
+        let low = match self.mask {
+            Some(mask) => CpuStorage::F32(dropout::masked(mask, x)).matmul(
+                a_s,
+                (1, m, r, inner),
+                &rows(m, inner),
+                &at,
+            )?,
+            None => {
+                let x_rows = Layout::contiguous_with_offset((m, inner), xl.start_offset());
+                xs.matmul(a_s, (1, m, r, inner), &x_rows, &at)?
+            }
+        };
         let update = low.matmul(b_s, (1, m, out, r), &rows(m, r), &bl.transpose(0, 1)?)?;
         let CpuStorage::F32(update) = update else {
             candle_core::bail!("{}: the adapter product is not f32", self.name());
@@ -110,9 +112,9 @@ impl CustomOp3 for LoraOp {
         let device = x.device();
         let g = grad.detach().reshape((m, out))?;
         let (a, b) = (a.detach(), b.detach());
-        let dropped = {
-            let xv = values(x)?;
-            Tensor::from_vec(self.dropped(&xv).into_owned(), (m, inner), device)?
+        let dropped = match self.mask {
+            Some(mask) => Tensor::from_vec(dropout::masked(mask, &values(x)?), (m, inner), device)?,
+            None => x.detach().reshape((m, inner))?,
         };
         let scale = f64::from(self.scale);
         // g B: the gradient at the low-rank bottleneck, [m, r].
