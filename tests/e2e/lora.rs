@@ -172,13 +172,15 @@ fn tiny_opt_in_8_bits_and_gpt2_train_and_serve() {
             log.contains(&format!("({}, 2 layers", family_name(family))),
             "{log}"
         );
-        let precision = if use_8bit == "true" {
-            "in 8 bits"
+        // The log names the frozen matrices' formats: Q8_0 (and f32 for rows that do not
+        // split into 32-wide blocks) with use_8bit, f32 alone without.
+        let formats = if use_8bit == "true" {
+            "in Q8_0"
         } else {
-            "in f32"
+            "in f32 ("
         };
         assert!(
-            log.contains(&format!("frozen weights {precision}")),
+            log.contains(&format!("frozen weights {formats}")),
             "{log}"
         );
         let mut server = project.serve(&[]);

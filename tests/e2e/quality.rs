@@ -142,6 +142,15 @@ fn recipe_classic_qevasion() {
     qevasion_recipe("classic-qevasion", 0.5);
 }
 
+/// SmolLM2 + LoRA with the original's settings: the yardstick of the LoRA memory work (its
+/// wall time and peak RSS go in the README beside the run before it). It only has to beat
+/// chance-level macro-F1 on three labels.
+#[test]
+#[ignore = "reads ../shared/data/qevasion; about 30-60 minutes of LoRA training on 2 cores"]
+fn recipe_smollm2_lora_qevasion() {
+    qevasion_recipe("smollm2-lora-qevasion", 0.25);
+}
+
 /// The ensemble recipe: its members trained first (about 75 minutes), then fitted. It must
 /// beat its best member on validation, also when cross-fitted (weights fitted on four fifths
 /// of the set, each fifth scored), which is what it earns on pairs it did not see.

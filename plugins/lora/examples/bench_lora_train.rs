@@ -6,7 +6,7 @@
 //!     [--batch 8] [--max-length 256] [--labels 3] [--seed 7]
 //! target/release/examples/bench_lora_train train CASE_DIR [--steps 8] [--threads 2] [--use-8bit] [--gradient-checkpointing]
 //!     [--r 8] [--alpha 16] [--dropout 0.05] [--targets q_proj,v_proj] [--lr 2e-4]
-//!     [--labels 3] [--seed 7] [--save-init FILE]
+//!     [--labels 3] [--seed 7] [--save-init FILE] [--base PATH]
 //! ```
 //!
 //! `prepare` with `--from NAME` resolves NAME as the plugin resolves `model_name` (a folder, a
@@ -19,8 +19,10 @@
 //! writes `CASE_DIR/inputs.json`: `batch` rows of seeded random token ids (no special tokens)
 //! with a mix of lengths, right-padded to `max_length`, and a label per row.
 //!
-//! `train` loads `CASE_DIR/model/` with the plugin's loader (`weights::load_base`), builds the
-//! `DecoderModel` with fresh adapters and head as the plugin does (`use_8bit`: Q8_0 frozen
+//! `train` loads `CASE_DIR/model/` (or `--base PATH`, e.g. the original GGUF file, whose
+//! quantized blocks `--use-8bit` keeps as stored) with the plugin's loader
+//! (`weights::load_base`), builds the
+//! `DecoderModel` with fresh adapters and head as the plugin does (`use_8bit`: quantized frozen
 //! weights), and runs `--steps` training steps on the whole batch: forward with adapter
 //! dropout, cross-entropy, backward, the runtime's AdamW with the training loop's defaults
 //! (weight decay 0.01, gradient clipping to norm 1) at a constant learning rate. `--save-init`
@@ -51,7 +53,7 @@ const USAGE: &str = "usage: bench_lora_train prepare CASE_DIR [--from NAME] [--r
                      bench_lora_train train CASE_DIR [--steps N] [--threads N] [--use-8bit] \
                      [--gradient-checkpointing] \
                      [--r N] [--alpha X] [--dropout X] [--targets a,b] [--lr X] [--labels N] \
-                     [--seed N] [--save-init FILE]";
+                     [--seed N] [--save-init FILE] [--base PATH]";
 
 /// The model folder and the inputs inside a case folder.
 const MODEL_DIR: &str = "model";
@@ -77,6 +79,7 @@ struct Args {
     targets: Vec<String>,
     lr: f64,
     save_init: Option<PathBuf>,
+    base: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -112,6 +115,7 @@ fn parse_args() -> Result<Args> {
         targets: vec!["q_proj".into(), "v_proj".into()],
         lr: 2e-4,
         save_init: None,
+        base: None,
     };
     while let Some(flag) = args.next() {
         if flag == "--use-8bit" {
@@ -143,6 +147,7 @@ fn parse_args() -> Result<Args> {
             "--lr" => parsed.lr = value.parse().with_context(|| number("a number"))?,
             "--targets" => parsed.targets = value.split(',').map(str::to_string).collect(),
             "--save-init" => parsed.save_init = Some(PathBuf::from(value)),
+            "--base" => parsed.base = Some(PathBuf::from(value)),
             other => bail!("unknown option {other}\n{USAGE}"),
         }
     }
@@ -211,8 +216,13 @@ fn write_gguf_as_folder(name: &str, root: &Path, out: &Path, labels: usize) -> R
     let model = gguf::read_gguf(&file, &Device::Cpu)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     // The head is tied to the embedding in SmolLM2; a classifier has no LM head at all.
+    let (config, tokenizer, dtypes) = (
+        model.config.clone(),
+        model.tokenizer.clone(),
+        model.dtypes.clone(),
+    );
     let tensors: HashMap<String, Tensor> = model
-        .tensors
+        .into_f32_tensors(&Device::Cpu)?
         .into_iter()
         .filter(|(k, _)| k != "lm_head.weight")
         .map(|(k, t)| Ok((k, t.to_dtype(DType::F32)?.contiguous()?)))
@@ -222,7 +232,7 @@ fn write_gguf_as_folder(name: &str, root: &Path, out: &Path, labels: usize) -> R
     candle_core::safetensors::save(&tensors, &weights_path)
         .with_context(|| format!("cannot write {}", weights_path.display()))?;
 
-    let mut config = model.config;
+    let mut config = config;
     let object = config
         .as_object_mut()
         .context("the GGUF reader's config is not a JSON object")?;
@@ -241,11 +251,10 @@ fn write_gguf_as_folder(name: &str, root: &Path, out: &Path, labels: usize) -> R
     object.insert("dtype".into(), json!("float32"));
     write_json(&out.join("config.json"), &config)?;
     let tokenizer_path = out.join("tokenizer.json");
-    model
-        .tokenizer
+    tokenizer
         .save(&tokenizer_path, false)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tokenizer_path.display()))?;
-    let mut kinds: Vec<String> = model.dtypes.into_values().collect();
+    let mut kinds: Vec<String> = dtypes.into_values().collect();
     kinds.sort();
     kinds.dedup();
     eprintln!(
@@ -368,7 +377,10 @@ fn read_inputs(path: &Path) -> Result<(Encoded, Vec<u32>)> {
 
 fn train(args: &Args) -> Result<Value> {
     let device = Device::Cpu;
-    let model_dir = args.case.join(MODEL_DIR);
+    let model_dir = args
+        .base
+        .clone()
+        .unwrap_or_else(|| args.case.join(MODEL_DIR));
     let (encoded, labels) = read_inputs(&args.case.join(INPUTS_FILE))?;
 
     // Load and build as the plugin's `train` does (which first keeps freed memory for reuse).
@@ -473,6 +485,7 @@ fn train(args: &Args) -> Result<Value> {
         "trainable_params": trainable_params,
         "trainable_variables": variables,
         "frozen_mb": model.frozen_bytes() as f64 / 1e6,
+        "frozen_formats": model.frozen_formats(),
         "load_s": load_s,
         "step_s": step_s,
         "forward_s": forward_s,

@@ -143,13 +143,14 @@ fn frozen_product(
     Ok((y, Shape::from(shape)))
 }
 
-/// A frozen weight `[out, in]`: f32, or 8-bit when `use_8bit` is on.
+/// A frozen weight `[out, in]`: f32, or quantized when `use_8bit` is on.
 #[derive(Debug, Clone)]
 pub enum Frozen {
     /// Full precision.
     F32(Tensor),
-    /// GGML Q8_0 (about 1.06 bytes per weight).
-    Q8(Arc<QTensor>),
+    /// GGML blocks: Q8_0 (about 1.06 bytes per weight) quantized at load, or a GGUF file's
+    /// own type (Q4_1, Q4_K, ...) kept as stored.
+    Quantized(Arc<QTensor>),
 }
 
 impl Frozen {
@@ -159,7 +160,7 @@ impl Frozen {
         let block = GgmlDType::Q8_0.block_size();
         let fits = weight.dims().last().is_some_and(|&n| n % block == 0);
         if quantize && fits && weight.device().is_cpu() {
-            Ok(Self::Q8(Arc::new(QTensor::quantize(
+            Ok(Self::Quantized(Arc::new(QTensor::quantize(
                 &weight,
                 GgmlDType::Q8_0,
             )?)))
@@ -172,15 +173,23 @@ impl Frozen {
     pub fn dims(&self) -> Vec<usize> {
         match self {
             Self::F32(t) => t.dims().to_vec(),
-            Self::Q8(q) => q.shape().dims().to_vec(),
+            Self::Quantized(q) => q.shape().dims().to_vec(),
         }
     }
 
-    /// The weight in f32 (a copy for 8-bit weights).
+    /// The weight in f32 (a copy for quantized weights).
     pub fn to_f32(&self) -> Result<Tensor> {
         match self {
             Self::F32(t) => Ok(t.clone()),
-            Self::Q8(q) => q.dequantize(&q.device()),
+            Self::Quantized(q) => q.dequantize(&q.device()),
+        }
+    }
+
+    /// `f32`, or the GGML type of the blocks (`Q8_0`, `Q4_1`, ...).
+    pub fn format(&self) -> String {
+        match self {
+            Self::F32(_) => "f32".into(),
+            Self::Quantized(q) => format!("{:?}", q.dtype()),
         }
     }
 
@@ -188,7 +197,7 @@ impl Frozen {
     pub fn bytes(&self) -> usize {
         match self {
             Self::F32(t) => t.elem_count() * 4,
-            Self::Q8(q) => q.storage_size_in_bytes(),
+            Self::Quantized(q) => q.storage_size_in_bytes(),
         }
     }
 
@@ -201,16 +210,16 @@ impl Frozen {
     ) -> Result<(CpuStorage, Shape)> {
         match self {
             Self::F32(w) => frozen_product(w, storage, layout),
-            Self::Q8(q) => CustomOp1::cpu_fwd(q.as_ref(), storage, layout),
+            Self::Quantized(q) => CustomOp1::cpu_fwd(q.as_ref(), storage, layout),
         }
     }
 
-    /// `g W`: the gradient `x` gets from `x Wᵀ` (`g` is `[.., out]`); an 8-bit `W` is
+    /// `g W`: the gradient `x` gets from `x Wᵀ` (`g` is `[.., out]`); a quantized `W` is
     /// dequantized for the moment of the product.
     pub(crate) fn input_grad(&self, g: &Tensor) -> Result<Tensor> {
         match self {
             Self::F32(w) => g.broadcast_matmul(w),
-            Self::Q8(q) => g.broadcast_matmul(&q.dequantize(g.device())?),
+            Self::Quantized(q) => g.broadcast_matmul(&q.dequantize(g.device())?),
         }
     }
 
@@ -218,7 +227,7 @@ impl Frozen {
     fn matmul_t(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Self::F32(w) if !x.device().is_cpu() => x.broadcast_matmul(&w.t()?),
-            // Q8_0 weights are only made on the CPU (`Frozen::new`).
+            // Quantized weights are only kept on the CPU (`Frozen::new`, `BaseWeights`).
             _ => x.apply_op1(FrozenMatMul {
                 weight: self.clone(),
             }),
@@ -362,7 +371,7 @@ mod tests {
         let dev = Device::Cpu;
         let w = uniform((8, 64), 0.0, 1.0, 1)?;
         let q = Frozen::new(w.clone(), true)?;
-        assert!(matches!(q, Frozen::Q8(_)));
+        assert!(matches!(q, Frozen::Quantized(_)));
         assert!(q.bytes() * 3 < w.elem_count() * 4, "{} bytes", q.bytes());
         let x = Var::from_tensor(&uniform((2, 3, 64), 0.0, 1.0, 2)?)?;
         let y8 = q.matmul_t(x.as_tensor())?;

@@ -52,6 +52,26 @@ pub fn canonical(
     }
 }
 
+/// Rename a GGUF file's quantized tensors (under HF llama names) to canonical names. GGUF
+/// bases are llama-family, whose canonical names only drop `model.`.
+pub fn canonical_quantized<T>(
+    arch: &DecoderArch,
+    tensors: HashMap<String, T>,
+) -> Result<HashMap<String, T>> {
+    if tensors.is_empty() {
+        return Ok(tensors);
+    }
+    match arch.family {
+        Family::Llama | Family::Qwen2 => Ok(tensors
+            .into_iter()
+            .map(|(k, v)| (strip(&k, &["model."]).to_string(), v))
+            .collect()),
+        family => candle_core::bail!(
+            "quantized base weights are read for llama-family models only, not {family:?}"
+        ),
+    }
+}
+
 fn opt(tensors: HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
     let mut out = HashMap::new();
     for (name, t) in tensors {

@@ -219,7 +219,7 @@ impl Classifier for LoraPlugin {
         ctx.message(text);
         ctx.message(format!(
             "LoRA fine-tuning {} [{}] ({:?}, {} layers, hidden {}) on {} with max_length {}; \
-             frozen weights {} ({:.1} MB)",
+             frozen weights in {} ({:.1} MB)",
             base.source.display(),
             base.format,
             base.arch.family,
@@ -227,11 +227,7 @@ impl Classifier for LoraPlugin {
             base.arch.hidden_size,
             kind.name(),
             max_length,
-            if self.init.spec.model_config.use_8bit {
-                "in 8 bits"
-            } else {
-                "in f32"
-            },
+            model.frozen_formats(),
             model.frozen_bytes() as f64 / 1e6
         ));
         let outcome = trainer::fit(&model, &prompt, &job, &self.init.spec.training_config, ctx)?;

@@ -1,6 +1,7 @@
 //! The pretrained base model: a Hugging Face folder (`config.json`, `*.safetensors`,
-//! `tokenizer.json`) or a GGUF file (config and tokenizer from its metadata, weights
-//! dequantized to f32), and the adapter files written after training.
+//! `tokenizer.json`) or a GGUF file (config and tokenizer from its metadata, quantized
+//! weights kept as stored until the model is built), and the adapter files written after
+//! training.
 
 use crate::arch::{ArchError, DecoderArch};
 use crate::gguf;
@@ -84,10 +85,13 @@ pub fn load_base(path: &Path, device: &Device) -> Result<Base, LoadError> {
         let mut kinds: Vec<&str> = model.dtypes.values().map(String::as_str).collect();
         kinds.sort_unstable();
         kinds.dedup();
-        let weights = BaseWeights::new(&arch, model.tensors).map_err(|e| LoadError::Read {
-            path: file.clone(),
-            message: e.to_string(),
-        })?;
+        let weights =
+            BaseWeights::with_quantized(&arch, model.tensors, model.quantized).map_err(|e| {
+                LoadError::Read {
+                    path: file.clone(),
+                    message: e.to_string(),
+                }
+            })?;
         return Ok(Base {
             arch,
             weights,

@@ -4,7 +4,13 @@
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
-use clarity_lora::gguf::{read_gguf, read_gguf_tokenizer, unpermute, GgufError};
+use clarity_lora::gguf::{read_gguf, read_gguf_tokenizer, unpermute, GgufError, GgufModel};
+use clarity_lora::lora::LoraSettings;
+use clarity_lora::model::{DecoderModel, Trainable};
+use clarity_lora::weights::load_base;
+use clarity_runtime::batch::TensorBatch;
+use clarity_runtime::tokenize::Encoded;
+use clarity_runtime::train::loss;
 use common::smollm2;
 use std::path::{Path, PathBuf};
 
@@ -19,6 +25,14 @@ fn row(t: &Tensor, i: usize, n: usize) -> Vec<f32> {
         .unwrap()
 }
 
+/// Tensor `name` of `model` in f32, whether the file stored it as floats or quantized.
+fn f32_of(model: &GgufModel, name: &str) -> Tensor {
+    match model.quantized.get(name) {
+        Some(q) => q.dequantize(&Device::Cpu).unwrap(),
+        None => model.tensors[name].clone(),
+    }
+}
+
 /// `want` as f64: the Python values are exact binary fractions, longer than f32 literals.
 fn assert_close(got: &[f32], want: &[f64]) {
     assert_eq!(got.len(), want.len());
@@ -31,7 +45,7 @@ fn assert_close(got: &[f32], want: &[f64]) {
 fn smollm2_config_tensors_and_dtypes() {
     let started = std::time::Instant::now();
     let model = read_gguf(&smollm2(), &Device::Cpu).unwrap();
-    eprintln!("read and dequantized in {:?}", started.elapsed());
+    eprintln!("read in {:?}", started.elapsed());
 
     let c = &model.config;
     for (key, want) in [
@@ -55,10 +69,16 @@ fn smollm2_config_tensors_and_dtypes() {
     assert_eq!(c["tie_word_embeddings"], true);
     assert_eq!(c["attention_bias"], false);
 
-    // 272 GGUF tensors: embedding, final norm, 30 x 9; no lm_head (tied).
-    assert_eq!(model.tensors.len(), 272);
+    // 272 GGUF tensors: embedding, final norm, 30 x 9; no lm_head (tied). The norms are
+    // F32 in the file; the matrices stay quantized as stored.
+    assert_eq!(model.tensors.len() + model.quantized.len(), 272);
+    assert_eq!(model.tensors.len(), 61, "the norms");
     assert!(!model.tensors.contains_key("lm_head.weight"));
-    let dims = |name: &str| model.tensors[name].dims().to_vec();
+    assert!(!model.quantized.contains_key("lm_head.weight"));
+    let dims = |name: &str| match model.quantized.get(name) {
+        Some(q) => q.shape().dims().to_vec(),
+        None => model.tensors[name].dims().to_vec(),
+    };
     assert_eq!(dims("model.embed_tokens.weight"), [49152, 576]);
     assert_eq!(dims("model.layers.0.self_attn.q_proj.weight"), [576, 576]);
     assert_eq!(dims("model.layers.29.self_attn.k_proj.weight"), [192, 576]);
@@ -89,7 +109,8 @@ fn smollm2_config_tensors_and_dtypes() {
     // Values from the Python `gguf` package (gguf.quants.dequantize) with numpy's inverse of
     // convert_hf_to_gguf's permute (reshape(nh, hd/2, 2, in).swapaxes(1, 2)): rows 1 and 32
     // of head 0 sit at GGUF rows 2 and 1, so a missing or wrong un-permute shows here.
-    let k = &model.tensors["model.layers.0.self_attn.k_proj.weight"];
+    // The quantized q/k rows were un-permuted as bytes (`unpermute_rows`).
+    let k = &f32_of(&model, "model.layers.0.self_attn.k_proj.weight");
     assert_close(
         &row(k, 1, 3),
         &[0.203369140625, 0.09136962890625, 0.203369140625],
@@ -99,7 +120,7 @@ fn smollm2_config_tensors_and_dtypes() {
         &row(k, 100, 3),
         &[0.2972412109375, -0.07501220703125, 0.54541015625],
     );
-    let q = &model.tensors["model.layers.0.self_attn.q_proj.weight"];
+    let q = &f32_of(&model, "model.layers.0.self_attn.q_proj.weight");
     assert_close(
         &row(q, 1, 3),
         &[-0.1591796875, 0.39794921875, -0.0198974609375],
@@ -108,10 +129,105 @@ fn smollm2_config_tensors_and_dtypes() {
         &row(q, 32, 3),
         &[-0.1173095703125, -0.1173095703125, -0.19281005859375],
     );
-    let embed = &model.tensors["model.embed_tokens.weight"];
+    let embed = &f32_of(&model, "model.embed_tokens.weight");
     assert_close(
         &row(embed, 1, 3),
         &[-0.0238037109375, -0.015869140625, -0.0396728515625],
+    );
+}
+
+/// `use_8bit` on a quantized GGUF keeps the file's blocks as stored (Q4_1 matrices, a Q8_0
+/// embedding: no f32 copy of them is made), and the model computes what the f32 build of the
+/// same file computes, up to candle's 8-bit rounding of the activations in its quantized
+/// products; gradients still reach the adapters through the Q4_1 matrices.
+#[test]
+fn smollm2_in_8_bits_keeps_the_files_blocks_and_matches_the_f32_build() {
+    let file = smollm2();
+    let base = load_base(&file, &Device::Cpu).unwrap();
+    let settings = LoraSettings {
+        r: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        target_modules: vec!["q_proj".into(), "v_proj".into()],
+    };
+    let build = |use_8bit| {
+        let trainable = Trainable {
+            lora: &settings,
+            num_labels: 3,
+            seed: 1,
+            use_8bit,
+            gradient_checkpointing: false,
+        };
+        DecoderModel::new(
+            base.arch.clone(),
+            base.weights.clone(),
+            &trainable,
+            &Device::Cpu,
+        )
+        .unwrap()
+        .0
+    };
+    let (kept, dense) = (build(true), build(false));
+    assert_eq!(kept.frozen_formats(), "Q4_1, Q8_0");
+    assert_eq!(dense.frozen_formats(), "f32");
+    let file_bytes = std::fs::metadata(&file).unwrap().len() as usize;
+    assert!(
+        kept.frozen_bytes() < file_bytes,
+        "{} bytes held for a {file_bytes}-byte file",
+        kept.frozen_bytes()
+    );
+    assert!(dense.frozen_bytes() > 4 * kept.frozen_bytes());
+
+    let ids = base.tokenizer.encode("Q: Will you? A: No.", false).unwrap();
+    let ids: Vec<i64> = ids.get_ids().iter().map(|&i| i64::from(i)).collect();
+    let encoded = Encoded {
+        batch: 1,
+        seq: ids.len(),
+        attention_mask: vec![1; ids.len()],
+        token_type_ids: vec![0; ids.len()],
+        input_ids: ids,
+    };
+    let batch = TensorBatch::from_encoded(&encoded, &Device::Cpu).unwrap();
+    let logits = kept.logits(&batch, false).unwrap();
+    let reference = dense.logits(&batch, false).unwrap();
+    let error = ((&logits - &reference)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap())
+    .to_scalar::<f32>()
+    .unwrap()
+    .sqrt()
+        / reference
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            .sqrt();
+    eprintln!("relative difference of the logits, Q4_1 kept vs f32: {error}");
+    assert!(error < 0.05, "{error}");
+
+    let targets = Tensor::new(&[1u32], &Device::Cpu).unwrap();
+    let grads = loss::cross_entropy(&kept.logits(&batch, true).unwrap(), &targets, None)
+        .unwrap()
+        .backward()
+        .unwrap();
+    let data = kept.varmap_ref().data().lock().unwrap();
+    let b = &data["layers.0.self_attn.q_proj.lora_B.weight"];
+    let g = grads
+        .get(b.as_tensor())
+        .expect("a gradient for layer 0's q adapter");
+    assert!(
+        g.abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            > 0.0
     );
 }
 
@@ -304,7 +420,8 @@ fn a_small_llama_maps_names_unpermutes_q_and_k_and_keeps_an_untied_head() {
     assert_eq!(model.config["rope_theta"], 10000.0, "llama default");
     assert_eq!(model.config["rms_norm_eps"], 1e-6);
     assert_eq!(model.config["vocab_size"], TOKENS.len());
-    assert_eq!(model.tensors.len(), 12);
+    assert_eq!(model.tensors.len(), 11);
+    assert_eq!(model.quantized.len(), 1, "down_proj is stored in Q8_0");
     assert!(model.tensors.contains_key("lm_head.weight"));
     assert_eq!(model.dtypes["model.layers.0.mlp.down_proj.weight"], "Q8_0");
 
@@ -328,7 +445,9 @@ fn a_small_llama_maps_names_unpermutes_q_and_k_and_keeps_an_untied_head() {
     // Head 0's HF rows are GGUF rows 0, 2, 1, 3.
     assert_eq!(row(q, 1, 1), [16.0]);
     assert_eq!(
-        model.tensors["model.layers.0.mlp.down_proj.weight"].dims(),
+        model.quantized["model.layers.0.mlp.down_proj.weight"]
+            .shape()
+            .dims(),
         [8, 32]
     );
 

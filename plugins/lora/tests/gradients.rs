@@ -80,8 +80,11 @@ fn check_training(use_8bit: bool) {
     };
     let (model, _) = DecoderModel::new(arch, base, &trainable, &Device::Cpu).expect("model");
     if use_8bit {
-        assert!(matches!(model.blocks[0].attention.q.weight, Frozen::Q8(_)));
-        assert!(matches!(model.embed, Frozen::Q8(_)));
+        assert!(matches!(
+            model.blocks[0].attention.q.weight,
+            Frozen::Quantized(_)
+        ));
+        assert!(matches!(model.embed, Frozen::Quantized(_)));
         // 48-wide rows do not split into Q8_0 blocks of 32: kept in f32.
         assert!(matches!(model.blocks[0].mlp.down.weight, Frozen::F32(_)));
     }

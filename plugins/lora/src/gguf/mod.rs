@@ -1,14 +1,18 @@
-//! GGUF model files (llama.cpp's format): the config, the tokenizer and every tensor
-//! dequantized to f32 under Hugging Face `transformers` names, so a GGUF base model loads like
-//! a `config.json` + `model.safetensors` + `tokenizer.json` folder.
+//! GGUF model files (llama.cpp's format): the config, the tokenizer and every tensor under
+//! Hugging Face `transformers` names, so a GGUF base model loads like a `config.json` +
+//! `model.safetensors` + `tokenizer.json` folder. Float tensors are read as f32; quantized
+//! ones (Q8_0, Q4_K, ...) stay as they are in the file, and the model decides whether to
+//! keep them so (`use_8bit`) or dequantize them one at a time as it is built.
 //!
-//! Reading uses candle's [`candle_core::quantized::gguf_file`]; q/k projections are un-permuted ([`unpermute`]) so the
-//! HF-style (`rotate_half`) rotary applies, not llama.cpp's interleaved one.
+//! Reading uses candle's [`candle_core::quantized::gguf_file`]; q/k projections are
+//! un-permuted ([`unpermute`], [`unpermute_rows`]) so the HF-style (`rotate_half`) rotary
+//! applies, not llama.cpp's interleaved one.
 
 pub mod tokenizer;
 
+use candle_core::quantized::ggml_file::qtensor_from_ggml;
 use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::quantized::GgmlDType;
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use serde_json::json;
 use std::collections::HashMap;
@@ -23,7 +27,7 @@ pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama"];
 pub const DEQUANTIZABLE: &str =
     "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K";
 
-/// A GGUF model, dequantized, in the shape of a Hugging Face model folder.
+/// A GGUF model in the shape of a Hugging Face model folder.
 pub struct GgufModel {
     /// HF-style `config.json` equivalent: `model_type` ("llama"), `vocab_size`, `hidden_size`,
     /// `intermediate_size`, `num_hidden_layers`, `num_attention_heads`, `num_key_value_heads`,
@@ -31,15 +35,29 @@ pub struct GgufModel {
     /// `tie_word_embeddings` (true when there is no `output.weight`), `attention_bias`,
     /// `bos_token_id`, `eos_token_id`, `pad_token_id` (`tokenizer.ggml.padding_token_id`, else eos).
     pub config: serde_json::Value,
-    /// Every tensor as f32 under HF names (`model.embed_tokens.weight`,
+    /// The float tensors as f32 under HF names (`model.embed_tokens.weight`,
     /// `model.layers.{i}.self_attn.{q,k,v,o}_proj.weight`, `model.layers.{i}.mlp.{gate,up,down}_proj.weight`,
     /// `model.layers.{i}.{input,post_attention}_layernorm.weight`, `model.norm.weight`, and
     /// `lm_head.weight` when the file has `output.weight`); q/k in the HF (un-permuted) layout.
     pub tensors: HashMap<String, Tensor>,
+    /// The quantized tensors as stored (on the CPU), under the same names and layout.
+    pub quantized: HashMap<String, QTensor>,
     /// The tokenizer built from the metadata (see [`tokenizer::from_metadata`]).
     pub tokenizer: tokenizers::Tokenizer,
     /// The GGUF type each tensor was stored as (HF name -> e.g. `Q4_1`), for reporting.
     pub dtypes: HashMap<String, String>,
+}
+
+impl GgufModel {
+    /// Every tensor in f32 on `device`, the quantized ones dequantized (for writing the
+    /// model out as a transformers folder).
+    pub fn into_f32_tensors(self, device: &Device) -> candle_core::Result<HashMap<String, Tensor>> {
+        let mut tensors = self.tensors;
+        for (name, q) in self.quantized {
+            tensors.insert(name, q.dequantize(device)?);
+        }
+        Ok(tensors)
+    }
 }
 
 /// Why a GGUF file could not be read. Every message names the file.
@@ -190,6 +208,7 @@ pub fn read_gguf(path: &Path, device: &Device) -> Result<GgufModel, GgufError> {
 
     let mapped = map_tensors(&content, &shape, path)?;
     let mut tensors = HashMap::with_capacity(mapped.len());
+    let mut quantized = HashMap::with_capacity(mapped.len());
     let mut dtypes = HashMap::with_capacity(mapped.len());
     for (gguf_name, m) in mapped {
         let failed = |e: candle_core::Error| GgufError::Tensor {
@@ -197,20 +216,28 @@ pub fn read_gguf(path: &Path, device: &Device) -> Result<GgufModel, GgufError> {
             tensor: gguf_name.clone(),
             message: e.to_string(),
         };
-        // Dequantized on the CPU (the only place Q4_1 etc. dequantize), then moved.
         let q = content
             .tensor(&mut reader, &gguf_name, &Device::Cpu)
             .map_err(failed)?;
         dtypes.insert(m.hf_name.clone(), ggml_name(q.dtype()).to_string());
-        let mut w = q.dequantize(device).map_err(failed)?;
-        if let Some(heads) = m.unpermute_heads {
-            w = unpermute(&w, heads).map_err(failed)?;
+        if is_float(q.dtype()) {
+            let mut w = q.dequantize(device).map_err(failed)?;
+            if let Some(heads) = m.unpermute_heads {
+                w = unpermute(&w, heads).map_err(failed)?;
+            }
+            tensors.insert(m.hf_name, w);
+        } else {
+            let q = match m.unpermute_heads {
+                Some(heads) => unpermute_rows(&q, heads).map_err(failed)?,
+                None => q,
+            };
+            quantized.insert(m.hf_name, q);
         }
-        tensors.insert(m.hf_name, w);
     }
     Ok(GgufModel {
         config: shape.config(&content, path)?,
         tensors,
+        quantized,
         tokenizer,
         dtypes,
     })
@@ -232,6 +259,30 @@ pub fn unpermute(w: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
     w.reshape((heads, half, 2, cols))?
         .transpose(1, 2)?
         .reshape(w.shape())
+}
+
+/// [`unpermute`] for a quantized weight: the permutation moves whole rows, and a row's
+/// quantized blocks run along it, so the rows' bytes are moved as they are.
+pub fn unpermute_rows(w: &QTensor, heads: usize) -> candle_core::Result<QTensor> {
+    let dims = w.shape().dims().to_vec();
+    let rows = dims.first().copied().unwrap_or(0);
+    // Where each HF row comes from: the permutation applied to the row numbers themselves.
+    let numbers =
+        Tensor::arange(0u32, rows as u32, &Device::Cpu)?.to_dtype(candle_core::DType::F32)?;
+    let sources = unpermute(&numbers, heads)?.to_vec1::<f32>()?;
+    let data = w.data()?;
+    let row_bytes = data.len() / rows.max(1);
+    let mut moved = Vec::with_capacity(data.len());
+    for source in sources {
+        let start = source as usize * row_bytes;
+        moved.extend_from_slice(&data[start..start + row_bytes]);
+    }
+    qtensor_from_ggml(w.dtype(), &moved, dims, &Device::Cpu)
+}
+
+/// Float types, read as f32 tensors; the rest are quantized blocks.
+fn is_float(dtype: GgmlDType) -> bool {
+    matches!(dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16)
 }
 
 /// `(head_dim / 2, elements per row)` of a q/k weight or bias with `heads` heads.
@@ -690,6 +741,25 @@ mod tests {
         let bias = Tensor::arange(0f32, 24., &Device::Cpu).unwrap();
         assert_eq!(unpermute(&bias, 3).unwrap().dims(), &[24]);
         assert!(unpermute(&bias, 5).is_err(), "24 rows are not 5 even heads");
+    }
+
+    /// Quantized q/k rows move as bytes: the same rows as un-permuting the dequantized
+    /// weight, bit for bit (Q8_0 blocks run along rows, 32 wide).
+    #[test]
+    fn quantized_rows_unpermute_like_the_dequantized_weight() {
+        let (heads, head_dim, cols) = (3, 8, 64);
+        let w = crate::tiny::uniform((heads * head_dim, cols), -1., 1., 4).unwrap();
+        let stored = QTensor::quantize(&permute(&w, heads).unwrap(), GgmlDType::Q8_0).unwrap();
+        let moved = unpermute_rows(&stored, heads).unwrap();
+        assert_eq!(moved.dtype(), GgmlDType::Q8_0);
+        let got = moved.dequantize(&Device::Cpu).unwrap();
+        let want = unpermute(&stored.dequantize(&Device::Cpu).unwrap(), heads).unwrap();
+        assert_eq!(max_diff(&got, &want), 0.0);
+        assert!(max_diff(&got, &w) < 0.02, "the Q8_0 rounding only");
+        assert!(
+            unpermute_rows(&stored, 5).is_err(),
+            "24 rows are not 5 even heads"
+        );
     }
 
     #[test]

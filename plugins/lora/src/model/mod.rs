@@ -22,6 +22,7 @@ pub use fused::{rms_norm, rotary, swiglu};
 use crate::arch::DecoderArch;
 use crate::lora::{Adapter, Frozen, LoraLinear, LoraSettings};
 use candle_core::backprop::GradStore;
+use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use candle_nn::VarMap;
 use checkpoint::{checkpointed, GradSink};
@@ -100,18 +101,38 @@ pub struct DecoderModel {
 #[derive(Clone)]
 pub struct BaseWeights {
     tensors: HashMap<String, Tensor>,
+    /// A GGUF file's quantized tensors (on the CPU): kept as they are under `use_8bit`,
+    /// dequantized one at a time otherwise.
+    quantized: HashMap<String, Arc<QTensor>>,
 }
 
 impl BaseWeights {
     /// Rename a checkpoint of `arch`'s family to canonical names (converted to f32 on use).
     pub fn new(arch: &DecoderArch, tensors: HashMap<String, Tensor>) -> Result<Self> {
+        Self::with_quantized(arch, tensors, HashMap::new())
+    }
+
+    /// [`Self::new`] with quantized tensors too (a GGUF file's, under HF llama names).
+    pub fn with_quantized(
+        arch: &DecoderArch,
+        tensors: HashMap<String, Tensor>,
+        quantized: HashMap<String, QTensor>,
+    ) -> Result<Self> {
+        let quantized = quantized
+            .into_iter()
+            .map(|(name, q)| (name, Arc::new(q)))
+            .collect();
         Ok(Self {
             tensors: crate::names::canonical(arch, tensors)?,
+            quantized: crate::names::canonical_quantized(arch, quantized)?,
         })
     }
 
     /// Take out the tensor with canonical `name`, as f32 on `device`.
     pub fn take(&mut self, name: &str, device: &Device) -> Result<Tensor> {
+        if let Some(q) = self.quantized.remove(name) {
+            return q.dequantize(device);
+        }
         let t = self.tensors.remove(name).ok_or_else(|| {
             candle_core::Error::Msg(format!(
                 "the base weights have no tensor `{name}` (canonical name; see names.rs)"
@@ -120,8 +141,19 @@ impl BaseWeights {
         t.to_dtype(DType::F32)?.to_device(device)
     }
 
+    /// Take out the frozen matrix `name`: with `use_8bit`, a quantized tensor as it is
+    /// (on the CPU) and any other quantized to Q8_0; otherwise in f32.
+    fn take_frozen(&mut self, name: &str, use_8bit: bool, device: &Device) -> Result<Frozen> {
+        if use_8bit && device.is_cpu() {
+            if let Some(q) = self.quantized.remove(name) {
+                return Ok(Frozen::Quantized(q));
+            }
+        }
+        Frozen::new(self.take(name, device)?, use_8bit)
+    }
+
     fn take_optional(&mut self, name: &str, device: &Device) -> Result<Option<Tensor>> {
-        match self.tensors.contains_key(name) {
+        match self.tensors.contains_key(name) || self.quantized.contains_key(name) {
             true => self.take(name, device).map(Some),
             false => Ok(None),
         }
@@ -195,7 +227,7 @@ impl DecoderModel {
                           module: &str,
                           bias: bool|
          -> Result<LoraLinear> {
-            let weight = base.take(&format!("{path}.weight"), device)?;
+            let weight = base.take_frozen(&format!("{path}.weight"), trainable.use_8bit, device)?;
             let bias = match bias {
                 true => Some(base.take(&format!("{path}.bias"), device)?),
                 false => base.take_optional(&format!("{path}.bias"), device)?,
@@ -203,7 +235,10 @@ impl DecoderModel {
             let adapter = match lora.targets(module) {
                 false => None,
                 true => {
-                    let (out, inner) = weight.dims2()?;
+                    let (out, inner) = match weight.dims()[..] {
+                        [out, inner] => (out, inner),
+                        ref dims => candle_core::bail!("{path}.weight is {dims:?}, not a matrix"),
+                    };
                     // PEFT's default: A kaiming-uniform (bound 1/sqrt(in)), B zeros, so the
                     // adapted model starts as the base model.
                     let bound = 1.0 / (inner as f32).sqrt();
@@ -223,7 +258,7 @@ impl DecoderModel {
                 }
             };
             Ok(LoraLinear {
-                weight: Frozen::new(weight, trainable.use_8bit)?,
+                weight,
                 bias,
                 adapter,
             })
@@ -297,10 +332,7 @@ impl DecoderModel {
             Init::Normal(0.02),
         )?;
         let model = Self {
-            embed: Frozen::new(
-                base.take("embed_tokens.weight", device)?,
-                trainable.use_8bit,
-            )?,
+            embed: base.take_frozen("embed_tokens.weight", trainable.use_8bit, device)?,
             positions: match arch.family.rotary() {
                 true => None,
                 false => Some(base.take("embed_positions.weight", device)?),
@@ -373,6 +405,20 @@ impl DecoderModel {
         linear + self.embed.bytes()
     }
 
+    /// The frozen matrices' formats, e.g. `Q4_1, Q8_0` or `f32`.
+    pub fn frozen_formats(&self) -> String {
+        let mut formats: Vec<String> = self
+            .blocks
+            .iter()
+            .flat_map(Block::linears)
+            .map(|l| l.weight.format())
+            .chain([self.embed.format()])
+            .collect();
+        formats.sort();
+        formats.dedup();
+        formats.join(", ")
+    }
+
     /// The variables (adapters and head).
     pub fn varmap_ref(&self) -> &VarMap {
         &self.varmap
@@ -440,7 +486,7 @@ impl DecoderModel {
         let ids = ids.flatten_all()?;
         let rows = match &self.embed {
             Frozen::F32(table) => table.index_select(&ids, 0)?,
-            Frozen::Q8(table) => table.embedding(&ids)?,
+            Frozen::Quantized(table) => table.embedding(&ids)?,
         };
         let x = rows.reshape((b, s, a.hidden_size))?;
         match &self.positions {
