@@ -8,7 +8,9 @@
 //! (sequence, head) pair in a block of its own, reading its head's columns of Q, K and V in
 //! place; only each row's log-sum-exp (`[batch, heads, seq]`) is kept, and the backward pass
 //! recomputes the probabilities from it (one more `seq × seq` product per head, as
-//! FlashAttention does). Grouped-query heads read their shared key/value head directly; in
+//! FlashAttention does). Query rows go in tiles of 32 that compute only the keys they can
+//! see (the causal triangle and no padding keys after the last real one), about half of
+//! the `seq × seq` products. Grouped-query heads read their shared key/value head directly; in
 //! the backward pass one task handles all query heads of a key/value head, so their key and
 //! value gradients are summed without locks.
 
@@ -56,12 +58,39 @@ impl Dims {
     }
 }
 
-/// Causal softmax of score row `i` in place: keys `0..=i` get `softmax(row + bias)`, later
-/// keys 0. Returns the row's log-sum-exp (of the biased scores), which the backward pass
-/// recomputes the probabilities from.
+/// Query rows per tile: a tile of rows `r0 .. r1` reads keys `0 .. r1` only, so about half
+/// of the `seq × seq` products (the causal mask's upper triangle) are never computed.
+const TILE: usize = 32;
+
+/// The tiles of `seq` rows: `(first row, rows, keys they can see)`, where keys at
+/// `extent` and after are masked for every row (right padding) and are skipped too.
+fn tiles(seq: usize, extent: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+    (0..seq).step_by(TILE).map(move |r0| {
+        let r1 = (r0 + TILE).min(seq);
+        (r0, r1 - r0, r1.min(extent))
+    })
+}
+
+/// Keys `extent ..` of a sequence are masked (`bias` at [`super::MASK_BIAS`]); with none
+/// unmasked, every key counts (so such a row still gets the softmax the composed form gives).
+fn key_extent(bias: &[f32]) -> usize {
+    bias.iter()
+        .rposition(|&b| b > super::MASK_BIAS / 2.0)
+        .map_or(bias.len(), |last| last + 1)
+}
+
+/// Keys row `i` sees: `0 ..= i`, but none at `extent` or after.
+fn visible(i: usize, extent: usize) -> usize {
+    (i + 1).min(extent)
+}
+
+/// Causal softmax in place of a score row computed for its tile's keys: the first `n` keys
+/// get `softmax(row + bias)`, the rest 0. Returns the log-sum-exp (of the biased scores),
+/// which the backward pass recomputes the probabilities from. The keys left out (later, or
+/// padding after the last real key) would get exactly 0: `exp` of the mask underflows.
 #[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
-fn causal_softmax(row: &mut [f32], bias: &[f32], i: usize) -> f32 {
-    let (seen, future) = row.split_at_mut(i + 1);
+fn causal_softmax(row: &mut [f32], bias: &[f32], n: usize) -> f32 {
+    let (seen, future) = row.split_at_mut(n);
     for (v, b) in seen.iter_mut().zip(bias) {
         *v += b;
     }
@@ -76,10 +105,11 @@ fn causal_softmax(row: &mut [f32], bias: &[f32], i: usize) -> f32 {
     max + total.ln()
 }
 
-/// Probabilities of row `i` again from its scores and log-sum-exp.
+/// Probabilities of a row again from its scores and log-sum-exp (`n` keys seen, as in
+/// [`causal_softmax`]).
 #[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
-fn recompute_row(row: &mut [f32], bias: &[f32], i: usize, lse: f32) {
-    let (seen, future) = row.split_at_mut(i + 1);
+fn recompute_row(row: &mut [f32], bias: &[f32], n: usize, lse: f32) {
+    let (seen, future) = row.split_at_mut(n);
     for (v, b) in seen.iter_mut().zip(bias) {
         *v = fastmath::exp(*v + b - lse);
     }
@@ -228,18 +258,38 @@ impl CustomOp3 for CausalAttention {
                 let (b, h) = (task / d.heads, task % d.heads);
                 let g = h / d.group();
                 let bias = &self.key_bias[b * d.seq..][..d.seq];
+                let extent = key_extent(bias);
                 let qh = d.head(q.as_ptr(), b, h, d.heads);
                 let kh = d.head(k.as_ptr(), b, g, d.kv_heads);
                 let vh = d.head(v.as_ptr(), b, g, d.kv_heads);
-                // SAFETY: q, k, v hold their shapes' elements (checked above); `block` is
-                // this task's own scratch.
-                unsafe { matmul(d.square(block.as_ptr()), qh, kh.t(), self.scale) };
-                for (i, (row, lse)) in block.chunks_mut(d.seq).zip(lse).enumerate() {
-                    *lse = causal_softmax(row, bias, i);
-                }
                 let oh = d.head(out_ptr.get(), b, h, d.heads);
-                // SAFETY: `oh` is this task's head in `out`, written by no other task.
-                unsafe { matmul(oh, d.square(block.as_ptr()), vh, 1.0) };
+                let scores = d.square(block.as_ptr());
+                for (r0, rows, keys) in tiles(d.seq, extent) {
+                    let tile = scores.block(r0, rows, 0, keys);
+                    // SAFETY: q, k, v hold their shapes' elements (checked above); `block`
+                    // is this task's own scratch.
+                    unsafe {
+                        matmul(
+                            tile,
+                            qh.block(r0, rows, 0, d.head_dim),
+                            kh.block(0, keys, 0, d.head_dim).t(),
+                            self.scale,
+                        )
+                    };
+                    for i in r0..r0 + rows {
+                        let row = &mut block[i * d.seq..][..keys];
+                        lse[i] = causal_softmax(row, bias, visible(i, extent));
+                    }
+                    // SAFETY: `oh` is this task's head in `out`, written by no other task.
+                    unsafe {
+                        matmul(
+                            oh.block(r0, rows, 0, d.head_dim),
+                            tile,
+                            vh.block(0, keys, 0, d.head_dim),
+                            1.0,
+                        )
+                    };
+                }
             },
         );
         *self.lock_lse()? = lse;
@@ -279,44 +329,69 @@ impl CustomOp3 for CausalAttention {
             |(p, dp), task| {
                 let (b, kvh) = (task / d.kv_heads, task % d.kv_heads);
                 let bias = &self.key_bias[b * d.seq..][..d.seq];
+                let extent = key_extent(bias);
                 let kh = d.head(kv.as_ptr(), b, kvh, d.kv_heads);
                 let vh = d.head(vv.as_ptr(), b, kvh, d.kv_heads);
                 let dkh = d.head(dk_ptr.get(), b, kvh, d.kv_heads);
                 let dvh = d.head(dv_ptr.get(), b, kvh, d.kv_heads);
+                let (probs, dprobs) = (d.square(p.as_ptr()), d.square(dp.as_ptr()));
                 for h in kvh * d.group()..(kvh + 1) * d.group() {
                     let qh = d.head(qv.as_ptr(), b, h, d.heads);
                     let gh = d.head(g.as_ptr(), b, h, d.heads);
-                    let rows = &lse[(b * d.heads + h) * d.seq..][..d.seq];
-                    // SAFETY (all products): inputs hold their shapes' elements (checked
-                    // above) or are this task's scratch blocks; dQ's head `h`, and dK's and
-                    // dV's head `kvh`, of sequence `b` belong to this task alone.
-                    unsafe { matmul(d.square(p.as_ptr()), qh, kh.t(), self.scale) };
-                    for (i, (row, &lse)) in p.chunks_mut(d.seq).zip(rows).enumerate() {
-                        recompute_row(row, bias, i, lse);
-                    }
-                    let first = h == kvh * d.group();
-                    // dV += Pᵀ dO
-                    let pt = d.square(p.as_ptr()).t();
-                    unsafe {
-                        match first {
-                            true => matmul(dvh, pt, gh, 1.0),
-                            false => matmul_add(dvh, pt, gh, 1.0),
+                    let dqh = d.head(dq_ptr.get(), b, h, d.heads);
+                    let rows_lse = &lse[(b * d.heads + h) * d.seq..][..d.seq];
+                    for (r0, rows, keys) in tiles(d.seq, extent) {
+                        let (tile, dtile) = (
+                            probs.block(r0, rows, 0, keys),
+                            dprobs.block(r0, rows, 0, keys),
+                        );
+                        let (q_rows, g_rows) = (
+                            qh.block(r0, rows, 0, d.head_dim),
+                            gh.block(r0, rows, 0, d.head_dim),
+                        );
+                        let (k_keys, v_keys) = (
+                            kh.block(0, keys, 0, d.head_dim),
+                            vh.block(0, keys, 0, d.head_dim),
+                        );
+                        // SAFETY (all products): inputs hold their shapes' elements (checked
+                        // above) or are this task's scratch blocks; dQ's head `h`, and dK's
+                        // and dV's head `kvh`, of sequence `b` belong to this task alone
+                        // (dK and dV start at zero and sum over tiles and query heads).
+                        unsafe { matmul(tile, q_rows, k_keys.t(), self.scale) };
+                        for i in r0..r0 + rows {
+                            let row = &mut p[i * d.seq..][..keys];
+                            recompute_row(row, bias, visible(i, extent), rows_lse[i]);
                         }
-                    };
-                    // dP = dO Vᵀ, then through the softmax.
-                    unsafe { matmul(d.square(dp.as_ptr()), gh, vh.t(), 1.0) };
-                    for (dp, p) in dp.chunks_mut(d.seq).zip(p.chunks(d.seq)) {
-                        softmax_backward_in_place(p, dp);
-                    }
-                    // dQ = dS K · scale, dK += dSᵀ Q · scale.
-                    let ds = d.square(dp.as_ptr());
-                    unsafe { matmul(d.head(dq_ptr.get(), b, h, d.heads), ds, kh, self.scale) };
-                    unsafe {
-                        match first {
-                            true => matmul(dkh, ds.t(), qh, self.scale),
-                            false => matmul_add(dkh, ds.t(), qh, self.scale),
+                        // dV += Pᵀ dO
+                        unsafe {
+                            matmul_add(dvh.block(0, keys, 0, d.head_dim), tile.t(), g_rows, 1.0)
+                        };
+                        // dP = dO Vᵀ, then through the softmax.
+                        unsafe { matmul(dtile, g_rows, v_keys.t(), 1.0) };
+                        for i in r0..r0 + rows {
+                            softmax_backward_in_place(
+                                &p[i * d.seq..][..keys],
+                                &mut dp[i * d.seq..][..keys],
+                            );
                         }
-                    };
+                        // dQ = dS K · scale, dK += dSᵀ Q · scale.
+                        unsafe {
+                            matmul(
+                                dqh.block(r0, rows, 0, d.head_dim),
+                                dtile,
+                                k_keys,
+                                self.scale,
+                            )
+                        };
+                        unsafe {
+                            matmul_add(
+                                dkh.block(0, keys, 0, d.head_dim),
+                                dtile.t(),
+                                q_rows,
+                                self.scale,
+                            )
+                        };
+                    }
                 }
             },
         );
@@ -339,14 +414,18 @@ mod tests {
         seeded_var(shape, 1.0, seed)
     }
 
-    /// Output and the gradients of q, k, v, fused against composed.
-    fn compare(b: usize, s: usize, heads: usize, kv_heads: usize, hd: usize) -> Result<()> {
+    /// Output and the gradients of q, k, v, fused against composed; the last sequence's last
+    /// `padding` positions are padding (right padding).
+    fn compare(
+        (b, s): (usize, usize),
+        (heads, kv_heads, hd): (usize, usize, usize),
+        padding: usize,
+    ) -> Result<()> {
         let q = seeded((b, s, heads * hd), 1)?;
         let k = seeded((b, s, kv_heads * hd), 2)?;
         let v = seeded((b, s, kv_heads * hd), 3)?;
-        // The last sequence's last three positions are padding (right padding).
         let bias: Vec<f32> = (0..b * s)
-            .map(|i| match i / s == b - 1 && i % s >= s - 3 {
+            .map(|i| match i / s == b - 1 && i % s >= s - padding {
                 true => super::super::MASK_BIAS,
                 false => 0.0,
             })
@@ -359,12 +438,19 @@ mod tests {
 
     #[test]
     fn fused_causal_attention_matches_the_composed_form_with_grouped_heads() -> Result<()> {
-        compare(2, 11, 6, 2, 8)
+        compare((2, 11), (6, 2, 8), 3)
     }
 
     #[test]
     fn fused_causal_attention_matches_with_one_query_head_per_key_head() -> Result<()> {
-        compare(3, 7, 4, 4, 5)
+        compare((3, 7), (4, 4, 5), 3)
+    }
+
+    /// Several row tiles, the last one partial; the last sequence's real keys end inside
+    /// the first tile, so its later tiles are padding rows that see only those keys.
+    #[test]
+    fn fused_causal_attention_matches_across_row_tiles() -> Result<()> {
+        compare((2, 2 * TILE + 7), (4, 2, 8), TILE + 10)
     }
 
     #[test]

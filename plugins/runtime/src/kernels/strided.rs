@@ -42,6 +42,18 @@ impl Mat {
         }
     }
 
+    /// Rows `row0 .. row0 + rows` and columns `col0 .. col0 + cols` of this view.
+    pub fn block(self, row0: usize, rows: usize, col0: usize, cols: usize) -> Mat {
+        let offset = row0 as isize * self.row_stride + col0 as isize * self.col_stride;
+        Mat {
+            // SAFETY (for users of the view): the caller keeps it inside this view.
+            ptr: self.ptr.wrapping_offset(offset),
+            rows,
+            cols,
+            ..self
+        }
+    }
+
     /// The transpose (the same memory, strides swapped).
     pub fn t(self) -> Mat {
         Mat {
