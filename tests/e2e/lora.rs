@@ -179,10 +179,7 @@ fn tiny_opt_in_8_bits_and_gpt2_train_and_serve() {
         } else {
             "in f32 ("
         };
-        assert!(
-            log.contains(&format!("frozen weights {formats}")),
-            "{log}"
-        );
+        assert!(log.contains(&format!("frozen weights {formats}")), "{log}");
         let mut server = project.serve(&[]);
         server.wait_ready(Duration::from_secs(120));
         let (status, body) = server.post_json(

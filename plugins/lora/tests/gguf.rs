@@ -5,7 +5,7 @@ use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use clarity_lora::gguf::{read_gguf, read_gguf_tokenizer, unpermute, GgufError, GgufModel};
-use clarity_lora::lora::LoraSettings;
+use clarity_lora::lora::{Frozen, LoraSettings};
 use clarity_lora::model::{DecoderModel, Trainable};
 use clarity_lora::weights::load_base;
 use clarity_runtime::batch::TensorBatch;
@@ -136,12 +136,13 @@ fn smollm2_config_tensors_and_dtypes() {
     );
 }
 
-/// `use_8bit` on a quantized GGUF keeps the file's blocks as stored (Q4_1 matrices, a Q8_0
-/// embedding: no f32 copy of them is made), and the model computes what the f32 build of the
-/// same file computes, up to candle's 8-bit rounding of the activations in its quantized
-/// products; gradients still reach the adapters through the Q4_1 matrices.
+/// `use_8bit` on a quantized GGUF keeps the blocks candle multiplies fast as they are in the
+/// file (SmolLM2's Q8_0 embedding, byte for byte) and turns the others (its Q4_1 matrices)
+/// into Q8_0 one at a time, never holding the model in f32; the model computes what the f32
+/// build of the same file computes, up to the 8-bit rounding of the activations in candle's
+/// quantized products, and gradients still reach the adapters.
 #[test]
-fn smollm2_in_8_bits_keeps_the_files_blocks_and_matches_the_f32_build() {
+fn smollm2_in_8_bits_keeps_fast_blocks_and_matches_the_f32_build() {
     let file = smollm2();
     let base = load_base(&file, &Device::Cpu).unwrap();
     let settings = LoraSettings {
@@ -168,15 +169,20 @@ fn smollm2_in_8_bits_keeps_the_files_blocks_and_matches_the_f32_build() {
         .0
     };
     let (kept, dense) = (build(true), build(false));
-    assert_eq!(kept.frozen_formats(), "Q4_1, Q8_0");
+    assert_eq!(kept.frozen_formats(), "Q8_0");
     assert_eq!(dense.frozen_formats(), "f32");
-    let file_bytes = std::fs::metadata(&file).unwrap().len() as usize;
-    assert!(
-        kept.frozen_bytes() < file_bytes,
-        "{} bytes held for a {file_bytes}-byte file",
-        kept.frozen_bytes()
+    assert!(dense.frozen_bytes() > 3 * kept.frozen_bytes());
+    let stored = read_gguf(&file, &Device::Cpu).unwrap();
+    let Frozen::Quantized(embed) = &kept.embed else {
+        panic!("the embedding is not quantized");
+    };
+    assert_eq!(
+        embed.data().unwrap(),
+        stored.quantized["model.embed_tokens.weight"]
+            .data()
+            .unwrap(),
+        "the Q8_0 embedding is not the file's own blocks"
     );
-    assert!(dense.frozen_bytes() > 4 * kept.frozen_bytes());
 
     let ids = base.tokenizer.encode("Q: Will you? A: No.", false).unwrap();
     let ids: Vec<i64> = ids.get_ids().iter().map(|&i| i64::from(i)).collect();
@@ -207,8 +213,8 @@ fn smollm2_in_8_bits_keeps_the_files_blocks_and_matches_the_f32_build() {
             .to_scalar::<f32>()
             .unwrap()
             .sqrt();
-    eprintln!("relative difference of the logits, Q4_1 kept vs f32: {error}");
-    assert!(error < 0.05, "{error}");
+    eprintln!("relative difference of the logits, 8-bit vs f32: {error}");
+    assert!(error < 0.08, "{error}");
 
     let targets = Tensor::new(&[1u32], &Device::Cpu).unwrap();
     let grads = loss::cross_entropy(&kept.logits(&batch, true).unwrap(), &targets, None)

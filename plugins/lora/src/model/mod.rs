@@ -141,12 +141,16 @@ impl BaseWeights {
         t.to_dtype(DType::F32)?.to_device(device)
     }
 
-    /// Take out the frozen matrix `name`: with `use_8bit`, a quantized tensor as it is
-    /// (on the CPU) and any other quantized to Q8_0; otherwise in f32.
+    /// Take out the frozen matrix `name`: with `use_8bit`, a quantized tensor as it is (on
+    /// the CPU) when candle has SIMD kernels for its blocks, and anything else quantized to
+    /// Q8_0 (one matrix at a time); otherwise in f32.
     fn take_frozen(&mut self, name: &str, use_8bit: bool, device: &Device) -> Result<Frozen> {
         if use_8bit && device.is_cpu() {
             if let Some(q) = self.quantized.remove(name) {
-                return Ok(Frozen::Quantized(q));
+                if crate::lora::fast_blocks(q.dtype()) {
+                    return Ok(Frozen::Quantized(q));
+                }
+                return Frozen::new(q.dequantize(device)?, true);
             }
         }
         Frozen::new(self.take(name, device)?, use_8bit)

@@ -1,7 +1,7 @@
 //! Which execution provider runs a session.
 //!
-//! `auto` tries CUDA (builds with `--features cuda`), then CoreML (`--features coreml`), then
-//! the CPU. Each accelerator is registered with `error_on_failure`, so a provider that does
+//! `auto` tries CUDA (builds with `--features cuda` or `cuda-serving`), then CoreML
+//! (`--features coreml`), then the CPU. Each accelerator is registered with `error_on_failure`, so a provider that does
 //! not come up is seen and skipped (or, for a fixed choice, reported) rather than ONNX
 //! Runtime silently running on the CPU under its name.
 
@@ -32,7 +32,7 @@ impl Provider {
 /// Execution providers compiled into this build.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Built {
-    /// `--features cuda`.
+    /// `--features cuda` or `cuda-serving`.
     pub cuda: bool,
     /// `--features coreml`.
     pub coreml: bool,
@@ -42,7 +42,7 @@ impl Built {
     /// What this build of clarity-runtime has.
     pub fn this_build() -> Self {
         Self {
-            cuda: cfg!(feature = "cuda"),
+            cuda: cfg!(feature = "cuda-serving"),
             coreml: cfg!(feature = "coreml"),
         }
     }
@@ -67,8 +67,8 @@ pub fn plan(choice: Device, built: Built) -> Result<Vec<Provider>, String> {
         Device::Cuda if built.cuda => Ok(vec![Provider::Cuda]),
         Device::Cuda => Err(
             "device `cuda` asked for, but this build has no CUDA execution provider \
-             (build the plugin with `--features cuda` and install the onnxruntime-gpu \
-             library, or set `device: auto`)"
+             (build the plugin with `--features cuda` or `cuda-serving` and install the \
+             onnxruntime-gpu library, or set `device: auto`)"
                 .into(),
         ),
         Device::Coreml if built.coreml => Ok(vec![Provider::Coreml]),
@@ -107,7 +107,7 @@ pub(crate) fn register(
 ) -> Result<ort::session::builder::SessionBuilder, String> {
     match provider {
         Provider::Cpu => Ok(builder),
-        #[cfg(feature = "cuda")]
+        #[cfg(feature = "cuda-serving")]
         Provider::Cuda => {
             use ort::ep::ExecutionProvider;
             if !ort::ep::CUDA::is_available().map_err(|e| e.to_string())? {
@@ -201,7 +201,7 @@ mod tests {
     #[test]
     fn this_build_matches_its_features() {
         let built = Built::this_build();
-        assert_eq!(built.cuda, cfg!(feature = "cuda"));
+        assert_eq!(built.cuda, cfg!(feature = "cuda-serving"));
         assert_eq!(built.coreml, cfg!(feature = "coreml"));
     }
 }

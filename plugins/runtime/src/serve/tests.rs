@@ -158,7 +158,7 @@ fn a_pooling_classifier_matches_rust_with_dynamic_batch_and_seq() {
     let model = Pooler::new();
     let (_dir, path) = save(model.graph(false));
     let clf = OrtClassifier::load(&path, Device::Auto, Some(1)).unwrap();
-    if !cfg!(any(feature = "cuda", feature = "coreml")) {
+    if !cfg!(any(feature = "cuda-serving", feature = "coreml")) {
         assert_eq!(clf.provider(), "cpu");
     }
     assert_eq!(clf.num_labels(), Some(LABELS1));
@@ -708,7 +708,7 @@ fn a_fixed_accelerator_is_used_or_an_error_never_a_silent_cpu_run() {
     ort();
     let (_dir, path) = save(Pooler::new().graph(false));
     let cases = [
-        (Device::Cuda, "cuda", cfg!(feature = "cuda")),
+        (Device::Cuda, "cuda", cfg!(feature = "cuda-serving")),
         (Device::Coreml, "coreml", cfg!(feature = "coreml")),
     ];
     for (device, name, built) in cases {
