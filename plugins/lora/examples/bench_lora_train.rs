@@ -383,8 +383,7 @@ fn train(args: &Args) -> Result<Value> {
         .unwrap_or_else(|| args.case.join(MODEL_DIR));
     let (encoded, labels) = read_inputs(&args.case.join(INPUTS_FILE))?;
 
-    // Load and build as the plugin's `train` does (which first keeps freed memory for reuse).
-    clarity_runtime::kernels::retain_freed_memory();
+    // Load and build as the plugin's `train` does.
     let start = Instant::now();
     let base = weights::load_base(&model_dir, &device)?;
     let lora = LoraSettings {
@@ -402,6 +401,8 @@ fn train(args: &Args) -> Result<Value> {
     };
     let (model, _) = DecoderModel::new(base.arch.clone(), base.weights, &trainable, &device)
         .with_context(|| format!("building the model from {}", model_dir.display()))?;
+    // Then keep freed memory for the next step's activations, as the plugin does.
+    clarity_runtime::kernels::retain_freed_memory();
     // The model took the base weights (freeing each as it made its own copy), as in the
     // plugin.
     let (arch, format) = (base.arch, base.format);

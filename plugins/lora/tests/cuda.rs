@@ -6,32 +6,21 @@
 
 use candle_core::{Device, Tensor, Var};
 use clarity_lora::arch::Family;
-use clarity_lora::lora::LoraSettings;
-use clarity_lora::model::{BaseWeights, DecoderModel, Trainable};
+use clarity_lora::model::{BaseWeights, DecoderModel};
 use clarity_lora::tiny;
 use clarity_runtime::batch::{TensorBatch, TrainableModel};
 use clarity_runtime::tokenize::Encoded;
 use clarity_runtime::train::loss;
 use clarity_runtime::train::optim::{AdamW, AdamWConfig};
 
+mod common;
+
 /// Losses of `steps` AdamW steps on one fixed batch, on `device`.
 fn losses(device: &Device, steps: usize) -> candle_core::Result<Vec<f32>> {
     let arch = tiny::arch(Family::Llama, 120);
     let base = BaseWeights::new(&arch, tiny::base_weights(&arch, 3)?)?;
-    let settings = LoraSettings {
-        r: 4,
-        alpha: 8.0,
-        dropout: 0.0,
-        target_modules: vec!["q_proj".into(), "v_proj".into()],
-    };
-    let trainable = Trainable {
-        lora: &settings,
-        num_labels: 3,
-        seed: 1,
-        use_8bit: false,
-        gradient_checkpointing: false,
-    };
-    let (model, _) = DecoderModel::new(arch, base, &trainable, device)?;
+    let settings = common::q_v_adapters();
+    let (model, _) = DecoderModel::new(arch, base, &common::trainable(&settings, false), device)?;
     let mut vars: Vec<(String, Var)> = match model.varmap_ref().data().lock() {
         Ok(data) => data.iter().map(|(n, v)| (n.clone(), v.clone())).collect(),
         Err(_) => candle_core::bail!("variable map lock poisoned"),

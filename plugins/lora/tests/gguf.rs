@@ -5,8 +5,8 @@ use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use clarity_lora::gguf::{read_gguf, read_gguf_tokenizer, unpermute, GgufError, GgufModel};
-use clarity_lora::lora::{Frozen, LoraSettings};
-use clarity_lora::model::{DecoderModel, Trainable};
+use clarity_lora::lora::Frozen;
+use clarity_lora::model::DecoderModel;
 use clarity_lora::weights::load_base;
 use clarity_runtime::batch::TensorBatch;
 use clarity_runtime::tokenize::Encoded;
@@ -145,20 +145,9 @@ fn smollm2_config_tensors_and_dtypes() {
 fn smollm2_in_8_bits_keeps_fast_blocks_and_matches_the_f32_build() {
     let file = smollm2();
     let base = load_base(&file, &Device::Cpu).unwrap();
-    let settings = LoraSettings {
-        r: 4,
-        alpha: 8.0,
-        dropout: 0.0,
-        target_modules: vec!["q_proj".into(), "v_proj".into()],
-    };
+    let settings = common::q_v_adapters();
     let build = |use_8bit| {
-        let trainable = Trainable {
-            lora: &settings,
-            num_labels: 3,
-            seed: 1,
-            use_8bit,
-            gradient_checkpointing: false,
-        };
+        let trainable = common::trainable(&settings, use_8bit);
         DecoderModel::new(
             base.arch.clone(),
             base.weights.clone(),

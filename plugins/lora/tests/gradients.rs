@@ -11,6 +11,8 @@ use clarity_runtime::batch::{TensorBatch, TrainableModel};
 use clarity_runtime::tokenize::Encoded;
 use clarity_runtime::train::loss;
 
+mod common;
+
 fn batch() -> TensorBatch {
     let encoded = Encoded {
         batch: 2,
@@ -65,19 +67,8 @@ fn check_training(use_8bit: bool) {
     let arch = tiny::arch(Family::Llama, 120);
     let base =
         BaseWeights::new(&arch, tiny::base_weights(&arch, 3).expect("weights")).expect("names");
-    let settings = LoraSettings {
-        r: 4,
-        alpha: 8.0,
-        dropout: 0.0,
-        target_modules: vec!["q_proj".into(), "v_proj".into()],
-    };
-    let trainable = Trainable {
-        lora: &settings,
-        num_labels: 3,
-        seed: 1,
-        use_8bit,
-        gradient_checkpointing: false,
-    };
+    let settings = common::q_v_adapters();
+    let trainable = common::trainable(&settings, use_8bit);
     let (model, _) = DecoderModel::new(arch, base, &trainable, &Device::Cpu).expect("model");
     if use_8bit {
         assert!(matches!(

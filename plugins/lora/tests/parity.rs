@@ -7,7 +7,7 @@ use candle_core::Device;
 use clarity_lora::arch::Family;
 use clarity_lora::export;
 use clarity_lora::lora::LoraSettings;
-use clarity_lora::model::{BaseWeights, DecoderModel, Trainable};
+use clarity_lora::model::{BaseWeights, DecoderModel};
 use clarity_lora::tiny;
 use clarity_runtime::batch::TensorBatch;
 use clarity_runtime::resolve;
@@ -91,13 +91,7 @@ fn tiny_model(family: Family) -> DecoderModel {
     let base =
         BaseWeights::new(&arch, tiny::base_weights(&arch, 7).expect("weights")).expect("names");
     let settings = lora();
-    let trainable = Trainable {
-        lora: &settings,
-        num_labels: 3,
-        seed: 1,
-        use_8bit: false,
-        gradient_checkpointing: false,
-    };
+    let trainable = common::trainable(&settings, false);
     let (model, fresh) =
         DecoderModel::new(arch, base, &trainable, &Device::Cpu).expect("tiny model");
     assert!(fresh.iter().any(|n| n.ends_with("lora_B.weight")));
@@ -191,13 +185,7 @@ fn smollm2_logits_match_between_candle_and_onnx_runtime() {
             .collect(),
         ..lora()
     };
-    let trainable = Trainable {
-        lora: &settings,
-        num_labels: 3,
-        seed: 1,
-        use_8bit: false,
-        gradient_checkpointing: false,
-    };
+    let trainable = common::trainable(&settings, false);
     let (model, _) = DecoderModel::new(base.arch.clone(), base.weights, &trainable, &Device::Cpu)
         .expect("SmolLM2");
     perturb_adapters(&model, 0.02);
@@ -215,13 +203,7 @@ fn eight_bit_models_agree_closely_and_export_in_8_bits() {
     let build = |use_8bit: bool| {
         let base =
             BaseWeights::new(&arch, tiny::base_weights(&arch, 7).expect("weights")).expect("names");
-        let trainable = Trainable {
-            lora: &settings,
-            num_labels: 3,
-            seed: 1,
-            use_8bit,
-            gradient_checkpointing: false,
-        };
+        let trainable = common::trainable(&settings, use_8bit);
         let (model, _) =
             DecoderModel::new(arch.clone(), base.clone(), &trainable, &Device::Cpu).expect("model");
         perturb_adapters(&model, 0.5);

@@ -1,6 +1,8 @@
 //! Files the tests read from the workspace `.venv` that `scripts/setup.sh` fills.
 #![allow(dead_code)] // each test binary uses its own part
 
+use clarity_lora::lora::LoraSettings;
+use clarity_lora::model::Trainable;
 use std::path::{Path, PathBuf};
 
 /// The first file under `.venv/lib/python3*/site-packages/<package>/` that `wanted` accepts.
@@ -37,4 +39,25 @@ pub fn minilm_tokenizer() -> tokenizers::Tokenizer {
         p.join("tokenizer.json").is_file()
     });
     tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).expect("tokenizer.json")
+}
+
+/// LoRA r4 (alpha 8, no dropout) on q and v: the adapters most tests train.
+pub fn q_v_adapters() -> LoraSettings {
+    LoraSettings {
+        r: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        target_modules: vec!["q_proj".into(), "v_proj".into()],
+    }
+}
+
+/// Fresh adapters from `lora` and a 3-label head, seed 1, without checkpointing.
+pub fn trainable(lora: &LoraSettings, use_8bit: bool) -> Trainable<'_> {
+    Trainable {
+        lora,
+        num_labels: 3,
+        seed: 1,
+        use_8bit,
+        gradient_checkpointing: false,
+    }
 }
