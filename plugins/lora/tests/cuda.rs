@@ -9,7 +9,6 @@ use clarity_lora::arch::Family;
 use clarity_lora::model::{BaseWeights, DecoderModel};
 use clarity_lora::tiny;
 use clarity_runtime::batch::{TensorBatch, TrainableModel};
-use clarity_runtime::tokenize::Encoded;
 use clarity_runtime::train::loss;
 use clarity_runtime::train::optim::{AdamW, AdamWConfig};
 
@@ -27,14 +26,7 @@ fn losses(device: &Device, steps: usize) -> candle_core::Result<Vec<f32>> {
     };
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     let mut optimizer = AdamW::new(vars, AdamWConfig::default())?;
-    let encoded = Encoded {
-        batch: 2,
-        seq: 6,
-        input_ids: vec![5, 17, 33, 8, 91, 4, 5, 12, 8, 0, 0, 0],
-        attention_mask: vec![1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
-        token_type_ids: vec![0; 12],
-    };
-    let batch = TensorBatch::from_encoded(&encoded, device)?;
+    let batch = TensorBatch::from_encoded(&common::two_short_rows(), device)?;
     let targets = Tensor::new(&[2u32, 0], device)?;
     let mut losses = Vec::with_capacity(steps);
     for step in 0..steps {

@@ -8,20 +8,12 @@ use clarity_lora::lora::{Frozen, LoraSettings};
 use clarity_lora::model::{BaseWeights, DecoderModel, Trainable, HEAD};
 use clarity_lora::tiny;
 use clarity_runtime::batch::{TensorBatch, TrainableModel};
-use clarity_runtime::tokenize::Encoded;
 use clarity_runtime::train::loss;
 
 mod common;
 
 fn batch() -> TensorBatch {
-    let encoded = Encoded {
-        batch: 2,
-        seq: 6,
-        input_ids: vec![5, 17, 33, 8, 91, 4, 5, 12, 8, 0, 0, 0],
-        attention_mask: vec![1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
-        token_type_ids: vec![0; 12],
-    };
-    TensorBatch::from_encoded(&encoded, &Device::Cpu).expect("batch")
+    TensorBatch::from_encoded(&common::two_short_rows(), &Device::Cpu).expect("batch")
 }
 
 #[test]

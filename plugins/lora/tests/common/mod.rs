@@ -3,6 +3,7 @@
 
 use clarity_lora::lora::LoraSettings;
 use clarity_lora::model::Trainable;
+use clarity_runtime::tokenize::Encoded;
 use std::path::{Path, PathBuf};
 
 /// The first file under `.venv/lib/python3*/site-packages/<package>/` that `wanted` accepts.
@@ -59,5 +60,16 @@ pub fn trainable(lora: &LoraSettings, use_8bit: bool) -> Trainable<'_> {
         seed: 1,
         use_8bit,
         gradient_checkpointing: false,
+    }
+}
+
+/// Two rows of 6 token ids, the second right-padded after 3: the tiny models' batch.
+pub fn two_short_rows() -> Encoded {
+    Encoded {
+        batch: 2,
+        seq: 6,
+        input_ids: vec![5, 17, 33, 8, 91, 4, 5, 12, 8, 0, 0, 0],
+        attention_mask: vec![1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
+        token_type_ids: vec![0; 12],
     }
 }
