@@ -202,11 +202,11 @@ impl Frozen {
         }
     }
 
-    /// `f32`, or the GGML type of the blocks (`Q8_0`, `Q4_1`, ...).
-    pub fn format(&self) -> String {
+    /// `f32`, or the GGML type of the blocks as GGUF names it (`Q8_0`, `Q4_K`, ...).
+    pub fn format(&self) -> &'static str {
         match self {
-            Self::F32(_) => "f32".into(),
-            Self::Quantized(q) => format!("{:?}", q.dtype()),
+            Self::F32(_) => "f32",
+            Self::Quantized(q) => crate::gguf::ggml_name(q.dtype()),
         }
     }
 

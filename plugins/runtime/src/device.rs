@@ -20,13 +20,11 @@ impl Available {
     /// Ask candle what is there: a CUDA build on a machine without a GPU (or without its
     /// driver) offers no CUDA.
     pub fn detect() -> Self {
-        let cuda = match candle_core::utils::cuda_is_available() {
-            true => cuda_answers(),
-            false => Err(String::new()),
-        };
+        let built = candle_core::utils::cuda_is_available();
+        let cuda_missing = built.then(cuda_answers).and_then(Result::err);
         Self {
-            cuda: cuda.is_ok(),
-            cuda_missing: cuda.err().filter(|why| !why.is_empty()),
+            cuda: built && cuda_missing.is_none(),
+            cuda_missing,
             metal: candle_core::utils::metal_is_available(),
         }
     }

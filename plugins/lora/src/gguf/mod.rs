@@ -352,7 +352,7 @@ fn unknown_dtype(message: &str) -> Option<String> {
 }
 
 /// The name llama.cpp gives a type (`Q4_K`, where candle's Debug says `Q4K`).
-fn ggml_name(dtype: GgmlDType) -> &'static str {
+pub fn ggml_name(dtype: GgmlDType) -> &'static str {
     match dtype {
         GgmlDType::F32 => "F32",
         GgmlDType::F16 => "F16",

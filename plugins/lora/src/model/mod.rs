@@ -411,7 +411,7 @@ impl DecoderModel {
 
     /// The frozen matrices' formats, e.g. `Q4_1, Q8_0` or `f32`.
     pub fn frozen_formats(&self) -> String {
-        let mut formats: Vec<String> = self
+        let mut formats: Vec<&str> = self
             .blocks
             .iter()
             .flat_map(Block::linears)
