@@ -6,8 +6,8 @@
 //!
 //! `cargo test --release -p clarity-lora --test opt_1_3b_shape -- --ignored --nocapture`
 //! (about a minute on 2 AVX-512 cores; it prints peak RSS and seconds per step). It trains
-//! with gradient checkpointing, as the shipped `opt-1.3b-lora` recipe does (3.2 GB peak);
-//! `CLARITY_NO_CHECKPOINTING=1` trains without (6.55 GB on 2026-12-07: over the target).
+//! with gradient checkpointing, as the shipped `opt-1.3b-lora` recipe does (2.8 GB peak);
+//! `CLARITY_NO_CHECKPOINTING=1` trains without (5.2 GB on 2026-12-07, AVX-512 with VNNI).
 //!
 //! The real `facebook/opt-1.3b` goes through the same steps when `CLARITY_OPT_1_3B` names
 //! its folder (`config.json`, `*.safetensors` or `pytorch_model.bin` converted to

@@ -148,7 +148,10 @@ impl BaseWeights {
         if use_8bit && device.is_cpu() {
             if let Some(q) = self.quantized.remove(name) {
                 if crate::lora::fast_blocks(q.dtype()) {
-                    return Ok(Frozen::Quantized(q));
+                    return Ok(match Arc::try_unwrap(q) {
+                        Ok(q) => Frozen::quantized(q),
+                        Err(shared) => Frozen::Quantized(shared),
+                    });
                 }
                 return Frozen::new(q.dequantize(device)?, true);
             }

@@ -17,6 +17,8 @@ pub mod metal;
 pub mod repack;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod repack_x86;
+#[cfg(target_arch = "x86_64")]
+mod packed_q8_0;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod tokenizer;
 #[cfg(not(feature = "metal"))]
@@ -244,6 +246,9 @@ impl QStorage {
 
     fn data(&self) -> Result<Cow<'_, [u8]>> {
         match self {
+            QStorage::Cpu(storage) if storage.is_repacked() => {
+                crate::bail!("a repacked tensor has no GGML block bytes: dequantize it")
+            }
             QStorage::Cpu(storage) => {
                 let data_ptr = storage.as_ptr();
                 let size_in_bytes = storage.storage_size_in_bytes();
@@ -440,6 +445,10 @@ pub trait QuantizedType: Send + Sync {
     #[allow(clippy::wrong_self_convention)]
     fn from_float_imatrix(&mut self, xs: &[f32], imatrix_weights: &[f32], n_per_row: usize);
     fn size(&self) -> usize;
+    /// (Clarity patch) Whether the bytes are the x86 repacked tiles, not GGML blocks.
+    fn is_repacked(&self) -> bool {
+        false
+    }
 }
 
 impl<T: k_quants::GgmlType + Send + Sync> QuantizedType for Vec<T> {
@@ -1040,6 +1049,40 @@ impl QTensor {
 
 impl QTensor {
     #[cfg(target_arch = "x86_64")]
+    /// (Clarity patch) This CPU tensor with its blocks in the layout the x86 VNNI kernels
+    /// read, the original blocks dropped: one copy of the weights where `cpu_fwd` would
+    /// otherwise keep two (it repacks on the first product and caches the result). Only Q8_0
+    /// matrices the kernels take (`[n, k]`, n a multiple of 16, k of 256) on a machine with
+    /// AVX-512-VNNI or AVX-VNNI change; everything else comes back as it is. Dequantizing
+    /// and products give the same values as before; `data()` refuses (no GGML bytes).
+    pub fn into_cpu_packed(self) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let QStorage::Cpu(storage) = &self.storage else {
+                return self;
+            };
+            let Ok((n, k)) = self.shape.dims2() else {
+                return self;
+            };
+            if storage.is_repacked()
+                || storage.dtype() != GgmlDType::Q8_0
+                || !repack_x86::select(GgmlDType::Q8_0, 1, n, k)
+            {
+                return self;
+            }
+            let tiles = packed_q8_0::repack(storage.as_ref(), n, k);
+            let repacked_qs = repack::PackedCache::new();
+            repacked_qs.x86_prefill(repack_x86::PackedX86::Q8_0(tiles.clone()));
+            Self {
+                storage: QStorage::Cpu(Box::new(packed_q8_0::PackedQ8_0 { tiles, n, k })),
+                shape: self.shape,
+                repacked_qs,
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        self
+    }
+
     pub(crate) fn storage_ref(&self) -> &dyn QuantizedType {
         match &self.storage {
             QStorage::Cpu(s) => s.as_ref(),

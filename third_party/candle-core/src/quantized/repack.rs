@@ -60,6 +60,12 @@ impl PackedCache {
         self.x86.get_or_init(init)
     }
 
+    /// (Clarity patch) Set the x86 packing up front (`QTensor::into_cpu_packed`).
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn x86_prefill(&self, packed: super::repack_x86::PackedX86) {
+        let _ = self.x86.set(packed);
+    }
+
     pub(crate) fn new() -> Self {
         Self {
             #[cfg(target_arch = "x86_64")]

@@ -37,7 +37,8 @@ pub(crate) struct TileQ8_0 {
 pub(crate) enum PackedX86 {
     Q4K(Vec<TileQ4K>),
     Q6K(Vec<TileQ6K>),
-    Q8_0(Vec<TileQ8_0>),
+    // shared with a `PackedQ8_0` storage when the tensor keeps only this layout
+    Q8_0(std::sync::Arc<Vec<TileQ8_0>>),
 }
 
 pub(crate) fn select(dtype: super::GgmlDType, m: usize, n: usize, k: usize) -> bool {
@@ -195,7 +196,22 @@ pub(crate) fn pack_q8_0(storage: &dyn QuantizedType, n: usize, k: usize) -> Pack
             out.push(tile);
         }
     }
-    PackedX86::Q8_0(out)
+    PackedX86::Q8_0(std::sync::Arc::new(out))
+}
+
+/// The q8_0 blocks of row `row`, block `b` back from the tiles `pack_q8_0` made (the
+/// packing is lossless: the same scale, the quants offset by +128).
+pub(crate) fn unpack_q8_0_block(tiles: &[TileQ8_0], k: usize, row: usize, b: usize) -> BlockQ8_0 {
+    let kb = k / QK8_0;
+    let (t, r) = (row / TILE_N, row % TILE_N);
+    let tile = &tiles[t * kb + b];
+    let mut qs = [0i8; QK8_0];
+    for g in 0..QK8_0 / 4 {
+        for j in 0..4 {
+            qs[g * 4 + j] = (tile.qs[(g * TILE_N + r) * 4 + j] as i16 - 128) as i8;
+        }
+    }
+    BlockQ8_0 { d: tile.d[r], qs }
 }
 
 #[cfg(target_arch = "x86_64")]
