@@ -204,6 +204,76 @@ fn the_shipped_minilm_learns_the_sample_data() {
     );
 }
 
+/// `model_config.options.pooling: mean` end to end: trained on the mean over real tokens,
+/// recorded with the model, exported and served that way; the saved record, not the entry,
+/// decides what `export` writes.
+#[test]
+fn mean_pooling_is_trained_saved_exported_and_served() {
+    let project = tiny_project(1);
+    let yaml = std::fs::read_to_string(project.config()).expect("models.yaml");
+    let yaml = yaml.replace(
+        "max_length: 64, device: auto}",
+        "max_length: 64, device: auto, options: {pooling: mean}}",
+    );
+    std::fs::write(project.config(), yaml).expect("write models.yaml");
+    project.host_ok(&["train", "--model", "tiny"]);
+    let dir = project.path().join("artifacts/tiny");
+    let read_json = |file: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(dir.join(file)).expect(file);
+        serde_json::from_str(&text).expect("json")
+    };
+    assert_eq!(read_json("encoder_meta.json")["arch"]["pooling"], "mean");
+    assert_eq!(read_json("config.json")["clarity_pooling"], "mean");
+    let graph = |dir: &std::path::Path| std::fs::read(dir.join("model.onnx")).expect("onnx");
+    let has_reduce_sum = |bytes: &[u8]| bytes.windows(9).any(|w| w == b"ReduceSum");
+    assert!(
+        has_reduce_sum(&graph(&dir)),
+        "the graph averages over tokens"
+    );
+
+    let pair = json!({"question": "Will you raise taxes?", "context": "Q: Will you?\nA: No, not this year and not the next."});
+    let served = |project: &Project| {
+        let mut server = project.serve(&[]);
+        server.wait_ready(Duration::from_secs(120));
+        let (status, body) = server.post_json("/classify/tiny", &pair);
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(server.terminate(Duration::from_secs(20)), Some(0));
+        LABELS.map(|l| body["scores"][l].as_f64().expect("score"))
+    };
+    let mean_scores = served(&project);
+
+    // The same weights read through the first token: another graph, other scores.
+    let mut meta = read_json("encoder_meta.json");
+    meta["arch"]["pooling"] = json!("cls");
+    std::fs::write(dir.join("encoder_meta.json"), meta.to_string()).expect("write meta");
+    project.host_ok(&["export", "--model", "tiny"]);
+    assert!(!has_reduce_sum(&graph(&dir)), "the first token's graph");
+    let cls_scores = served(&project);
+    assert!(
+        mean_scores
+            .iter()
+            .zip(&cls_scores)
+            .any(|(a, b)| (a - b).abs() > 1e-4),
+        "{mean_scores:?} vs {cls_scores:?}"
+    );
+}
+
+#[test]
+fn a_wrong_pooling_value_is_a_config_error_naming_the_option() {
+    let project = tiny_project(1);
+    let yaml = std::fs::read_to_string(project.config()).expect("models.yaml");
+    let yaml = yaml.replace("device: auto}", "device: auto, options: {pooling: max}}");
+    std::fs::write(project.config(), yaml).expect("write models.yaml");
+    let out = project.host(&["train", "--model", "tiny"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "train accepted pooling: max");
+    assert!(
+        stderr.contains("model_config.options.pooling") && stderr.contains("max"),
+        "{stderr}"
+    );
+    assert!(!project.path().join("artifacts/tiny/model.onnx").exists());
+}
+
 /// models.yaml with one encoder entry `ext` serving the folder `exported` as it is.
 fn write_exported_entry(project: &Project) {
     let yaml = format!(

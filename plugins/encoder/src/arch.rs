@@ -30,6 +30,43 @@ pub const SUPPORTED: &[(&str, Family)] = &[
     ("distilbert", Family::DistilBert),
 ];
 
+/// Which vector of the last hidden states the classification head reads
+/// (`model_config.options.pooling`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// The first token's (`[CLS]`, `<s>`), as transformers' `*ForSequenceClassification`.
+    #[default]
+    Cls,
+    /// The mean over the real tokens (padding left out), as sentence-transformers models
+    /// such as all-MiniLM-L6-v2 were trained to be read.
+    Mean,
+}
+
+impl Pooling {
+    /// The `pooling` option (`cls` or `mean`; unset: `None`, what the model's `config.json`
+    /// says, and `cls` when it says nothing).
+    pub fn from_options(
+        options: &std::collections::BTreeMap<String, Value>,
+    ) -> Result<Option<Self>, String> {
+        match options.get("pooling") {
+            None => Ok(None),
+            Some(v) => match v.as_str() {
+                Some("cls") => Ok(Some(Self::Cls)),
+                Some("mean") => Ok(Some(Self::Mean)),
+                _ => Err(format!(
+                    "model_config.options.pooling must be `cls` (the first token, the default) \
+                     or `mean` (the mean over real tokens), not {v}"
+                )),
+            },
+        }
+    }
+}
+
+/// The `config.json` key that records mean pooling (transformers ignores it and reads the
+/// first token).
+pub const POOLING_KEY: &str = "clarity_pooling";
+
 /// The feed-forward activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -73,6 +110,10 @@ pub struct Arch {
     pub attention_dropout: f32,
     /// Dropout before the classifier.
     pub classifier_dropout: f32,
+    /// What the head reads (not in `config.json`: the entry's option; absent in older
+    /// `encoder_meta.json` files, which were all `cls`).
+    #[serde(default)]
+    pub pooling: Pooling,
 }
 
 /// Why a `config.json` cannot be used.
@@ -176,6 +217,7 @@ impl Arch {
                     hidden_dropout,
                     attention_dropout: fields.float_or("attention_probs_dropout_prob", 0.1)?,
                     classifier_dropout: fields.float_or("classifier_dropout", hidden_dropout)?,
+                    pooling: Pooling::Cls,
                 })
             }
             Family::DistilBert => Ok(Self {
@@ -194,8 +236,16 @@ impl Arch {
                 hidden_dropout: fields.float_or("dropout", 0.1)?,
                 attention_dropout: fields.float_or("attention_dropout", 0.1)?,
                 classifier_dropout: fields.float_or("seq_classif_dropout", 0.2)?,
+                pooling: Pooling::Cls,
             }),
         }
+        .map(|mut arch| {
+            // Written by `meta::write_hf_config` for a model trained here with mean pooling.
+            if config.get(POOLING_KEY).and_then(Value::as_str) == Some("mean") {
+                arch.pooling = Pooling::Mean;
+            }
+            arch
+        })
         .and_then(|arch| arch.checked(origin))
     }
 

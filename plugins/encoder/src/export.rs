@@ -14,7 +14,7 @@
 //!   the form for execution providers with fused attention kernels (CUDA). On CPU it
 //!   measured no faster (`bench/onnx_graph_vs_torch.py`, README "Our ONNX graph").
 
-use crate::arch::{Activation, Family};
+use crate::arch::{Activation, Family, Pooling};
 use crate::model::{Attention, EncoderModel, FeedForward, Layer, Norm, MASK_BIAS};
 use candle_core::Tensor;
 use candle_nn::Linear;
@@ -126,7 +126,7 @@ pub fn build(model: &EncoderModel, ops: GraphOps) -> Result<GraphBuilder, Export
             }
         }
     }
-    let logits = w.head(model, &x)?;
+    let logits = w.head(model, &x, &mask)?;
     let labels = model.num_labels() as i64;
     g.output(
         &logits,
@@ -362,6 +362,19 @@ impl Weights<'_> {
         ))
     }
 
+    /// `sum(x * mask) / max(sum(mask), 1)` over the sequence: `[b, s, h]` -> `[b, h]`, as
+    /// the candle model's `masked_mean`.
+    fn masked_mean(&mut self, x: &str, mask: &str) -> String {
+        let mask = self.g.cast(mask, ElemType::Float);
+        let weights = self.g.unsqueeze(&mask, &[2]);
+        let masked = self.g.mul(x, &weights);
+        let summed = self.g.reduce_sum(&masked, &[1], false);
+        let count = self.g.reduce_sum(&mask, &[1], true);
+        let one = self.g.scalar_f32(1.0);
+        let count = self.g.node("Max", &[&count, &one], vec![]);
+        self.g.div(&summed, &count)
+    }
+
     /// Exact GELU: `x * 0.5 * (1 + erf(x / sqrt 2))` (the pattern ORT fuses).
     fn gelu(&mut self, x: &str) -> String {
         let sqrt2 = self.g.scalar_f32(std::f32::consts::SQRT_2);
@@ -374,10 +387,16 @@ impl Weights<'_> {
         self.g.mul(&prod, &half)
     }
 
-    fn head(&mut self, model: &EncoderModel, x: &str) -> Result<String, ExportError> {
-        let zero = self.g.scalar_i64(0);
-        let first = self.g.gather(x, &zero, 1);
-        let hidden = self.linear("head_dense", &model.head.dense, &first)?;
+    /// The head on the pooled hidden state; `mask` is the int64 attention mask input.
+    fn head(&mut self, model: &EncoderModel, x: &str, mask: &str) -> Result<String, ExportError> {
+        let pooled = match model.arch.pooling {
+            Pooling::Cls => {
+                let zero = self.g.scalar_i64(0);
+                self.g.gather(x, &zero, 1)
+            }
+            Pooling::Mean => self.masked_mean(x, mask),
+        };
+        let hidden = self.linear("head_dense", &model.head.dense, &pooled)?;
         let hidden = match model.arch.family {
             Family::Bert | Family::Roberta => self.g.tanh(&hidden),
             Family::DistilBert => self.g.relu(&hidden),

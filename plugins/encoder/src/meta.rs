@@ -1,7 +1,7 @@
 //! Files written beside `model.onnx` so the artifact folder serves on its own and loads in
 //! other tools: `encoder_meta.json` (ours) and a transformers-style `config.json`.
 
-use crate::arch::{Arch, Family};
+use crate::arch::{Arch, Family, Pooling, POOLING_KEY};
 use clarity_runtime::meta::{self as files, MetaError, MetaFile};
 use clarity_runtime::tokenize::PairOrder;
 use clarity_sdk::input::InputConfig;
@@ -69,10 +69,17 @@ pub fn write_hf_config(
     labels: &[String],
     out: &Path,
 ) -> Result<(), MetaError> {
-    let config = std::fs::read_to_string(pretrained_config)
+    let mut config = std::fs::read_to_string(pretrained_config)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_else(|| json!({"model_type": arch.model_type}));
+    if let Some(object) = config.as_object_mut() {
+        // transformers reads the first token whatever this says; we read it back.
+        match arch.pooling {
+            Pooling::Mean => object.insert(POOLING_KEY.into(), json!("mean")),
+            Pooling::Cls => object.remove(POOLING_KEY),
+        };
+    }
     let class = match arch.family {
         Family::Bert => "BertForSequenceClassification",
         Family::Roberta if arch.model_type == "xlm-roberta" => {

@@ -1,6 +1,6 @@
 //! The [`Classifier`] the host talks to: train (candle) → export (ONNX) → serve (ONNX Runtime).
 
-use crate::arch::Arch;
+use crate::arch::{Arch, Pooling};
 use crate::export::{self, ExportError, GraphOps};
 use crate::hf_folder::{self, Folder};
 use crate::meta::{self, EncoderMeta};
@@ -125,8 +125,11 @@ impl EncoderPlugin {
         let name = spec::model_name(&self.init, MODEL_NAME_REQUIRED)?;
         let dir = resolve::model_dir(name, &self.init.config_dir)?;
         // Everything read from the pretrained folder is the configured model's fault.
-        let arch = Arch::from_file(&dir.join(meta::CONFIG_FILE))
+        let mut arch = Arch::from_file(&dir.join(meta::CONFIG_FILE))
             .map_err(|e| Error::config(e.to_string()))?;
+        if let Some(pooling) = pooling(&self.init)? {
+            arch.pooling = pooling;
+        }
         let max_length = spec::max_length(&self.init).min(arch.max_sequence());
         let tokenizer_path = dir.join(meta::TOKENIZER_FILE);
         let files = hf_tokenizer::folder_tokenizer(&dir)?;
@@ -177,6 +180,11 @@ impl EncoderPlugin {
             .with_dropout_seed(seed);
         Ok((model, tokenizer, dir, kind))
     }
+}
+
+/// The entry's `model_config.options.pooling`, as a config error when wrong.
+fn pooling(init: &PluginInit) -> Result<Option<Pooling>, Error> {
+    Pooling::from_options(&init.spec.model_config.options).map_err(Error::config)
 }
 
 /// What `load` serves from `dir`.
@@ -231,6 +239,7 @@ impl Classifier for EncoderPlugin {
         };
         spec::threads(&plugin.init)?;
         GraphOps::of(&plugin.init)?;
+        pooling(&plugin.init)?;
         // The artifact folder may hold the model already (ours, or the Python Clarity's).
         let served_as_is = plugin.onnx_folder().is_some()
             || plugin.init.artifact_dir.join(meta::CONFIG_FILE).is_file();

@@ -1,7 +1,7 @@
 //! Unit tests of the candle model on tiny random encoders of each family, and the helpers
 //! the op tests share.
 
-use crate::arch::Arch;
+use crate::arch::{Arch, Pooling, POOLING_KEY};
 use crate::model::EncoderModel;
 use crate::weights;
 use candle_core::{Device, Shape, Tensor, Var};
@@ -137,8 +137,14 @@ fn every_parameter_of_every_family_gets_a_gradient() {
 
 #[test]
 fn padding_does_not_change_a_rows_logits() {
-    for family in ["bert", "roberta", "distilbert"] {
-        let model = tiny_model(family, 3, 2);
+    let poolings = [Pooling::Cls, Pooling::Mean];
+    for (family, pooling) in ["bert", "roberta", "distilbert"]
+        .into_iter()
+        .flat_map(|f| poolings.map(|p| (f, p)))
+    {
+        let mut model = tiny_model(family, 3, 2);
+        model.arch.pooling = pooling;
+        let family = format!("{family} ({pooling:?})");
         let full = tiny_batch();
         let batch = TensorBatch::from_encoded(&full, &Device::Cpu).unwrap();
         let both = model
@@ -211,4 +217,39 @@ fn the_fused_ops_give_the_composed_candle_gradients_for_every_parameter() {
             );
         }
     }
+}
+
+/// `model_config.options.pooling`: `cls`, `mean`, unset (the folder's `config.json`
+/// decides), or a config error naming the option and its values; and a folder written with
+/// mean pooling reads back as mean pooling.
+#[test]
+fn pooling_comes_from_the_option_or_the_folders_config() {
+    let options =
+        |v: serde_json::Value| std::collections::BTreeMap::from([("pooling".to_string(), v)]);
+    assert_eq!(Pooling::from_options(&Default::default()), Ok(None));
+    assert_eq!(
+        Pooling::from_options(&options(json!("mean"))),
+        Ok(Some(Pooling::Mean))
+    );
+    assert_eq!(
+        Pooling::from_options(&options(json!("cls"))),
+        Ok(Some(Pooling::Cls))
+    );
+    let wrong = Pooling::from_options(&options(json!("max"))).unwrap_err();
+    assert!(
+        wrong.contains("model_config.options.pooling") && wrong.contains("`mean`"),
+        "{wrong}"
+    );
+
+    let mut config = tiny_config("bert");
+    assert_eq!(Arch::from_json(&config, "t").unwrap().pooling, Pooling::Cls);
+    config[POOLING_KEY] = json!("mean");
+    let arch = Arch::from_json(&config, "t").unwrap();
+    assert_eq!(arch.pooling, Pooling::Mean);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (pretrained, out) = (dir.path().join("in.json"), dir.path().join("config.json"));
+    std::fs::write(&pretrained, tiny_config("bert").to_string()).unwrap();
+    crate::meta::write_hf_config(&pretrained, &arch, &["a".into(), "b".into()], &out).unwrap();
+    assert_eq!(Arch::from_file(&out).unwrap().pooling, Pooling::Mean);
 }

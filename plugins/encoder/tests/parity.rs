@@ -2,7 +2,7 @@
 //! random models built here) and for the real MiniLM, logits match to 1e-4.
 
 use candle_core::Device;
-use clarity_encoder::arch::Arch;
+use clarity_encoder::arch::{Arch, Pooling};
 use clarity_encoder::export::{self, GraphOps};
 use clarity_encoder::model::EncoderModel;
 use clarity_encoder::weights;
@@ -124,6 +124,37 @@ fn every_family_matches_onnx_runtime() {
             token_type_ids: vec![0, 0, 1, 1],
         };
         compare(&model, &one, &format!("{family} batch 1"));
+    }
+}
+
+/// Mean pooling (`model_config.options.pooling: mean`) in the graph: the mean over real
+/// tokens, padding left out, as candle computes it; and not the first token's logits.
+#[test]
+fn mean_pooling_matches_onnx_runtime() {
+    start_ort();
+    for family in ["bert", "roberta", "distilbert"] {
+        let cls = Arch::from_json(&config(family), family).expect("config");
+        let mean = Arch {
+            pooling: Pooling::Mean,
+            ..cls.clone()
+        };
+        let filled = weights::random(&mean, 3, &Device::Cpu, 12).expect("weights");
+        let model =
+            EncoderModel::from_varmap(mean, filled.varmap.clone(), Device::Cpu).expect("model");
+        let padded = batch(cls.pad_token_id as i64);
+        compare(&model, &padded, &format!("{family}, mean pooling"));
+        let first = EncoderModel::from_varmap(cls, filled.varmap, Device::Cpu).expect("model");
+        let logits = |m: &EncoderModel| {
+            let b = TensorBatch::from_encoded(&padded, &Device::Cpu).expect("batch");
+            m.logits(&b, false)
+                .and_then(|l| l.to_vec2::<f32>())
+                .expect("logits")
+        };
+        assert_ne!(
+            logits(&model),
+            logits(&first),
+            "{family}: pooling changes the logits"
+        );
     }
 }
 

@@ -1,5 +1,5 @@
-//! The classification head over the first token's hidden state, as each family's
-//! `*ForSequenceClassification` has it.
+//! The classification head over the pooled hidden state (the first token's, or the mean
+//! over real tokens), as each family's `*ForSequenceClassification` has it.
 
 use super::project;
 use super::vars::Vars;
@@ -35,22 +35,22 @@ impl Head {
         })
     }
 
-    /// Logits `[b, labels]` from the first token's hidden state `[b, hidden]`.
-    pub fn forward(&self, first: &Tensor, dropout: Dropout<'_>) -> Result<Tensor> {
+    /// Logits `[b, labels]` from the pooled hidden state `[b, hidden]`.
+    pub fn forward(&self, pooled: &Tensor, dropout: Dropout<'_>) -> Result<Tensor> {
         let p = self.dropout;
         match self.family {
             // BERT's pooler: tanh(dense(first)); dropout before the classifier.
             Family::Bert => {
-                let pooled = project(&self.dense, first)?.tanh()?;
-                project(&self.output, &dropout.apply(&pooled, p)?)
+                let hidden = project(&self.dense, pooled)?.tanh()?;
+                project(&self.output, &dropout.apply(&hidden, p)?)
             }
             // RobertaClassificationHead: dropout on both sides of the dense layer.
             Family::Roberta => {
-                let hidden = project(&self.dense, &dropout.apply(first, p)?)?.tanh()?;
+                let hidden = project(&self.dense, &dropout.apply(pooled, p)?)?.tanh()?;
                 project(&self.output, &dropout.apply(&hidden, p)?)
             }
             Family::DistilBert => {
-                let hidden = project(&self.dense, first)?.relu()?;
+                let hidden = project(&self.dense, pooled)?.relu()?;
                 project(&self.output, &dropout.apply(&hidden, p)?)
             }
         }

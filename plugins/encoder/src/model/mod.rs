@@ -8,7 +8,7 @@
 //!
 //! The parts read as in the paper (and candle's `BertModel`): [`Embeddings`], then each
 //! [`Layer`] as [`Attention`] followed by [`FeedForward`], then the [`Head`] on the first
-//! token. Each part holds its own sizes and dropout rates and has its own `forward`.
+//! token (or the mean over real tokens, [`Pooling`]). Each part holds its own sizes and dropout rates and has its own `forward`.
 
 mod embeddings;
 mod head;
@@ -19,7 +19,7 @@ pub use embeddings::{Embeddings, PositionIds};
 pub use head::Head;
 pub use layer::{Attention, FeedForward, Layer};
 
-use crate::arch::Arch;
+use crate::arch::{Arch, Pooling};
 use crate::fused;
 use crate::names;
 use candle_core::{Device, Result, Tensor};
@@ -123,9 +123,20 @@ impl EncoderModel {
         for layer in &self.layers {
             x = layer.forward(&x, &bias, dropout)?;
         }
-        let first = x.narrow(1, 0, 1)?.squeeze(1)?;
-        self.head.forward(&first, dropout)
+        let pooled = match self.arch.pooling {
+            Pooling::Cls => x.narrow(1, 0, 1)?.squeeze(1)?,
+            Pooling::Mean => masked_mean(&x, &batch.attention_mask)?,
+        };
+        self.head.forward(&pooled, dropout)
     }
+}
+
+/// The mean of `x` (`[b, s, h]`) over the positions where `mask` (`[b, s]`, 1.0 or 0.0) is
+/// set: `[b, h]`. A row with no real token gives zeros, not a division by zero.
+fn masked_mean(x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    let summed = x.broadcast_mul(&mask.unsqueeze(2)?)?.sum(1)?;
+    let count = mask.sum_keepdim(1)?.clamp(1f32, f32::MAX)?;
+    summed.broadcast_div(&count)
 }
 
 /// `[b, 1, 1, s]` added to the attention scores: 0 for real tokens, [`MASK_BIAS`] for
