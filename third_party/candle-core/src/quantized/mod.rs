@@ -1083,6 +1083,12 @@ impl QTensor {
         self
     }
 
+    /// (Clarity patch) Whether `into_cpu_packed` left this tensor in the x86 tile layout
+    /// (its CPU products then run the VNNI kernels).
+    pub fn is_cpu_packed(&self) -> bool {
+        matches!(&self.storage, QStorage::Cpu(s) if s.is_repacked())
+    }
+
     pub(crate) fn storage_ref(&self) -> &dyn QuantizedType {
         match &self.storage {
             QStorage::Cpu(s) => s.as_ref(),
