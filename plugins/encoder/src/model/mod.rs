@@ -8,7 +8,8 @@
 //!
 //! The parts read as in the paper (and candle's `BertModel`): [`Embeddings`], then each
 //! [`Layer`] as [`Attention`] followed by [`FeedForward`], then the [`Head`] on the first
-//! token (or the mean over real tokens, [`Pooling`]). Each part holds its own sizes and dropout rates and has its own `forward`.
+//! token (or the mean over real tokens, [`Pooling`]). Each part holds its own sizes and
+//! dropout rates and has its own `forward`.
 
 mod embeddings;
 mod head;

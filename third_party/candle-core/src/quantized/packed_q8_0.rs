@@ -30,7 +30,10 @@ impl PackedQ8_0 {
 
     /// Every row as q8_0 blocks, in the usual row-major order (a transient copy).
     fn blocks(&self) -> Vec<BlockQ8_0> {
-        (0..self.n).flat_map(|row| self.row_blocks(row)).collect()
+        let kb = self.k / QK8_0;
+        (0..self.n)
+            .flat_map(|row| (0..kb).map(move |b| unpack_q8_0_block(&self.tiles, self.k, row, b)))
+            .collect()
     }
 }
 
