@@ -468,6 +468,10 @@ mod tests {
         let x = Var::from_tensor(&uniform((5, 512), -1.0, 1.0, 4)?)?;
         let product = |q: &QTensor| x.as_tensor().apply_op1_no_bwd(q);
         same(&product(b)?, &product(t)?)?;
+        // f16 inputs take candle's block kernel: the tiles unpack to the same blocks.
+        let half = x.as_tensor().to_dtype(candle_core::DType::F16)?;
+        let product_f16 = |q: &QTensor| half.apply_op1_no_bwd(q)?.to_dtype(candle_core::DType::F32);
+        same(&product_f16(b)?, &product_f16(t)?)?;
         // Through the layer: without tiles Q8_0 runs as a dequantized copy and gemm (f32
         // inputs), with them as int8 products: within Q8_0's rounding of the input.
         let (yb, yt) = (
