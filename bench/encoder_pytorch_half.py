@@ -19,6 +19,7 @@ Inference is measured before training (training changes the weights). Prints one
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import sys
@@ -162,6 +163,8 @@ def main():
     data = load_inputs(args.workdir)
     out = {"torch": torch.__version__, "transformers": transformers.__version__,
            "threads": torch.get_num_threads(), "cuda_available": torch.cuda.is_available(),
+           "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+           "mkl_instructions": os.environ.get("MKL_ENABLE_INSTRUCTIONS", "all the CPU has"),
            "attn_implementation": getattr(model.config, "_attn_implementation", None),
            "reps": args.reps}
     print("pytorch: parity check", file=sys.stderr)

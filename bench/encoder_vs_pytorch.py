@@ -72,8 +72,8 @@ def parse_args():
                              "(default 1; 3 gives ratios that shared-machine noise moves less)")
     parser.add_argument("--avx2-only", action="store_true",
                         help="build the Rust half without gemm's AVX-512 kernels (cargo "
-                             "--no-default-features), to measure the AVX2 path on an AVX-512 "
-                             "machine")
+                             "--no-default-features) and hold PyTorch to AVX2 (MKL, oneDNN, "
+                             "ATen), to measure both AVX2 paths on an AVX-512 machine")
     parser.add_argument("--keep-workdir", action="store_true",
                         help="keep the temporary WORKDIR (model, inputs) and print its path")
     args = parser.parse_args()
@@ -259,18 +259,28 @@ def directory_mb(path: Path) -> float:
 # ---- the PyTorch half ----
 
 
-def pytorch_env(threads: int) -> dict:
-    """Thread counts pinned; transformers kept off the network."""
+# PyTorch held to AVX2 as well under --avx2-only, or the comparison would set our AVX2 path
+# against its AVX-512 one: ATen's own kernels, MKL's sgemm (which every Linear runs through;
+# it honours this variable, 256 -> 151 GFLOP/s on a 1024x1536x384 product on a Xeon) and
+# oneDNN.
+PYTORCH_AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+                     "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def pytorch_env(threads: int, avx2_only: bool = False) -> dict:
+    """Thread counts pinned; transformers kept off the network; AVX2 only if asked."""
     return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
             "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-            "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+            **(PYTORCH_AVX2_ONLY if avx2_only else {})}
 
 
-def run_pytorch(python: Path, workdir: Path, threads: int, reps: dict) -> tuple[dict, float]:
-    """The PyTorch half's JSON (parity, timings) and peak RSS."""
+def run_pytorch(python: Path, workdir: Path, threads: int, reps: dict,
+                avx2_only: bool = False) -> tuple[dict, float]:
+    """The PyTorch half's JSON (parity, timings, the CPU capability it ran) and peak RSS."""
     command = [python, PYTORCH_HALF, workdir, "--threads", threads, "--reps", json.dumps(reps)]
-    log(f"PyTorch half, reps {json.dumps(reps)}")
-    return run_measured(command, "the PyTorch half", env=pytorch_env(threads))
+    log(f"PyTorch half, reps {json.dumps(reps)}" + (", AVX2 only" if avx2_only else ""))
+    return run_measured(command, "the PyTorch half", env=pytorch_env(threads, avx2_only))
 
 
 # ---- results ----
@@ -366,7 +376,9 @@ def render(results: dict) -> str:
                      "before): the timings may be disturbed **")
     m = results["machine"]
     lines.append(f"CPU: {m['cpu']}, {m['cpus']} cores, flags: {m.get('flags', '?')}; candle "
-                 f"matmul kernels: {results['rust'].get('kernels', 'not reported')}")
+                 f"matmul kernels: {results['rust'].get('kernels', 'not reported')}; PyTorch "
+                 f"kernels: ATen {results['pytorch'].get('cpu_capability', '?')}, MKL "
+                 f"{results['pytorch'].get('mkl_instructions', '?')}")
     v = results["versions"]
     lines.append(f"threads {results['threads']}, {'quick' if results['quick'] else 'full'} "
                  f"reps {json.dumps(results['reps'])}; torch {v['torch']} "
@@ -440,7 +452,7 @@ def main():
             rust, rust_rss = run_rust(binary, workdir, args.threads, args.quick)
             reps = normalize_reps(rust.get("reps")) or REPS[args.quick]
             loadavg.setdefault("between", os.getloadavg())
-            torch, torch_rss = run_pytorch(python, workdir, args.threads, reps)
+            torch, torch_rss = run_pytorch(python, workdir, args.threads, reps, args.avx2_only)
             rounds.append((rust, rust_rss, torch, torch_rss))
         loadavg["after"] = os.getloadavg()
     finally:
