@@ -436,6 +436,30 @@ mod tests {
         })
     }
 
+    /// A padded key's probability is exactly 0, also when recomputed from the log-sum-exp,
+    /// and none is subnormal (subnormals slowed every product they fed on Intel CPUs).
+    #[test]
+    fn padded_keys_get_a_probability_of_exactly_zero() {
+        let scores: Vec<f32> = (0..12).map(|i| (i as f32 * 0.61).cos() * 5.0).collect();
+        let bias: Vec<f32> = (0..12)
+            .map(|i| if i >= 7 { super::super::MASK_BIAS } else { 0.0 })
+            .collect();
+        let mut row = scores.clone();
+        let lse = causal_softmax(&mut row, &bias, 10);
+        let mut again = scores;
+        recompute_row(&mut again, &bias, 10, lse);
+        for probabilities in [&row, &again] {
+            assert!(
+                probabilities[7..].iter().all(|&p| p == 0.0),
+                "{probabilities:?}"
+            );
+            assert!(
+                probabilities[..7].iter().all(|p| p.is_normal()),
+                "{probabilities:?}"
+            );
+        }
+    }
+
     #[test]
     fn fused_causal_attention_matches_the_composed_form_with_grouped_heads() -> Result<()> {
         compare((2, 11), (6, 2, 8), 3)
