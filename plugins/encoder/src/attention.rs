@@ -14,6 +14,7 @@ use clarity_runtime::cpu_values::values;
 use clarity_runtime::kernels::dropout::{self, Mask};
 use clarity_runtime::kernels::f32_slice;
 use clarity_runtime::kernels::fastmath::{self, softmax_backward_in_place, sum};
+use clarity_runtime::kernels::par_filled_with;
 use clarity_runtime::kernels::strided::{matmul, Mat, Shared};
 use multiversion::multiversion;
 use rayon::prelude::*;
@@ -198,12 +199,14 @@ impl CustomOp3 for Attention {
                 l3.dims()
             );
         }
-        let mut probs = vec![0f32; d.batch * d.heads * d.block()];
-        let mut out = vec![0f32; size];
+        // Written only through `out_ptr`, by gemm: every head of every sequence, each once.
+        let mut out: Vec<f32> = Vec::with_capacity(size);
         let out_ptr = Shared(out.as_mut_ptr());
-        probs.par_chunks_mut(d.block()).enumerate().for_each_init(
+        let probs = par_filled_with(
+            d.batch * d.heads * d.block(),
+            d.block(),
             || vec![0f32; d.block()],
-            |scratch, (task, block)| {
+            |scratch, task, block| {
                 let bias = &self.bias[(task / d.heads) * d.seq..][..d.seq];
                 let (qh, kh, vh) = (
                     d.head(q.as_ptr(), task),
@@ -212,7 +215,14 @@ impl CustomOp3 for Attention {
                 );
                 // SAFETY: q, k, v hold `size` elements each (checked above); `block` is
                 // this task's own seq × seq slice.
-                unsafe { matmul(d.square(block.as_ptr()), qh, kh.t(), self.scale) };
+                unsafe {
+                    matmul(
+                        d.square(block.as_mut_ptr().cast_const()),
+                        qh,
+                        kh.t(),
+                        self.scale,
+                    )
+                };
                 for row in block.chunks_mut(d.seq) {
                     softmax_biased(row, bias);
                 }
@@ -222,6 +232,9 @@ impl CustomOp3 for Attention {
                 unsafe { matmul(oh, d.square(p.as_ptr()), vh, 1.0) };
             },
         );
+        // SAFETY: the batch · heads tasks above wrote every element of `out` (each head's
+        // columns of its sequence's rows; gemm without accumulation writes its whole output).
+        unsafe { out.set_len(size) };
         *self.probs.lock().map_err(|_| {
             candle_core::Error::Msg("attention: probabilities lock poisoned".into())
         })? = probs;
@@ -248,7 +261,12 @@ impl CustomOp3 for Attention {
         if [qv.len(), kv.len(), vv.len(), g.len()] != [size; 4] {
             candle_core::bail!("attention: backward shapes differ from the forward pass");
         }
-        let (mut dq, mut dk, mut dv) = (vec![0f32; size], vec![0f32; size], vec![0f32; size]);
+        // Written only through the pointers below, by gemm: every head once each.
+        let (mut dq, mut dk, mut dv): (Vec<f32>, Vec<f32>, Vec<f32>) = (
+            Vec::with_capacity(size),
+            Vec::with_capacity(size),
+            Vec::with_capacity(size),
+        );
         let (dq_ptr, dk_ptr, dv_ptr) = (
             Shared(dq.as_mut_ptr()),
             Shared(dk.as_mut_ptr()),
@@ -290,6 +308,13 @@ impl CustomOp3 for Attention {
                 unsafe { matmul(d.head(dk_ptr.get(), task), ds.t(), qh, self.scale) };
             },
         );
+        // SAFETY: the tasks above wrote every element of dq, dk and dv (each head of each
+        // sequence once, by gemm without accumulation).
+        unsafe {
+            dq.set_len(size);
+            dk.set_len(size);
+            dv.set_len(size);
+        }
         let device = q.device();
         Ok((
             Some(Tensor::from_vec(dq, q.shape(), device)?),

@@ -1,4 +1,4 @@
-//! LayerNorm, erf-GELU and bias addition as single CPU ops with their own backward pass.
+//! Linear layers, table lookups, LayerNorm and erf-GELU as single CPU ops with their own backward pass.
 //!
 //! Written out of candle's elementary ops, each of these is 5-10 tensors forward and 15-25
 //! backward, every one a full pass over memory with a fresh allocation; in the training step
@@ -7,8 +7,11 @@
 //! run time by `multiversion`) with the vectorizable `exp`/`erf` of [`fastmath`]. Off the CPU
 //! the composed forms are used, so CUDA and Metal still train.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, D};
-use clarity_runtime::kernels::{f32_slice, fastmath, use_fused};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D,
+};
+use clarity_runtime::kernels::strided::{matmul_add_threaded, Mat};
+use clarity_runtime::kernels::{f32_slice, fastmath, par_filled, use_fused};
 use multiversion::multiversion;
 use rayon::prelude::*;
 use std::f32::consts::FRAC_1_SQRT_2;
@@ -43,39 +46,161 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
 
 use clarity_runtime::cpu_values::values;
 
-/// `x @ weightᵀ + bias` over the last axis of `x`, as one matrix product over all rows (so
-/// the weight gradient is one product too) and the bias added by [`add_bias`].
+/// `x @ weightᵀ + bias` over the last axis of `x`, as one matrix product over all rows.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     let mut dims = x.dims().to_vec();
     let Some(features) = dims.pop() else {
         candle_core::bail!("linear: a scalar input");
     };
     let rows = dims.iter().product::<usize>();
-    let y = x.reshape((rows, features))?.matmul(&weight.t()?)?;
+    let x = x.reshape((rows, features))?;
     let y = match bias {
-        Some(bias) => add_bias(&y, bias)?,
-        None => y,
+        Some(bias) if use_fused(&x) => {
+            x.contiguous()?
+                .apply_op3(&weight.contiguous()?, &bias.contiguous()?, LinearBias)?
+        }
+        Some(bias) => x.matmul(&weight.t()?)?.broadcast_add(bias)?,
+        None => x.matmul(&weight.t()?)?,
     };
     dims.push(y.dim(1)?);
     y.reshape(dims)
 }
 
-/// `x + bias` broadcast over the rows of `x`. candle's broadcast_add sums the bias gradient
-/// with a strided single-threaded reduction over the leading axes (8% of a training step);
-/// here each task sums its own rows and the partial sums are added.
-pub fn add_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    if use_fused(x) {
-        x.contiguous()?.apply_op2(bias, AddBias)
-    } else {
-        x.broadcast_add(bias)
+/// `x Wᵀ + b` (`x` `[rows, in]`, `W` `[out, in]`) as one op, for what candle's composed form
+/// costs around the product: it multiplies by the transposed view `Wᵀ`, so `W`'s gradient
+/// arrives as a transposed view too, and storing it makes a single-threaded strided copy of
+/// every weight matrix each step (~5% of a MiniLM step, the other core idle); its bias
+/// addition is another pass with a zero-filled output. Here the output starts as the bias
+/// rows and gemm adds the product into it, and the backward pass writes `dW = dYᵀ x`
+/// directly in `W`'s layout.
+struct LinearBias;
+
+impl CustomOp3 for LinearBias {
+    fn name(&self) -> &'static str {
+        "clarity-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, self.name())?;
+        let w = f32_slice(s2, l2, self.name())?;
+        let b = f32_slice(s3, l3, self.name())?;
+        let (rows, inputs) = l1.shape().dims2()?;
+        let (outputs, w_inputs) = l2.shape().dims2()?;
+        if inputs != w_inputs || b.len() != outputs {
+            candle_core::bail!(
+                "{}: input {:?}, weight {:?}, bias {:?}",
+                self.name(),
+                l1.dims(),
+                l2.dims(),
+                l3.dims()
+            );
+        }
+        let mut out: Vec<f32> = Vec::with_capacity(rows * outputs);
+        if outputs > 0 {
+            out.spare_capacity_mut()
+                .par_chunks_mut(outputs * ROWS_PER_TASK)
+                .for_each(|chunk| {
+                    for row in chunk.chunks_mut(outputs) {
+                        for (o, &v) in row.iter_mut().zip(b) {
+                            o.write(v);
+                        }
+                    }
+                });
+        }
+        // SAFETY: the loop above wrote every one of the rows · outputs elements.
+        unsafe { out.set_len(rows * outputs) };
+        if rows > 0 && outputs > 0 && inputs > 0 {
+            // From `as_mut_ptr`: gemm writes through this pointer.
+            let dst = Mat::columns(out.as_mut_ptr().cast_const(), rows, outputs, 0, outputs);
+            let x = Mat::columns(x.as_ptr(), rows, inputs, 0, inputs);
+            let w = Mat::columns(w.as_ptr(), outputs, inputs, 0, inputs);
+            // SAFETY: the three views cover exactly `out`, `x` and `w` (checked shapes,
+            // contiguous layouts); `out` is this op's own new buffer.
+            unsafe { matmul_add_threaded(dst, x, w.t(), candle_core::utils::get_num_threads()) };
+        }
+        Ok((CpuStorage::F32(out), Shape::from((rows, outputs))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let dx = grad.matmul(weight)?;
+        // Through the transposed view of `grad`: gemm reads it in place, and the result is
+        // contiguous in W's own layout.
+        let dw = grad.t()?.matmul(x)?;
+        let db = column_sums(&grad)?;
+        Ok((Some(dx), Some(dw), Some(db)))
     }
 }
 
-struct AddBias;
+/// Σ over rows of a `[rows, width]` tensor: each task sums its own rows and the partial sums
+/// are added (candle's `sum(0)` is a strided single-threaded reduction).
+fn column_sums(grad: &Tensor) -> Result<Tensor> {
+    let width = grad.dim(D::Minus1)?;
+    let g = values(grad)?;
+    let partials: Vec<Vec<f32>> = g
+        .par_chunks(width.max(1) * ROWS_PER_TASK * 4)
+        .map(|g| {
+            let mut db = vec![0f32; width];
+            for row in g.chunks(width.max(1)) {
+                db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
+            }
+            db
+        })
+        .collect();
+    let mut db = vec![0f32; width];
+    for partial in partials {
+        db.iter_mut().zip(partial).for_each(|(d, v)| *d += v);
+    }
+    Tensor::from_vec(db, width, grad.device())
+}
 
-impl CustomOp2 for AddBias {
+/// Rows `ids` of `table` (`[vocab, hidden]`; `ids` u32, any shape): `[ids.len(), hidden]`.
+pub fn embedding(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
+    let ids = ids.flatten_all()?;
+    if use_fused(table) && ids.dtype() == DType::U32 {
+        table.contiguous()?.apply_op2(&ids.contiguous()?, Embedding)
+    } else {
+        table.index_select(&ids, 0)
+    }
+}
+
+/// A table lookup whose backward pass writes the table's gradient once. candle's
+/// `index_select` backward builds it as zeros, then `index_add` copies those zeros into a new
+/// buffer before adding the rows: for a 30522 × 384 word table, two passes over 47 MB a
+/// step on one thread while the other core waits. Here the gradient is zero-filled on all
+/// threads and the rows are added into it in place.
+struct Embedding;
+
+impl Embedding {
+    /// The ids as indices, each checked against the table's `vocab` rows.
+    fn indices(&self, ids: &[u32], vocab: usize) -> Result<Vec<usize>> {
+        ids.iter()
+            .map(|&id| match usize::try_from(id) {
+                Ok(i) if i < vocab => Ok(i),
+                _ => candle_core::bail!("{}: id {id} outside a table of {vocab}", self.name()),
+            })
+            .collect()
+    }
+}
+
+impl CustomOp2 for Embedding {
     fn name(&self) -> &'static str {
-        "clarity-add-bias"
+        "clarity-embedding"
     }
 
     fn cpu_fwd(
@@ -85,56 +210,60 @@ impl CustomOp2 for AddBias {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s1, l1, self.name())?;
-        let b = f32_slice(s2, l2, self.name())?;
-        let width = l1.dims().last().copied().unwrap_or(0);
-        if width == 0 || b.len() != width {
-            candle_core::bail!(
-                "{}: input {:?} against bias {}",
-                self.name(),
-                l1.dims(),
-                b.len()
-            );
-        }
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(width * ROWS_PER_TASK)
-            .zip(x.par_chunks(width * ROWS_PER_TASK))
-            .for_each(|(out, x)| {
-                for (out, row) in out.chunks_mut(width).zip(x.chunks(width)) {
-                    for ((o, v), b) in out.iter_mut().zip(row).zip(b) {
-                        *o = v + b;
+        let table = f32_slice(s1, l1, self.name())?;
+        let (vocab, hidden) = l1.shape().dims2()?;
+        let CpuStorage::U32(ids) = s2 else {
+            candle_core::bail!("{}: ids must be u32", self.name());
+        };
+        let Some((start, end)) = l2.contiguous_offsets() else {
+            candle_core::bail!("{}: ids are not contiguous", self.name());
+        };
+        let rows = self.indices(&ids[start..end], vocab)?;
+        let mut out: Vec<f32> = Vec::with_capacity(rows.len() * hidden);
+        if hidden > 0 {
+            out.spare_capacity_mut()
+                .par_chunks_mut(hidden * ROWS_PER_TASK)
+                .zip(rows.par_chunks(ROWS_PER_TASK))
+                .for_each(|(chunk, rows)| {
+                    for (dst, &row) in chunk.chunks_mut(hidden).zip(rows) {
+                        for (d, &v) in dst.iter_mut().zip(&table[row * hidden..][..hidden]) {
+                            d.write(v);
+                        }
                     }
-                }
-            });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+                });
+        }
+        // SAFETY: every one of the rows · hidden elements was written above.
+        unsafe { out.set_len(rows.len() * hidden) };
+        Ok((CpuStorage::F32(out), Shape::from((rows.len(), hidden))))
     }
 
     fn bwd(
         &self,
-        _x: &Tensor,
-        bias: &Tensor,
+        table: &Tensor,
+        ids: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let width = bias.dims1()?;
-        let g = values(grad)?;
-        let partials: Vec<Vec<f32>> = g
-            .par_chunks(width * ROWS_PER_TASK * 4)
-            .map(|g| {
-                let mut db = vec![0f32; width];
-                for row in g.chunks(width) {
-                    db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
-                }
-                db
-            })
-            .collect();
-        let mut db = vec![0f32; width];
-        for partial in partials {
-            db.iter_mut().zip(partial).for_each(|(d, v)| *d += v);
+        let (vocab, hidden) = table.dims2()?;
+        let rows = self.indices(&ids.to_vec1::<u32>()?, vocab)?;
+        let grad = grad.contiguous()?;
+        let g = values(&grad)?;
+        let mut d: Vec<f32> = Vec::with_capacity(vocab * hidden);
+        d.spare_capacity_mut()
+            .par_chunks_mut(1 << 16)
+            .for_each(|chunk| chunk.fill(std::mem::MaybeUninit::new(0.0)));
+        // SAFETY: the fill above wrote all vocab · hidden elements.
+        unsafe { d.set_len(vocab * hidden) };
+        if hidden > 0 {
+            // In order, one thread: a repeated id adds into the same row.
+            for (row, &id) in g.chunks(hidden).zip(&rows) {
+                let dst = &mut d[id * hidden..][..hidden];
+                dst.iter_mut().zip(row).for_each(|(d, v)| *d += v);
+            }
         }
         Ok((
-            Some(grad.clone()),
-            Some(Tensor::from_vec(db, width, bias.device())?),
+            Some(Tensor::from_vec(d, (vocab, hidden), table.device())?),
+            None,
         ))
     }
 }
@@ -180,17 +309,16 @@ impl CustomOp3 for LayerNorm {
                 b.len()
             );
         }
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(hidden * ROWS_PER_TASK)
-            .zip(x.par_chunks(hidden * ROWS_PER_TASK))
-            .for_each(|(out, x)| {
-                for (out, row) in out.chunks_mut(hidden).zip(x.chunks(hidden)) {
-                    let (mean, rstd) = self.stats(row);
-                    for i in 0..hidden {
-                        out[i] = (row[i] - mean) * rstd * w[i] + b[i];
-                    }
+        let chunk = hidden * ROWS_PER_TASK;
+        let out = par_filled(x.len(), chunk, |task, out| {
+            let x = &x[task * chunk..][..out.len()];
+            for (out, row) in out.chunks_mut(hidden).zip(x.chunks(hidden)) {
+                let (mean, rstd) = self.stats(row);
+                for i in 0..hidden {
+                    out[i] = (row[i] - mean) * rstd * w[i] + b[i];
                 }
-            });
+            }
+        });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -253,6 +381,9 @@ impl CustomOp3 for LayerNorm {
 
 struct GeluErf;
 
+/// Elements per GELU task.
+const GELU_CHUNK: usize = 4096;
+
 impl CustomOp1 for GeluErf {
     fn name(&self) -> &'static str {
         "clarity-gelu-erf"
@@ -260,21 +391,27 @@ impl CustomOp1 for GeluErf {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(storage, layout, self.name())?;
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(4096)
-            .zip(x.par_chunks(4096))
-            .for_each(|(out, x)| gelu_forward(x, out));
+        let out = par_filled(x.len(), GELU_CHUNK, |task, out| {
+            gelu_forward(&x[task * GELU_CHUNK..][..out.len()], out)
+        });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 
     /// d/dx = Φ(x) + x φ(x).
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let (x, g) = (values(arg)?, values(grad)?);
-        let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(4096)
-            .zip(x.par_chunks(4096))
-            .zip(g.par_chunks(4096))
-            .for_each(|((dx, x), g)| gelu_backward(x, g, dx));
+        if x.len() != g.len() {
+            candle_core::bail!(
+                "{}: gradient of {} for {} inputs",
+                self.name(),
+                g.len(),
+                x.len()
+            );
+        }
+        let dx = par_filled(x.len(), GELU_CHUNK, |task, dx| {
+            let at = task * GELU_CHUNK;
+            gelu_backward(&x[at..][..dx.len()], &g[at..][..dx.len()], dx)
+        });
         Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
     }
 }
@@ -340,16 +477,54 @@ mod tests {
         assert_matches_composed(&yf, &yc, &[("x", &x), ("weight", &w), ("bias", &b)])
     }
 
-    #[test]
-    fn linear_matches_candle_nn_for_input_weight_and_bias() -> Result<()> {
+    /// The fused linear op against candle_nn's `Linear`, forward and the gradients of input,
+    /// weight and bias, for `[batch, seq, inputs] -> outputs`.
+    fn linear_matches_candle_nn(
+        batch: usize,
+        seq: usize,
+        inputs: usize,
+        outputs: usize,
+    ) -> Result<()> {
         use candle_core::Module;
-        let x = Var::from_tensor(&seeded((3, 17, 24), 0.0, 1.0, 1)?)?;
-        let w = Var::from_tensor(&seeded((40, 24), 0.0, 0.3, 2)?)?;
-        let b = Var::from_tensor(&seeded(40, 0.0, 0.3, 3)?)?;
+        let x = Var::from_tensor(&seeded((batch, seq, inputs), 0.0, 1.0, 1)?)?;
+        let w = Var::from_tensor(&seeded((outputs, inputs), 0.0, 0.3, 2)?)?;
+        let b = Var::from_tensor(&seeded(outputs, 0.0, 0.3, 3)?)?;
         let reference = candle_nn::Linear::new(w.as_tensor().clone(), Some(b.as_tensor().clone()));
         let yf = linear(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()))?;
         let yc = reference.forward(x.as_tensor())?;
-        assert_eq!(yf.dims(), &[3, 17, 40]);
+        assert_eq!(yf.dims(), &[batch, seq, outputs]);
         assert_matches_composed(&yf, &yc, &[("x", &x), ("weight", &w), ("bias", &b)])
+    }
+
+    #[test]
+    fn linear_matches_candle_nn_for_input_weight_and_bias() -> Result<()> {
+        linear_matches_candle_nn(3, 17, 24, 40)
+    }
+
+    /// The lookup against `index_select`, forward and the table's gradient, with a repeated
+    /// id (its rows' gradients add up); an id outside the table is an error, not a panic.
+    #[test]
+    fn embedding_matches_index_select_and_refuses_an_id_outside_the_table() -> Result<()> {
+        let table = Var::from_tensor(&seeded((11, 24), 0.0, 1.0, 4)?)?;
+        let ids = Tensor::new(&[[3u32, 0, 10, 3], [7, 3, 1, 1]], &candle_core::Device::Cpu)?;
+        let yf = embedding(table.as_tensor(), &ids)?;
+        let yc = table.as_tensor().index_select(&ids.flatten_all()?, 0)?;
+        assert_eq!(yf.dims(), &[8, 24]);
+        assert_matches_composed(&yf, &yc, &[("table", &table)])?;
+        let outside = Tensor::new(&[2u32, 11], &candle_core::Device::Cpu)?;
+        let err = embedding(table.as_tensor(), &outside)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("id 11 outside a table of 11"),
+            "{err}"
+        );
+        Ok(())
+    }
+
+    /// Large enough that gemm splits the product over threads and blocks.
+    #[test]
+    fn linear_matches_candle_nn_at_a_layers_size() -> Result<()> {
+        linear_matches_candle_nn(4, 64, 384, 520)
     }
 }

@@ -380,6 +380,13 @@ pub fn init_global_threadpool() {
 }
 
 fn default_num_threads() -> usize {
+    // Clarity patch: worked out once. Without a CPU mask it comes from
+    // `num_cpus::get_physical`, which parses /proc/cpuinfo, and every CPU matmul asks.
+    static DEFAULT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *DEFAULT.get_or_init(detect_default_num_threads)
+}
+
+fn detect_default_num_threads() -> usize {
     let physical = {
         #[cfg(target_os = "macos")]
         {

@@ -3,6 +3,7 @@
 use super::vars::Vars;
 use super::Norm;
 use crate::arch::{Arch, Family};
+use crate::fused;
 use crate::names;
 use candle_core::{DType, Result, Tensor};
 use clarity_runtime::batch::TensorBatch;
@@ -67,9 +68,7 @@ impl Embeddings {
         let (b, s) = batch.input_ids.dims2()?;
         let hidden = self.word.dim(1)?;
         let lookup = |table: &Tensor, ids: &Tensor| -> Result<Tensor> {
-            table
-                .index_select(&ids.flatten_all()?, 0)?
-                .reshape((b, s, hidden))
+            fused::embedding(table, ids)?.reshape((b, s, hidden))
         };
         let words = lookup(&self.word, &batch.input_ids)?;
         let positions = lookup(&self.position, &self.positions(batch)?)?;

@@ -10,7 +10,6 @@ use super::f32_slice;
 use crate::cpu_values::values;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use multiversion::multiversion;
-use rayon::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Elements per rayon task.
@@ -172,12 +171,10 @@ fn apply_mask_add(mask: Mask, first: u32, x: &[f32], residual: &[f32], out: &mut
 /// `x` with the mask applied, split over rayon tasks (element `i` always gets the factor of
 /// index `i`, so a backward pass that calls this again gets the same mask).
 pub fn masked(mask: Mask, x: &[f32]) -> Vec<f32> {
-    let mut out = vec![0f32; x.len()];
-    out.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .enumerate()
-        .for_each(|(task, (out, x))| apply_mask(mask, (task * CHUNK) as u32, x, out));
-    out
+    super::par_filled(x.len(), CHUNK, |task, out| {
+        let at = task * CHUNK;
+        apply_mask(mask, at as u32, &x[at..][..out.len()], out)
+    })
 }
 
 /// Inverted dropout with probability `p`, its mask drawn from `seed`.
@@ -245,14 +242,11 @@ impl CustomOp2 for DropoutAddOp {
         if x.len() != residual.len() {
             candle_core::bail!("{}: {:?} against {:?}", self.name(), l1.dims(), l2.dims());
         }
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .zip(residual.par_chunks(CHUNK))
-            .enumerate()
-            .for_each(|(task, ((out, x), r))| {
-                apply_mask_add(self.0, (task * CHUNK) as u32, x, r, out)
-            });
+        let out = super::par_filled(x.len(), CHUNK, |task, out| {
+            let at = task * CHUNK;
+            let (x, r) = (&x[at..][..out.len()], &residual[at..][..out.len()]);
+            apply_mask_add(self.0, at as u32, x, r, out)
+        });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 

@@ -46,6 +46,19 @@ pub fn exp(x: f32) -> f32 {
     }
 }
 
+/// `x`, or 0 where `x` is subnormal. Values that small change nothing they are added to, and
+/// each operation that reads one takes a microcode assist on Intel CPUs (5-6x slower
+/// element-wise passes measured on a Xeon), so buffers that persist across steps flush them.
+#[inline(always)]
+pub fn flush_subnormal(x: f32) -> f32 {
+    // A select, not a branch, so loops over slices still vectorize.
+    if x.abs() < f32::MIN_POSITIVE {
+        0.0
+    } else {
+        x
+    }
+}
+
 /// `erf(x)` and `e^(-x²)` together (GELU's backward pass needs both), absolute error of erf
 /// below 1e-6: Abramowitz & Stegun 7.1.26 (1.5e-7) plus f32 rounding.
 #[inline(always)]
@@ -132,6 +145,17 @@ mod tests {
         assert!(exp(-87.0).is_normal());
         assert!(grid(-200.0, 88.0, 100_000).all(|x| exp(x) == 0.0 || exp(x).is_normal()));
         assert!(exp(1000.0).is_finite());
+    }
+
+    #[test]
+    fn flush_subnormal_zeroes_only_subnormals() {
+        let tiny = f32::MIN_POSITIVE / 3.0;
+        assert!(tiny.is_subnormal());
+        assert_eq!(flush_subnormal(tiny), 0.0);
+        assert_eq!(flush_subnormal(-tiny), 0.0);
+        for x in [f32::MIN_POSITIVE, -f32::MIN_POSITIVE, 1e-20, -3.5, 0.0] {
+            assert_eq!(flush_subnormal(x), x);
+        }
     }
 
     #[test]

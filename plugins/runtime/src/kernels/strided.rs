@@ -85,9 +85,37 @@ pub unsafe fn matmul_add(dst: Mat, a: Mat, b: Mat, scale: f32) {
     unsafe { product(dst, a, b, scale, true) }
 }
 
+/// `dst += a b` as one product split over `threads` of rayon's pool by gemm itself (for a
+/// layer's whole product, where [`matmul_add`] is one head's).
+///
+/// # Safety
+/// As [`matmul_add`].
+pub unsafe fn matmul_add_threaded(dst: Mat, a: Mat, b: Mat, threads: usize) {
+    let parallelism = match threads {
+        0 | 1 => gemm::Parallelism::None,
+        n => gemm::Parallelism::Rayon(n),
+    };
+    // SAFETY: the caller's contract.
+    unsafe { product_with(dst, a, b, 1.0, true, parallelism) }
+}
+
 /// # Safety
 /// As [`matmul_add`] when `accumulate`, else as [`matmul`].
 unsafe fn product(dst: Mat, a: Mat, b: Mat, scale: f32, accumulate: bool) {
+    // SAFETY: the caller's contract.
+    unsafe { product_with(dst, a, b, scale, accumulate, gemm::Parallelism::None) }
+}
+
+/// # Safety
+/// As [`product`].
+unsafe fn product_with(
+    dst: Mat,
+    a: Mat,
+    b: Mat,
+    scale: f32,
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
     debug_assert!(a.cols == b.rows && dst.rows == a.rows && dst.cols == b.cols);
     // SAFETY: the caller's contract; gemm reads `a` and `b` (and `dst` when accumulating)
     // and writes only `dst`.
@@ -111,7 +139,7 @@ unsafe fn product(dst: Mat, a: Mat, b: Mat, scale: f32, accumulate: bool) {
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         )
     }
 }
