@@ -103,20 +103,12 @@ impl CustomOp3 for LinearBias {
                 l3.dims()
             );
         }
-        let mut out: Vec<f32> = Vec::with_capacity(rows * outputs);
-        if outputs > 0 {
-            out.spare_capacity_mut()
-                .par_chunks_mut(outputs * ROWS_PER_TASK)
-                .for_each(|chunk| {
-                    for row in chunk.chunks_mut(outputs) {
-                        for (o, &v) in row.iter_mut().zip(b) {
-                            o.write(v);
-                        }
-                    }
-                });
-        }
-        // SAFETY: the loop above wrote every one of the rows · outputs elements.
-        unsafe { out.set_len(rows * outputs) };
+        let chunk = outputs * ROWS_PER_TASK;
+        let mut out = par_filled(rows * outputs, chunk, |_, part| {
+            for row in part.chunks_mut(outputs.max(1)) {
+                row.copy_from_slice(&b[..row.len()]);
+            }
+        });
         if rows > 0 && outputs > 0 && inputs > 0 {
             // From `as_mut_ptr`: gemm writes through this pointer.
             let dst = Mat::columns(out.as_mut_ptr().cast_const(), rows, outputs, 0, outputs);
@@ -219,21 +211,13 @@ impl CustomOp2 for Embedding {
             candle_core::bail!("{}: ids are not contiguous", self.name());
         };
         let rows = self.indices(&ids[start..end], vocab)?;
-        let mut out: Vec<f32> = Vec::with_capacity(rows.len() * hidden);
-        if hidden > 0 {
-            out.spare_capacity_mut()
-                .par_chunks_mut(hidden * ROWS_PER_TASK)
-                .zip(rows.par_chunks(ROWS_PER_TASK))
-                .for_each(|(chunk, rows)| {
-                    for (dst, &row) in chunk.chunks_mut(hidden).zip(rows) {
-                        for (d, &v) in dst.iter_mut().zip(&table[row * hidden..][..hidden]) {
-                            d.write(v);
-                        }
-                    }
-                });
-        }
-        // SAFETY: every one of the rows · hidden elements was written above.
-        unsafe { out.set_len(rows.len() * hidden) };
+        let chunk = hidden * ROWS_PER_TASK;
+        let out = par_filled(rows.len() * hidden, chunk, |task, part| {
+            let ids = &rows[task * ROWS_PER_TASK..];
+            for (dst, &row) in part.chunks_mut(hidden.max(1)).zip(ids) {
+                dst.copy_from_slice(&table[row * hidden..][..dst.len()]);
+            }
+        });
         Ok((CpuStorage::F32(out), Shape::from((rows.len(), hidden))))
     }
 
@@ -248,12 +232,8 @@ impl CustomOp2 for Embedding {
         let rows = self.indices(&ids.to_vec1::<u32>()?, vocab)?;
         let grad = grad.contiguous()?;
         let g = values(&grad)?;
-        let mut d: Vec<f32> = Vec::with_capacity(vocab * hidden);
-        d.spare_capacity_mut()
-            .par_chunks_mut(1 << 16)
-            .for_each(|chunk| chunk.fill(std::mem::MaybeUninit::new(0.0)));
-        // SAFETY: the fill above wrote all vocab · hidden elements.
-        unsafe { d.set_len(vocab * hidden) };
+        // Zeroed on all threads (`par_filled` zeroes each chunk), then the rows added.
+        let mut d = par_filled(vocab * hidden, 1 << 16, |_, _| {});
         if hidden > 0 {
             // In order, one thread: a repeated id adds into the same row.
             for (row, &id) in g.chunks(hidden).zip(&rows) {

@@ -414,6 +414,19 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
+    /// A step with lr 0.01 and AdamW's usual betas and eps.
+    fn step(scale: f64, correct1: f64, correct2: f64) -> Step {
+        Step {
+            lr: 0.01,
+            scale,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            correct1,
+            correct2,
+        }
+    }
+
     /// One step by hand: PyTorch's AdamW on a single scalar.
     #[test]
     fn one_step_matches_pytorch_formula() -> Result<()> {
@@ -438,15 +451,7 @@ mod tests {
     /// clipping.
     #[test]
     fn host_and_tensor_paths_agree() -> Result<()> {
-        let step = Step {
-            lr: 0.01,
-            scale: 0.3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            correct1: 0.19,
-            correct2: 0.002,
-        };
+        let step = step(0.3, 0.19, 0.002);
         let (w, g, m, v) = (
             vec![0.5f32, -1.0, 2.0],
             vec![0.1f32, -3.0, 0.7],
@@ -469,15 +474,7 @@ mod tests {
     /// ones are left as the formula gives them.
     #[test]
     fn moments_that_decay_below_the_normal_range_become_zero() {
-        let step = Step {
-            lr: 0.01,
-            scale: 1.0,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            correct1: 1.0,
-            correct2: 1.0,
-        };
+        let step = step(1.0, 1.0, 1.0);
         let edge = f32::MIN_POSITIVE * 1.05;
         let (mut w, g) = (vec![0.5f32; 3], vec![0.0f32; 3]);
         let mut m = vec![edge, -edge, 1e-3];
@@ -521,15 +518,7 @@ mod tests {
                 (norm - expected_norm).abs() < 1e-3 * expected_norm,
                 "{norm}"
             );
-            let step = Step {
-                lr: 0.01,
-                scale: 1.0,
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                correct1: 1.0 - 0.9f64.powi(t),
-                correct2: 1.0 - 0.999f64.powi(t),
-            };
+            let step = step(1.0, 1.0 - 0.9f64.powi(t), 1.0 - 0.999f64.powi(t));
             (theta, m, v) = step.apply_tensor(&theta, &c, &m, &v, 0.01)?;
         }
         let (ours, reference) = (w.as_tensor().to_vec1::<f32>()?, theta.to_vec1::<f32>()?);
