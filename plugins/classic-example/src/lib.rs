@@ -3,7 +3,9 @@
 //!
 //! The context is split at `answer_marker` (default `"\nA:"`) into the interviewer's prompt
 //! and the answer; question, prompt and answer are separate feature blocks with their own
-//! weights (default 0, 0.5 and 1: measured best on QEvasion and the sample data).
+//! weights (default 0, 0.5 and 1: measured best on QEvasion and the sample data). Six dense
+//! relevance features (how much the answer overlaps the question, its best-matching
+//! sentence, lengths; `relevance_weight`) follow the n-grams.
 //!
 //! It trains in seconds on a CPU, gives real probabilities, and is a worked example of a
 //! complete [`Classifier`]: configuration from `model_config.options`, training with
@@ -136,8 +138,9 @@ impl Classifier for ClassicExample {
             learning_rate: None,
         });
         ctx.message(format!(
-            "fitted {} features in {:.2} s ({} L-BFGS iterations{})",
+            "fitted {} n-gram and {} relevance features in {:.2} s ({} L-BFGS iterations{})",
             stats.vocab_size,
+            stats.relevance_features,
             stats.seconds,
             stats.iterations,
             if stats.converged {

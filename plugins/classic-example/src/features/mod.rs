@@ -14,6 +14,7 @@
 
 mod blocks;
 mod parallel;
+mod relevance;
 #[cfg(test)]
 mod tests;
 mod tokenize;
@@ -24,6 +25,9 @@ use serde::{Deserialize, Serialize};
 use blocks::{block_of, FIELDS, N_BLOCKS};
 pub use blocks::{split_context, BlockWeights};
 pub(crate) use parallel::{map_ranges, resolve_threads, split_range};
+pub use relevance::{
+    check_weight as check_relevance_weight, RelevanceFeatures, N_RELEVANCE, RELEVANCE_FEATURES,
+};
 use tokenize::Scratch;
 
 /// A sparse feature row: strictly increasing column indices with one value each.

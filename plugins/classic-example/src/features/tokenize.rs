@@ -24,7 +24,7 @@ fn combine(h: u64, word: u64) -> u64 {
 }
 
 /// Stable 64-bit hash of a byte string (little-endian 8-byte words, length-seeded).
-fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
+pub(super) fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
     let mut h = combine(seed, bytes.len() as u64);
     let mut chunks = bytes.chunks_exact(8);
     for chunk in &mut chunks {
@@ -96,7 +96,7 @@ impl Tokens {
     }
 
     /// The token with one space on each side.
-    fn padded(&self, i: usize) -> &str {
+    pub(super) fn padded(&self, i: usize) -> &str {
         let span = &self.spans[i];
         &self.text[span.start - 1..span.end + 1]
     }

@@ -4,10 +4,12 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::{ClassicModel, ModelError};
+use super::{ClassicModel, ModelError, ModelStateV2};
 
 pub(super) const MAGIC: &[u8; 8] = b"CLRTYCLS";
-const FORMAT_VERSION: u32 = 2;
+const FORMAT_VERSION: u32 = 3;
+/// Version 2 (no relevance features) is still read.
+const FORMAT_VERSION_V2: u32 = 2;
 const HEADER_LEN: usize = MAGIC.len() + 4 + 8;
 
 impl ClassicModel {
@@ -29,7 +31,7 @@ impl ClassicModel {
             return Err(corrupt("not a Clarity classic model (bad magic)"));
         }
         let (version, rest) = split_u32(&bytes[MAGIC.len()..]);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_V2 {
             return Err(ModelError::Corrupt(format!(
                 "unsupported format version {version} (this build reads version \
                  {FORMAT_VERSION}): retrain the model"
@@ -39,11 +41,11 @@ impl ClassicModel {
         if checksum != fnv1a(payload) {
             return Err(corrupt("checksum mismatch (truncated or damaged file)"));
         }
-        match postcard::take_from_bytes::<Self>(payload) {
-            Ok((model, [])) => Ok(model),
-            Ok(_) => Err(corrupt("trailing bytes after the model")),
-            Err(e) => Err(ModelError::Corrupt(e.to_string())),
+        if version == FORMAT_VERSION_V2 {
+            let state: ModelStateV2 = decode_all(payload)?;
+            return ClassicModel::try_from(state).map_err(ModelError::Corrupt);
         }
+        decode_all(payload)
     }
 
     /// Writes the model to `path` atomically: a temporary file in the same directory is
@@ -65,6 +67,15 @@ impl ClassicModel {
             source,
         })?;
         Self::from_bytes(&bytes)
+    }
+}
+
+/// Decodes a whole payload, rejecting trailing bytes.
+fn decode_all<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, ModelError> {
+    match postcard::take_from_bytes::<T>(payload) {
+        Ok((value, [])) => Ok(value),
+        Ok(_) => Err(ModelError::Corrupt("trailing bytes after the model".into())),
+        Err(e) => Err(ModelError::Corrupt(e.to_string())),
     }
 }
 
@@ -100,7 +111,7 @@ fn split_u64(bytes: &[u8]) -> (u64, &[u8]) {
 }
 
 /// 64-bit FNV-1a: enough to catch truncation and bit rot, not an integrity signature.
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(super) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xCBF2_9CE4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3)
     })

@@ -3,8 +3,9 @@
 //!
 //! File format: 8-byte magic, format version (u32 LE), FNV-1a checksum of the payload
 //! (u64 LE), then the payload encoded with `postcard`. Version 2 added the answer marker and
-//! the per-block weights (question, prompt, answer) to the vectorizer; version 1 files are
-//! rejected with a request to retrain.
+//! the per-block weights (question, prompt, answer) to the vectorizer; version 3 the relevance
+//! features. Version 2 files still load (as models without relevance features); version 1
+//! files are rejected with a request to retrain.
 
 mod format;
 #[cfg(test)]
@@ -16,7 +17,10 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::features::{BlockWeights, SparseRow, TfidfVectorizer, VectorizerConfig};
+use crate::features::{
+    map_ranges, resolve_threads, split_range, BlockWeights, RelevanceFeatures, SparseRow,
+    TfidfVectorizer, VectorizerConfig, N_RELEVANCE,
+};
 use crate::linear::{ClassWeight, LinearError, LogisticRegression, SolverOptions};
 
 /// Training settings; every field has a default, and unknown fields are rejected.
@@ -39,6 +43,11 @@ pub struct TrainOptions {
     pub answer_marker: String,
     /// Relative weights `{question, prompt, answer}` of the three text blocks; 0 drops a block.
     pub block_weights: BlockWeights,
+    /// Weight of the question-answer relevance features (overlap, best-matching sentence,
+    /// lengths; see `features/relevance.rs`), each standardised, against the unit-norm n-gram
+    /// row; 0 leaves them out. They read the question, prompt and answer whatever
+    /// `block_weights` says. The default, 0.2, was measured on QEvasion: +0.027 macro-F1.
+    pub relevance_weight: f32,
     /// Inverse regularisation strength, as in scikit-learn: the objective is
     /// `c * sum_i(w_i * loss_i) + ||params||^2 / 2` (biases included, class weights `w_i`
     /// summing to the number of pairs), so larger values fit the training data more closely.
@@ -69,6 +78,7 @@ impl Default for TrainOptions {
             sublinear_tf: vectorizer.sublinear_tf,
             answer_marker: vectorizer.answer_marker,
             block_weights: vectorizer.block_weights,
+            relevance_weight: 0.2,
             c: 10.0,
             max_iter: solver.max_iter,
             tol: solver.tol,
@@ -85,6 +95,10 @@ impl TrainOptions {
         self.vectorizer_config()
             .validate()
             .map_err(ModelError::InvalidOptions)?;
+        if self.relevance_weight != 0.0 {
+            crate::features::check_relevance_weight(self.relevance_weight)
+                .map_err(ModelError::InvalidOptions)?;
+        }
         if !(self.c.is_finite() && self.c > 0.0) {
             return Err(ModelError::InvalidOptions(format!(
                 "c must be finite and > 0, got {}",
@@ -137,6 +151,8 @@ pub struct FitStats {
     pub converged: bool,
     /// Number of features kept by the vectorizer.
     pub vocab_size: usize,
+    /// Number of relevance features appended after the n-grams (0 when they are off).
+    pub relevance_features: usize,
     /// Wall-clock time of the whole fit, in seconds.
     pub seconds: f64,
 }
@@ -191,18 +207,28 @@ pub enum ModelError {
 /// Batches at least this long are featurised on every core.
 const PARALLEL_BATCH: usize = 64;
 
-/// The serialised form of a [`ClassicModel`]; checked when loaded.
+/// The serialised form of a [`ClassicModel`] (format version 3); checked when loaded.
 #[derive(Serialize, Deserialize)]
 struct ModelState {
+    vectorizer: TfidfVectorizer,
+    relevance: Option<RelevanceFeatures>,
+    classifier: LogisticRegression,
+}
+
+/// Format version 2: the same without relevance features.
+#[derive(Serialize, Deserialize)]
+pub(super) struct ModelStateV2 {
     vectorizer: TfidfVectorizer,
     classifier: LogisticRegression,
 }
 
-/// A trained (question, context) classifier: TF-IDF features and multinomial logistic regression.
+/// A trained (question, context) classifier: TF-IDF features, optional relevance features
+/// appended after them, and multinomial logistic regression.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(try_from = "ModelState", into = "ModelState")]
 pub struct ClassicModel {
     vectorizer: TfidfVectorizer,
+    relevance: Option<RelevanceFeatures>,
     classifier: LogisticRegression,
 }
 
@@ -210,6 +236,7 @@ impl From<ClassicModel> for ModelState {
     fn from(m: ClassicModel) -> Self {
         Self {
             vectorizer: m.vectorizer,
+            relevance: m.relevance,
             classifier: m.classifier,
         }
     }
@@ -219,13 +246,32 @@ impl TryFrom<ModelState> for ClassicModel {
     type Error = String;
 
     fn try_from(s: ModelState) -> Result<Self, String> {
-        if s.classifier.n_features() != s.vectorizer.vocab_size() {
+        let n_relevance = if s.relevance.is_some() {
+            N_RELEVANCE
+        } else {
+            0
+        };
+        if s.classifier.n_features() != s.vectorizer.vocab_size() + n_relevance {
             return Err("classifier and vectorizer disagree on the number of features".into());
         }
         Ok(Self {
             vectorizer: s.vectorizer,
+            relevance: s.relevance,
             classifier: s.classifier,
         })
+    }
+}
+
+impl TryFrom<ModelStateV2> for ClassicModel {
+    type Error = String;
+
+    fn try_from(s: ModelStateV2) -> Result<Self, String> {
+        ModelState {
+            vectorizer: s.vectorizer,
+            relevance: None,
+            classifier: s.classifier,
+        }
+        .try_into()
     }
 }
 
@@ -242,11 +288,16 @@ impl ClassicModel {
         check_training_set(pairs.len(), labels, n_labels)?;
         let vectorizer = TfidfVectorizer::fit(&opts.vectorizer_config(), pairs, opts.threads)
             .map_err(ModelError::InvalidOptions)?;
-        let rows = vectorizer.transform_batch(pairs, opts.threads);
+        let relevance = (opts.relevance_weight > 0.0)
+            .then(|| RelevanceFeatures::fit(pairs, &opts.answer_marker, opts.relevance_weight))
+            .transpose()
+            .map_err(ModelError::InvalidOptions)?;
+        let rows = feature_rows(&vectorizer, relevance.as_ref(), pairs, opts.threads);
+        let n_relevance = relevance.as_ref().map_or(0, |_| N_RELEVANCE);
         let (classifier, report) = LogisticRegression::fit(
             &rows,
             labels,
-            vectorizer.vocab_size(),
+            vectorizer.vocab_size() + n_relevance,
             n_labels,
             &opts.solver_options(pairs.len()),
         )?;
@@ -255,11 +306,13 @@ impl ClassicModel {
             iterations: report.iterations,
             converged: report.converged,
             vocab_size: vectorizer.vocab_size(),
+            relevance_features: n_relevance,
             seconds: started.elapsed().as_secs_f64(),
         };
         Ok((
             Self {
                 vectorizer,
+                relevance,
                 classifier,
             },
             stats,
@@ -281,9 +334,23 @@ impl ClassicModel {
         self.vectorizer.config()
     }
 
-    /// The TF-IDF row of one pair, as the classifier sees it.
+    /// The relevance features, when the model was trained with them.
+    pub fn relevance(&self) -> Option<&RelevanceFeatures> {
+        self.relevance.as_ref()
+    }
+
+    /// The feature row of one pair as the classifier sees it: TF-IDF n-grams, then the
+    /// relevance features (if any).
     pub fn features(&self, question: &str, context: &str) -> SparseRow {
-        self.vectorizer.transform(question, context)
+        let mut row = self.vectorizer.transform(question, context);
+        append_relevance(
+            &mut row,
+            &self.vectorizer,
+            self.relevance.as_ref(),
+            question,
+            context,
+        );
+        row
     }
 
     /// Probability of each label for one pair; `n_labels()` values summing to 1.
@@ -299,10 +366,63 @@ impl ClassicModel {
         C: AsRef<str> + Sync,
     {
         let threads = if pairs.len() >= PARALLEL_BATCH { 0 } else { 1 };
-        let rows = self.vectorizer.transform_batch(pairs, threads);
+        let rows = feature_rows(&self.vectorizer, self.relevance.as_ref(), pairs, threads);
         rows.iter()
             .map(|row| self.classifier.predict_proba(row))
             .collect()
+    }
+}
+
+/// The feature rows of many pairs, in order, on up to `threads` threads (0 = every core).
+fn feature_rows<Q, C>(
+    vectorizer: &TfidfVectorizer,
+    relevance: Option<&RelevanceFeatures>,
+    pairs: &[(Q, C)],
+    threads: usize,
+) -> Vec<SparseRow>
+where
+    Q: AsRef<str> + Sync,
+    C: AsRef<str> + Sync,
+{
+    let mut rows = vectorizer.transform_batch(pairs, threads);
+    if let Some(relevance) = relevance {
+        let threads = resolve_threads(threads);
+        let ranges = split_range(pairs.len(), threads * 4);
+        let dense = map_ranges(&ranges, threads, |range| {
+            pairs[range]
+                .iter()
+                .map(|(q, c)| relevance.transform(q.as_ref(), c.as_ref()))
+                .collect::<Vec<_>>()
+        });
+        for (row, values) in rows.iter_mut().zip(dense.into_iter().flatten()) {
+            push_dense(row, vectorizer.vocab_size(), &values);
+        }
+    }
+    rows
+}
+
+/// Appends the relevance features of one pair to its n-gram row.
+fn append_relevance(
+    row: &mut SparseRow,
+    vectorizer: &TfidfVectorizer,
+    relevance: Option<&RelevanceFeatures>,
+    question: &str,
+    context: &str,
+) {
+    if let Some(relevance) = relevance {
+        push_dense(
+            row,
+            vectorizer.vocab_size(),
+            &relevance.transform(question, context),
+        );
+    }
+}
+
+/// Appends dense values as columns `first..first + values.len()`, after every n-gram column.
+fn push_dense(row: &mut SparseRow, first: usize, values: &[f32]) {
+    for (i, &value) in values.iter().enumerate() {
+        row.indices.push((first + i) as u32);
+        row.values.push(value);
     }
 }
 

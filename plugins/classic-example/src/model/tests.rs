@@ -165,6 +165,8 @@ fn only_weighted_blocks_of_the_context_count() {
             prompt: 0.0,
             answer: 1.0,
         },
+        // The relevance features read the question and the prompt whatever the block weights.
+        relevance_weight: 0.0,
         ..small_options()
     };
     let (model, _) = ClassicModel::fit(&framed, &labels, 3, &opts).expect("fit");
@@ -272,5 +274,93 @@ fn options_deserialize_with_defaults_and_reject_unknown_fields() {
     assert!(matches!(
         opts.validate(),
         Err(ModelError::InvalidOptions(_))
+    ));
+}
+
+#[test]
+fn relevance_features_follow_the_ngram_columns_and_survive_saving() {
+    let (train, labels) = synthetic(80, 11);
+    let opts = TrainOptions {
+        relevance_weight: 0.5,
+        ..small_options()
+    };
+    let (model, stats) = ClassicModel::fit(&train, &labels, 3, &opts).expect("fit");
+    assert_eq!(stats.relevance_features, N_RELEVANCE);
+    let (q, c) = &train[0];
+    let row = model.features(q, c);
+    let tail = &row.indices[row.nnz() - N_RELEVANCE..];
+    let first = model.vocab_size() as u32;
+    assert_eq!(
+        tail,
+        (first..first + N_RELEVANCE as u32).collect::<Vec<_>>()
+    );
+    let relevance = model.relevance().expect("relevance features");
+    assert_eq!(
+        &row.values[row.nnz() - N_RELEVANCE..],
+        relevance.transform(q, c)
+    );
+    let back = ClassicModel::from_bytes(&model.to_bytes().expect("encode")).expect("decode");
+    assert_eq!(back.predict_proba(q, c), model.predict_proba(q, c));
+    // The batch path (threads) builds the same rows as the one-pair path.
+    let batch = model.predict_proba_batch(&train);
+    assert_eq!(batch[0], model.predict_proba(q, c));
+    assert!(batch.len() >= super::PARALLEL_BATCH);
+}
+
+#[test]
+fn a_zero_relevance_weight_leaves_the_features_out_and_bad_weights_are_rejected() {
+    let (train, labels) = synthetic(40, 5);
+    let opts = TrainOptions {
+        relevance_weight: 0.0,
+        ..small_options()
+    };
+    let (model, stats) = ClassicModel::fit(&train, &labels, 3, &opts).expect("fit");
+    assert_eq!(stats.relevance_features, 0);
+    assert!(model.relevance().is_none());
+    let (q, c) = &train[0];
+    assert!(model
+        .features(q, c)
+        .indices
+        .iter()
+        .all(|&i| (i as usize) < model.vocab_size()));
+    for bad in [-0.1, f32::NAN, f32::INFINITY] {
+        let opts = TrainOptions {
+            relevance_weight: bad,
+            ..small_options()
+        };
+        assert!(matches!(
+            ClassicModel::fit(&train, &labels, 3, &opts),
+            Err(ModelError::InvalidOptions(_))
+        ));
+    }
+}
+
+#[test]
+fn format_version_2_files_still_load() {
+    let (train, labels) = synthetic(40, 9);
+    let opts = TrainOptions {
+        relevance_weight: 0.0,
+        ..small_options()
+    };
+    let (model, _) = ClassicModel::fit(&train, &labels, 3, &opts).expect("fit");
+    // A version 2 file: the same header, a payload without the relevance field.
+    let payload = postcard::to_stdvec(&ModelStateV2 {
+        vectorizer: model.vectorizer.clone(),
+        classifier: model.classifier.clone(),
+    })
+    .expect("encode");
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend_from_slice(&2u32.to_le_bytes());
+    bytes.extend_from_slice(&super::format::fnv1a(&payload).to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    let old = ClassicModel::from_bytes(&bytes).expect("a version 2 file loads");
+    assert!(old.relevance().is_none());
+    let (q, c) = &train[3];
+    assert_eq!(old.predict_proba(q, c), model.predict_proba(q, c));
+    // The same payload labelled version 3 is not a valid version 3 file.
+    bytes[MAGIC.len()] = 3;
+    assert!(matches!(
+        ClassicModel::from_bytes(&bytes),
+        Err(ModelError::Corrupt(_))
     ));
 }
