@@ -277,14 +277,18 @@ fn options_deserialize_with_defaults_and_reject_unknown_fields() {
     ));
 }
 
+/// Options with this relevance weight.
+fn with_relevance(relevance_weight: f32) -> TrainOptions {
+    TrainOptions {
+        relevance_weight,
+        ..small_options()
+    }
+}
+
 #[test]
 fn relevance_features_follow_the_ngram_columns_and_survive_saving() {
     let (train, labels) = synthetic(80, 11);
-    let opts = TrainOptions {
-        relevance_weight: 0.5,
-        ..small_options()
-    };
-    let (model, stats) = ClassicModel::fit(&train, &labels, 3, &opts).expect("fit");
+    let (model, stats) = ClassicModel::fit(&train, &labels, 3, &with_relevance(0.5)).expect("fit");
     assert_eq!(stats.relevance_features, N_RELEVANCE);
     let (q, c) = &train[0];
     let row = model.features(q, c);
@@ -310,11 +314,7 @@ fn relevance_features_follow_the_ngram_columns_and_survive_saving() {
 #[test]
 fn a_zero_relevance_weight_leaves_the_features_out_and_bad_weights_are_rejected() {
     let (train, labels) = synthetic(40, 5);
-    let opts = TrainOptions {
-        relevance_weight: 0.0,
-        ..small_options()
-    };
-    let (model, stats) = ClassicModel::fit(&train, &labels, 3, &opts).expect("fit");
+    let (model, stats) = ClassicModel::fit(&train, &labels, 3, &with_relevance(0.0)).expect("fit");
     assert_eq!(stats.relevance_features, 0);
     assert!(model.relevance().is_none());
     let (q, c) = &train[0];
@@ -324,12 +324,8 @@ fn a_zero_relevance_weight_leaves_the_features_out_and_bad_weights_are_rejected(
         .iter()
         .all(|&i| (i as usize) < model.vocab_size()));
     for bad in [-0.1, f32::NAN, f32::INFINITY] {
-        let opts = TrainOptions {
-            relevance_weight: bad,
-            ..small_options()
-        };
         assert!(matches!(
-            ClassicModel::fit(&train, &labels, 3, &opts),
+            ClassicModel::fit(&train, &labels, 3, &with_relevance(bad)),
             Err(ModelError::InvalidOptions(_))
         ));
     }
@@ -338,11 +334,7 @@ fn a_zero_relevance_weight_leaves_the_features_out_and_bad_weights_are_rejected(
 #[test]
 fn format_version_2_files_still_load() {
     let (train, labels) = synthetic(40, 9);
-    let opts = TrainOptions {
-        relevance_weight: 0.0,
-        ..small_options()
-    };
-    let (model, _) = ClassicModel::fit(&train, &labels, 3, &opts).expect("fit");
+    let (model, _) = ClassicModel::fit(&train, &labels, 3, &with_relevance(0.0)).expect("fit");
     // A version 2 file: the same header, a payload without the relevance field.
     let payload = postcard::to_stdvec(&ModelStateV2 {
         vectorizer: model.vectorizer.clone(),
