@@ -15,9 +15,9 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 use super::blocks::split_context;
-use super::tokenize::{hash_bytes, Tokens};
+use super::tokenize::{char_wb_ngrams, hash_bytes, Tokens};
 
-/// Names of the features, in column order (shown in logs and saved-model metadata).
+/// Names of the features, in column order.
 pub const RELEVANCE_FEATURES: [&str; N_RELEVANCE] = [
     "question_answer_word_cosine",
     "question_answer_char_cosine",
@@ -31,7 +31,7 @@ pub const RELEVANCE_FEATURES: [&str; N_RELEVANCE] = [
 pub const N_RELEVANCE: usize = 6;
 
 /// Character n-gram lengths compared between question and answer.
-const CHAR_NGRAMS: std::ops::RangeInclusive<usize> = 3..=5;
+const CHAR_NGRAMS: [usize; 2] = [3, 5];
 
 /// The serialised form of [`RelevanceFeatures`]; checked when loaded.
 #[derive(Serialize, Deserialize)]
@@ -76,7 +76,7 @@ impl TryFrom<RelevanceState> for RelevanceFeatures {
     type Error = String;
 
     fn try_from(s: RelevanceState) -> Result<Self, String> {
-        check_weight(s.weight)?;
+        check_in_use(s.weight)?;
         let finite = s.mean.iter().chain(&s.scale).all(|v| v.is_finite());
         if !finite || s.scale.iter().any(|&v| v <= 0.0) {
             return Err("relevance feature statistics must be finite, scales > 0".into());
@@ -95,16 +95,24 @@ impl TryFrom<RelevanceState> for RelevanceFeatures {
     }
 }
 
-/// Checks a relevance weight: finite and above 0 (0 means "no relevance features" and is
-/// handled by the caller).
+/// Checks a `relevance_weight` option: finite and >= 0 (0 turns the features off).
 pub fn check_weight(weight: f32) -> Result<(), String> {
-    if weight.is_finite() && weight > 0.0 {
+    if weight.is_finite() && weight >= 0.0 {
         Ok(())
     } else {
         Err(format!(
-            "relevance_weight must be finite and >= 0, got {weight}"
+            "relevance_weight must be finite and >= 0 (0 turns the features off), got {weight}"
         ))
     }
+}
+
+/// Checks the weight of fitted features: an option's value, and not 0 (no features at all).
+fn check_in_use(weight: f32) -> Result<(), String> {
+    check_weight(weight)?;
+    if weight == 0.0 {
+        return Err("relevance features need a relevance_weight above 0".into());
+    }
+    Ok(())
 }
 
 impl RelevanceFeatures {
@@ -115,7 +123,7 @@ impl RelevanceFeatures {
         Q: AsRef<str>,
         C: AsRef<str>,
     {
-        check_weight(weight)?;
+        check_in_use(weight)?;
         let mut tokens = Tokens::default();
         let mut word_df = FxHashMap::<u64, u32>::default();
         let mut seen = FxHashSet::default();
@@ -155,11 +163,6 @@ impl RelevanceFeatures {
         Ok(fitted)
     }
 
-    /// The weight of these features relative to the unit-norm n-gram row.
-    pub fn weight(&self) -> f32 {
-        self.weight
-    }
-
     /// The standardised, weighted features of one pair, in [`RELEVANCE_FEATURES`] order.
     pub fn transform(&self, question: &str, context: &str) -> [f32; N_RELEVANCE] {
         let raw = self.raw(question, context);
@@ -169,21 +172,29 @@ impl RelevanceFeatures {
     /// The features before standardisation.
     pub fn raw(&self, question: &str, context: &str) -> [f32; N_RELEVANCE] {
         let (prompt, answer) = split_context(context, &self.answer_marker);
-        let mut tokens = Tokens::default();
-        let q_words = self.word_vector(&mut tokens, question);
-        let q_len = tokens.spans.len();
-        let q_chars = char_vector(&tokens);
-        let a_words = self.word_vector(&mut tokens, answer);
-        let a_len = tokens.spans.len();
-        let a_chars = char_vector(&tokens);
-        let p_words = self.word_vector(&mut tokens, prompt);
-        let best_sentence = sentences(answer)
-            .map(|s| cosine(&q_words, &self.word_vector(&mut tokens, s)))
-            .fold(0.0f32, f32::max);
+        let mut scratch = Scratch::default();
+        let mut q = Hashes::default();
+        q.push(&mut scratch, question, true);
+        let q_len = q.words.len();
+        let q_words = self.word_vector(q.words);
+        // The answer is read sentence by sentence, once: the sentences' tokens together are
+        // the answer's (a sentence ends at white space, which never splits a token).
+        let mut a = Hashes::default();
+        let mut best_sentence = 0.0f32;
+        for sentence in sentences(answer) {
+            let from = a.words.len();
+            a.push(&mut scratch, sentence, true);
+            let sentence_words = self.word_vector(a.words[from..].to_vec());
+            best_sentence = best_sentence.max(cosine(&q_words, &sentence_words));
+        }
+        let a_len = a.words.len();
+        let a_words = self.word_vector(a.words);
+        let mut p = Hashes::default();
+        p.push(&mut scratch, prompt, false);
         [
             cosine(&q_words, &a_words),
-            cosine(&q_chars, &a_chars),
-            cosine(&p_words, &a_words),
+            cosine(&unit_vector(q.chars), &unit_vector(a.chars)),
+            cosine(&self.word_vector(p.words), &a_words),
             best_sentence,
             (a_len as f32).ln_1p(),
             (q_len as f32).ln_1p(),
@@ -196,15 +207,45 @@ impl RelevanceFeatures {
         ((1.0 + f64::from(self.n_docs)) / (1.0 + f64::from(df))).ln() as f32 + 1.0
     }
 
-    /// Unit-norm `(1 + ln tf) * idf` word vector of `text`, sorted by word hash; leaves the
-    /// text's tokens in `tokens`.
-    fn word_vector(&self, tokens: &mut Tokens, text: &str) -> Vec<(u64, f32)> {
-        tokens.fill(text);
-        let hashes = (0..tokens.spans.len()).map(|i| word_hash(tokens.token(i)));
-        let mut vector = sublinear_counts(hashes.collect());
+    /// Unit-norm `(1 + ln tf) * idf` vector of word hashes, sorted by hash.
+    fn word_vector(&self, hashes: Vec<u64>) -> Vec<(u64, f32)> {
+        let mut vector = sublinear_counts(hashes);
         vector.iter_mut().for_each(|(h, v)| *v *= self.idf(*h));
         normalise(&mut vector);
         vector
+    }
+}
+
+/// Reusable tokenisation buffers.
+#[derive(Default)]
+struct Scratch {
+    tokens: Tokens,
+    char_starts: Vec<usize>,
+}
+
+/// The word hashes and (optionally) `char_wb` n-gram hashes of some text.
+#[derive(Default)]
+struct Hashes {
+    words: Vec<u64>,
+    chars: Vec<u64>,
+}
+
+impl Hashes {
+    /// Appends the hashes of `text`.
+    fn push(&mut self, scratch: &mut Scratch, text: &str, with_chars: bool) {
+        let Scratch {
+            tokens,
+            char_starts,
+        } = scratch;
+        tokens.fill(text);
+        for i in 0..tokens.spans.len() {
+            self.words.push(word_hash(tokens.token(i)));
+            if with_chars {
+                char_wb_ngrams(tokens.padded(i), CHAR_NGRAMS, char_starts, |gram| {
+                    self.chars.push(hash_bytes(0, gram));
+                });
+            }
+        }
     }
 }
 
@@ -212,24 +253,8 @@ fn word_hash(token: &str) -> u64 {
     hash_bytes(0, token.as_bytes())
 }
 
-/// Unit-norm `(1 + ln tf)` vector of the `char_wb` 3- to 5-grams of `tokens`.
-fn char_vector(tokens: &Tokens) -> Vec<(u64, f32)> {
-    let mut hashes = Vec::new();
-    for i in 0..tokens.spans.len() {
-        let padded = tokens.padded(i);
-        let starts: Vec<usize> = padded
-            .char_indices()
-            .map(|(at, _)| at)
-            .chain([padded.len()])
-            .collect();
-        let n_chars = starts.len() - 1;
-        for n in CHAR_NGRAMS {
-            for w in 0..=n_chars.saturating_sub(n) {
-                let end = starts[(w + n).min(n_chars)];
-                hashes.push(hash_bytes(n as u64, &padded.as_bytes()[starts[w]..end]));
-            }
-        }
-    }
+/// Unit-norm `(1 + ln tf)` vector of hashes, sorted by hash.
+fn unit_vector(hashes: Vec<u64>) -> Vec<(u64, f32)> {
     let mut vector = sublinear_counts(hashes);
     normalise(&mut vector);
     vector
@@ -315,7 +340,7 @@ mod tests {
 
     #[test]
     fn an_answer_about_the_question_scores_higher_overlap() {
-        let r = RelevanceFeatures::fit(&corpus(), "\nA:", 1.0).unwrap();
+        let r = RelevanceFeatures::fit(&corpus(), "\nA:", 1.0).expect("fit");
         let on_topic = r.raw("Will you raise taxes?", "Q: x\nA: We will not raise taxes.");
         let off_topic = r.raw("Will you raise taxes?", "Q: x\nA: The weather is lovely.");
         for f in [0, 1, 3] {
@@ -331,7 +356,7 @@ mod tests {
 
     #[test]
     fn the_best_sentence_is_found_among_unrelated_ones() {
-        let r = RelevanceFeatures::fit(&corpus(), "\nA:", 1.0).unwrap();
+        let r = RelevanceFeatures::fit(&corpus(), "\nA:", 1.0).expect("fit");
         let context =
             "Q: x\nA: The weather is lovely. I enjoyed the visit! Taxes will rise next year.";
         let raw = r.raw("Will taxes rise?", context);
@@ -350,7 +375,7 @@ mod tests {
 
     #[test]
     fn lengths_and_identical_texts_have_their_exact_values() {
-        let r = RelevanceFeatures::fit(&corpus(), "\nA:", 1.0).unwrap();
+        let r = RelevanceFeatures::fit(&corpus(), "\nA:", 1.0).expect("fit");
         let raw = r.raw("raise taxes now", "Q: raise taxes now\nA: raise taxes now");
         assert!((raw[0] - 1.0).abs() < 1e-5 && (raw[1] - 1.0).abs() < 1e-5);
         assert!((raw[4] - 4f32.ln()).abs() < 1e-6 && (raw[5] - 4f32.ln()).abs() < 1e-6);
@@ -361,7 +386,7 @@ mod tests {
     #[test]
     fn training_features_are_standardised_and_weighted() {
         let pairs = corpus();
-        let r = RelevanceFeatures::fit(&pairs, "\nA:", 0.5).unwrap();
+        let r = RelevanceFeatures::fit(&pairs, "\nA:", 0.5).expect("fit");
         let rows: Vec<_> = pairs.iter().map(|(q, c)| r.transform(q, c)).collect();
         for f in 0..N_RELEVANCE {
             let mean = rows.iter().map(|x| x[f]).sum::<f32>() / 3.0;
@@ -377,9 +402,9 @@ mod tests {
 
     #[test]
     fn saved_features_round_trip_and_bad_state_is_rejected() {
-        let r = RelevanceFeatures::fit(&corpus(), "\nA:", 0.1).unwrap();
-        let bytes = postcard::to_stdvec(&r).unwrap();
-        let back: RelevanceFeatures = postcard::from_bytes(&bytes).unwrap();
+        let r = RelevanceFeatures::fit(&corpus(), "\nA:", 0.1).expect("fit");
+        let bytes = postcard::to_stdvec(&r).expect("encode");
+        let back: RelevanceFeatures = postcard::from_bytes(&bytes).expect("decode");
         let (q, c) = &corpus()[1];
         assert_eq!(r.transform(q, c), back.transform(q, c));
         assert!(RelevanceFeatures::fit(&corpus(), "\nA:", 0.0).is_err());

@@ -153,27 +153,38 @@ impl Scratch {
         }
     }
 
-    /// `char_wb` n-grams: windows inside each space-padded token; a padded token shorter
-    /// than `n` yields itself once (like scikit-learn).
-    fn push_char_ngrams(&mut self, [min_n, max_n]: [usize; 2], block: u64) {
+    /// `char_wb` n-grams of every token (see [`char_wb_ngrams`]).
+    fn push_char_ngrams(&mut self, range: [usize; 2], block: u64) {
         for i in 0..self.tokens.spans.len() {
             let padded = self.tokens.padded(i);
-            self.char_starts.clear();
-            self.char_starts
-                .extend(padded.char_indices().map(|(at, _)| at));
-            self.char_starts.push(padded.len());
-            let n_chars = self.char_starts.len() - 1;
-            for n in min_n..=max_n {
-                let windows = n_chars.saturating_sub(n) + 1;
-                for w in 0..windows {
-                    let end = self.char_starts[(w + n).min(n_chars)];
-                    let gram = &padded.as_bytes()[self.char_starts[w]..end];
-                    self.keys.push(tag(block, hash_bytes(block, gram)));
-                }
-                if n >= n_chars {
-                    break;
-                }
-            }
+            char_wb_ngrams(padded, range, &mut self.char_starts, |gram| {
+                self.keys.push(tag(block, hash_bytes(block, gram)));
+            });
+        }
+    }
+}
+
+/// The `char_wb` n-grams of one space-padded token, `min_n` to `max_n` characters long: the
+/// windows inside it, and the token itself once when it is shorter than `n` (like
+/// scikit-learn). `starts` is scratch space for the characters' byte offsets.
+pub(super) fn char_wb_ngrams(
+    padded: &str,
+    [min_n, max_n]: [usize; 2],
+    starts: &mut Vec<usize>,
+    mut gram: impl FnMut(&[u8]),
+) {
+    starts.clear();
+    starts.extend(padded.char_indices().map(|(at, _)| at));
+    starts.push(padded.len());
+    let n_chars = starts.len() - 1;
+    for n in min_n..=max_n {
+        let windows = n_chars.saturating_sub(n) + 1;
+        for w in 0..windows {
+            let end = starts[(w + n).min(n_chars)];
+            gram(&padded.as_bytes()[starts[w]..end]);
+        }
+        if n >= n_chars {
+            break;
         }
     }
 }

@@ -33,8 +33,8 @@ impl ClassicModel {
         let (version, rest) = split_u32(&bytes[MAGIC.len()..]);
         if version != FORMAT_VERSION && version != FORMAT_VERSION_V2 {
             return Err(ModelError::Corrupt(format!(
-                "unsupported format version {version} (this build reads version \
-                 {FORMAT_VERSION}): retrain the model"
+                "unsupported format version {version} (this build reads versions \
+                 {FORMAT_VERSION_V2} and {FORMAT_VERSION}): retrain the model"
             )));
         }
         let (checksum, payload) = split_u64(rest);

@@ -95,10 +95,8 @@ impl TrainOptions {
         self.vectorizer_config()
             .validate()
             .map_err(ModelError::InvalidOptions)?;
-        if self.relevance_weight != 0.0 {
-            crate::features::check_relevance_weight(self.relevance_weight)
-                .map_err(ModelError::InvalidOptions)?;
-        }
+        crate::features::check_relevance_weight(self.relevance_weight)
+            .map_err(ModelError::InvalidOptions)?;
         if !(self.c.is_finite() && self.c > 0.0) {
             return Err(ModelError::InvalidOptions(format!(
                 "c must be finite and > 0, got {}",
