@@ -112,19 +112,25 @@ pub fn build(model: &EncoderModel, ops: GraphOps) -> Result<GraphBuilder, Export
 
     let mut w = Weights { g: &mut g, n: 0 };
     let mut x = w.embeddings(model, &ids, &mask, segments.as_deref())?;
-    match ops {
-        GraphOps::Standard => {
-            let bias = w.mask_bias(&mask);
-            for layer in &model.layers {
-                x = w.layer(model, layer, &x, &bias)?;
+    // The masks each kind of layer reads, written once, before their first reader.
+    let (mut bias, mut int_mask) = (None::<String>, None::<String>);
+    for (i, layer) in model.layers.iter().enumerate() {
+        // As in the candle model, a head that reads the first position alone needs the last
+        // layer at that position only.
+        let first_only = arch.pooling == Pooling::Cls && i + 1 == model.layers.len();
+        x = if first_only || ops == GraphOps::Standard {
+            let bias = bias.get_or_insert_with(|| w.mask_bias(&mask)).clone();
+            if first_only {
+                w.layer_first(model, layer, &x, &bias)?
+            } else {
+                w.layer(model, layer, &x, &bias)?
             }
-        }
-        GraphOps::Fused => {
-            let mask = w.g.cast(&mask, ElemType::Int32);
-            for layer in &model.layers {
-                x = w.fused_layer(model, layer, &x, &mask)?;
-            }
-        }
+        } else {
+            let mask = int_mask
+                .get_or_insert_with(|| w.g.cast(&mask, ElemType::Int32))
+                .clone();
+            w.fused_layer(model, layer, &x, &mask)?
+        };
     }
     let logits = w.head(model, &x, &mask)?;
     let labels = model.num_labels() as i64;
@@ -233,21 +239,38 @@ impl Weights<'_> {
         x: &str,
         bias: &str,
     ) -> Result<String, ExportError> {
-        let x = self.attention(model, &layer.attention, x, bias)?;
+        let x = self.attention(model, &layer.attention, x, x, bias)?;
         self.feed_forward(&layer.feed_forward, &x)
     }
 
-    /// [`Attention::forward`].
+    /// [`Layer::forward_first`]: `[b, 1, h]`, the first position's output. In both graph
+    /// kinds it is written in standard operators: ONNX Runtime's `Attention` op has no
+    /// form with fewer queries than keys, and with one query attention is a small share.
+    fn layer_first(
+        &mut self,
+        model: &EncoderModel,
+        layer: &Layer,
+        x: &str,
+        bias: &str,
+    ) -> Result<String, ExportError> {
+        let first = self.g.slice(x, &[0], &[1], &[1]);
+        let first = self.attention(model, &layer.attention, &first, x, bias)?;
+        self.feed_forward(&layer.feed_forward, &first)
+    }
+
+    /// [`Attention::forward_at`]: the queries of the positions `at` (rows of `x`) over every
+    /// position of `x`.
     fn attention(
         &mut self,
         model: &EncoderModel,
         attention: &Attention,
+        at: &str,
         x: &str,
         bias: &str,
     ) -> Result<String, ExportError> {
         let arch = &model.arch;
         let (nh, hd) = (arch.num_heads as i64, arch.head_dim() as i64);
-        let q = self.linear("query", &attention.query, x)?;
+        let q = self.linear("query", &attention.query, at)?;
         let k = self.linear("key", &attention.key, x)?;
         let v = self.linear("value", &attention.value, x)?;
         // [b, s, h] -> [b, nh, s, hd] (keys as [b, nh, hd, s] for Q·K^T).
@@ -266,7 +289,7 @@ impl Weights<'_> {
         let context = self.g.transpose(&context, &[0, 2, 1, 3]);
         let context = self.g.reshape(&context, &[0, 0, arch.hidden_size as i64]);
         let attn = self.linear("attn_out", &attention.output, &context)?;
-        let sum = self.g.add(&attn, x);
+        let sum = self.g.add(&attn, at);
         self.norm("attn_norm", &attention.norm, &sum)
     }
 

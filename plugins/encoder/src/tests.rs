@@ -219,6 +219,48 @@ fn the_fused_ops_give_the_composed_candle_gradients_for_every_parameter() {
     }
 }
 
+/// With first-token pooling the last layer runs at the first position only: the logits and
+/// every parameter's gradient are those of the whole last layer.
+#[test]
+fn the_first_position_shortcut_gives_the_full_models_logits_and_gradients() {
+    let batch = TensorBatch::from_encoded(&tiny_batch(), &Device::Cpu).unwrap();
+    let labels = Tensor::new(&[0u32, 2], &Device::Cpu).unwrap();
+    for family in ["bert", "roberta", "distilbert"] {
+        let model = tiny_model(family, 3, 5);
+        assert_eq!(model.arch.pooling, Pooling::Cls);
+        let shortcut = model.logits(&batch, false).expect("logits");
+        let full = model.logits_every_position(&batch, false).expect("logits");
+        let error = crate::tests::relative_error(&shortcut, &full).expect("error");
+        assert!(error < FORWARD_TOLERANCE, "{family}: logits off by {error}");
+        let g_short = cross_entropy(&shortcut, &labels)
+            .and_then(|l| l.backward())
+            .expect("backward");
+        let g_full = cross_entropy(&full, &labels)
+            .and_then(|l| l.backward())
+            .expect("backward");
+        for (name, var) in model.varmap_vars() {
+            let (Some(a), Some(b)) = (g_short.get(var.as_tensor()), g_full.get(var.as_tensor()))
+            else {
+                panic!("{family}: no gradient for {name}");
+            };
+            // The keys' bias gets a gradient of zero up to rounding (a softmax does not see
+            // a shift shared by its row): measured against 1e-3 at least, as below.
+            let worst = (a - b)
+                .and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>())
+                .expect("difference");
+            let scale = b
+                .abs()
+                .and_then(|b| b.max_all()?.to_scalar::<f32>())
+                .expect("scale")
+                .max(1e-3);
+            assert!(
+                worst / scale < GRADIENT_TOLERANCE,
+                "{family} {name}: gradient off by {worst} (largest {scale})"
+            );
+        }
+    }
+}
+
 /// `model_config.options.pooling`: `cls`, `mean`, unset (the folder's `config.json`
 /// decides), or a config error naming the option and its values; and a folder written with
 /// mean pooling reads back as mean pooling.

@@ -121,14 +121,39 @@ impl EncoderModel {
         let dropout = Dropout::new(train, &self.dropout_seeds);
         let mut x = self.embeddings.forward(batch, dropout)?;
         let bias = padding_bias(&batch.attention_mask)?;
-        for layer in &self.layers {
+        let Some((last, layers)) = self.layers.split_last() else {
+            return self.head.forward(&self.pool(&x, batch)?, dropout);
+        };
+        for layer in layers {
             x = layer.forward(&x, &bias, dropout)?;
         }
         let pooled = match self.arch.pooling {
-            Pooling::Cls => x.narrow(1, 0, 1)?.squeeze(1)?,
-            Pooling::Mean => masked_mean(&x, &batch.attention_mask)?,
+            // The head reads one position, so the last layer computes only that one.
+            Pooling::Cls => last.forward_first(&x, &bias, dropout)?.squeeze(1)?,
+            Pooling::Mean => self.pool(&last.forward(&x, &bias, dropout)?, batch)?,
         };
         self.head.forward(&pooled, dropout)
+    }
+
+    /// [`Self::logits`] with every layer computed at every position (the reference the
+    /// first-position shortcut is tested against).
+    #[cfg(test)]
+    pub(crate) fn logits_every_position(&self, batch: &TensorBatch, train: bool) -> Result<Tensor> {
+        let dropout = Dropout::new(train, &self.dropout_seeds);
+        let mut x = self.embeddings.forward(batch, dropout)?;
+        let bias = padding_bias(&batch.attention_mask)?;
+        for layer in &self.layers {
+            x = layer.forward(&x, &bias, dropout)?;
+        }
+        self.head.forward(&self.pool(&x, batch)?, dropout)
+    }
+
+    /// The pooled hidden state `[b, hidden]` of the last layer's output `x`.
+    fn pool(&self, x: &Tensor, batch: &TensorBatch) -> Result<Tensor> {
+        match self.arch.pooling {
+            Pooling::Cls => x.narrow(1, 0, 1)?.squeeze(1),
+            Pooling::Mean => masked_mean(x, &batch.attention_mask),
+        }
     }
 }
 

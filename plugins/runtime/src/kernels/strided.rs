@@ -20,11 +20,16 @@ pub struct Mat {
 impl Mat {
     /// An `n × n` row-major block (one head's scores).
     pub fn square(ptr: *const f32, n: usize) -> Mat {
+        Mat::row_major(ptr, n, n)
+    }
+
+    /// A `rows × cols` row-major block.
+    pub fn row_major(ptr: *const f32, rows: usize, cols: usize) -> Mat {
         Mat {
             ptr,
-            rows: n,
-            cols: n,
-            row_stride: n as isize,
+            rows,
+            cols,
+            row_stride: cols as isize,
             col_stride: 1,
         }
     }
