@@ -120,11 +120,7 @@ pub fn build(model: &EncoderModel, ops: GraphOps) -> Result<GraphBuilder, Export
         let first_only = arch.pooling == Pooling::Cls && i + 1 == model.layers.len();
         x = if first_only || ops == GraphOps::Standard {
             let bias = bias.get_or_insert_with(|| w.mask_bias(&mask)).clone();
-            if first_only {
-                w.layer_first(model, layer, &x, &bias)?
-            } else {
-                w.layer(model, layer, &x, &bias)?
-            }
+            w.layer(model, layer, &x, &bias, first_only)?
         } else {
             let mask = int_mask
                 .get_or_insert_with(|| w.g.cast(&mask, ElemType::Int32))
@@ -231,31 +227,24 @@ impl Weights<'_> {
         self.g.unsqueeze(&bias, &[1, 2])
     }
 
-    /// [`Layer::forward`] (dropout is off in inference).
+    /// [`Layer::forward`] (dropout is off in inference), or with `first_only`
+    /// [`Layer::forward_first`]: `[b, 1, h]`, the first position's output. The latter is
+    /// written in standard operators in both graph kinds: ONNX Runtime's `Attention` op has
+    /// no form with fewer queries than keys, and with one query attention is a small share.
     fn layer(
         &mut self,
         model: &EncoderModel,
         layer: &Layer,
         x: &str,
         bias: &str,
+        first_only: bool,
     ) -> Result<String, ExportError> {
-        let x = self.attention(model, &layer.attention, x, x, bias)?;
-        self.feed_forward(&layer.feed_forward, &x)
-    }
-
-    /// [`Layer::forward_first`]: `[b, 1, h]`, the first position's output. In both graph
-    /// kinds it is written in standard operators: ONNX Runtime's `Attention` op has no
-    /// form with fewer queries than keys, and with one query attention is a small share.
-    fn layer_first(
-        &mut self,
-        model: &EncoderModel,
-        layer: &Layer,
-        x: &str,
-        bias: &str,
-    ) -> Result<String, ExportError> {
-        let first = self.g.slice(x, &[0], &[1], &[1]);
-        let first = self.attention(model, &layer.attention, &first, x, bias)?;
-        self.feed_forward(&layer.feed_forward, &first)
+        let at = match first_only {
+            true => self.g.slice(x, &[0], &[1], &[1]),
+            false => x.to_string(),
+        };
+        let out = self.attention(model, &layer.attention, &at, x, bias)?;
+        self.feed_forward(&layer.feed_forward, &out)
     }
 
     /// [`Attention::forward_at`]: the queries of the positions `at` (rows of `x`) over every

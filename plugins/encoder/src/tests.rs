@@ -223,8 +223,8 @@ fn the_fused_ops_give_the_composed_candle_gradients_for_every_parameter() {
 /// every parameter's gradient are those of the whole last layer.
 #[test]
 fn the_first_position_shortcut_gives_the_full_models_logits_and_gradients() {
-    let batch = TensorBatch::from_encoded(&tiny_batch(), &Device::Cpu).unwrap();
-    let labels = Tensor::new(&[0u32, 2], &Device::Cpu).unwrap();
+    let batch = TensorBatch::from_encoded(&tiny_batch(), &Device::Cpu).expect("batch");
+    let labels = Tensor::new(&[0u32, 2], &Device::Cpu).expect("labels");
     for family in ["bert", "roberta", "distilbert"] {
         let model = tiny_model(family, 3, 5);
         assert_eq!(model.arch.pooling, Pooling::Cls);
