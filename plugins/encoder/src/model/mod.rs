@@ -118,37 +118,35 @@ impl EncoderModel {
 
     /// Logits `[batch, num_labels]`; `train` turns dropout on.
     pub fn logits(&self, batch: &TensorBatch, train: bool) -> Result<Tensor> {
-        let dropout = Dropout::new(train, &self.dropout_seeds);
-        let mut x = self.embeddings.forward(batch, dropout)?;
-        let bias = padding_bias(&batch.attention_mask)?;
-        let Some((last, layers)) = self.layers.split_last() else {
-            return self.head.forward(&self.pool(&x, batch)?, dropout);
-        };
-        for layer in layers {
-            x = layer.forward(&x, &bias, dropout)?;
-        }
-        let pooled = match self.arch.pooling {
-            // The head reads one position, so the last layer computes only that one.
-            Pooling::Cls => last.forward_first(&x, &bias, dropout)?.squeeze(1)?,
-            Pooling::Mean => self.pool(&last.forward(&x, &bias, dropout)?, batch)?,
-        };
-        self.head.forward(&pooled, dropout)
+        self.run(batch, train, true)
     }
 
     /// [`Self::logits`] with every layer computed at every position (the reference the
     /// first-position shortcut is tested against).
     #[cfg(test)]
     pub(crate) fn logits_every_position(&self, batch: &TensorBatch, train: bool) -> Result<Tensor> {
+        self.run(batch, train, false)
+    }
+
+    /// The forward pass; with `shortcut` and first-token pooling the head reads one
+    /// position, so the last layer computes only that one (`[b, 1, hidden]`).
+    fn run(&self, batch: &TensorBatch, train: bool, shortcut: bool) -> Result<Tensor> {
         let dropout = Dropout::new(train, &self.dropout_seeds);
         let mut x = self.embeddings.forward(batch, dropout)?;
         let bias = padding_bias(&batch.attention_mask)?;
-        for layer in &self.layers {
-            x = layer.forward(&x, &bias, dropout)?;
+        let first_only = shortcut && self.arch.pooling == Pooling::Cls;
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = if first_only && i + 1 == self.layers.len() {
+                layer.forward_first(&x, &bias, dropout)?
+            } else {
+                layer.forward(&x, &bias, dropout)?
+            };
         }
         self.head.forward(&self.pool(&x, batch)?, dropout)
     }
 
-    /// The pooled hidden state `[b, hidden]` of the last layer's output `x`.
+    /// The pooled hidden state `[b, hidden]` of the last layer's output `x` (its first
+    /// position, or the mean over real tokens).
     fn pool(&self, x: &Tensor, batch: &TensorBatch) -> Result<Tensor> {
         match self.arch.pooling {
             Pooling::Cls => x.narrow(1, 0, 1)?.squeeze(1),
